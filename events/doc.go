@@ -1,0 +1,9 @@
+// Package events is the domain kernel of tenantvault: the validated TenantID,
+// the CloudEvents envelope and its codec, topic naming, and the error codes
+// every other package reports through.
+//
+// It imports only the standard library. It never touches the disk, the
+// network or key material: it names things and checks them, nothing more.
+// A TenantID that exists as a value has passed validation, so code that
+// builds a path or a topic from one may trust it.
+package events

@@ -1,0 +1,232 @@
+package events
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SpecVersion is the only CloudEvents version accepted.
+const SpecVersion = "1.0"
+
+// DefaultMaxEventBytes is the default size limit of one encoded event.
+const DefaultMaxEventBytes = 1 << 20
+
+// ContentTypeCloudEventsJSON marks a structured-mode CloudEvent.
+const ContentTypeCloudEventsJSON = "application/cloudevents+json"
+
+// Event is a CloudEvents 1.0 event as tenantvault understands it. Subject is
+// the stream id, ID the idempotency key, Tenant the optional "tenant"
+// extension.
+type Event struct {
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	SpecVersion     string          `json:"specversion"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            time.Time       `json:"time,omitzero"`
+	DataContentType string          `json:"datacontenttype,omitempty"`
+	DataSchema      string          `json:"dataschema,omitempty"`
+	Tenant          string          `json:"tenant,omitempty"`
+	Data            json.RawMessage `json:"data,omitempty"`
+	DataBase64      []byte          `json:"data_base64,omitempty"`
+}
+
+// Limits on attribute sizes; a stream id or event id is a key, not a payload.
+const (
+	MaxIDLen      = 256
+	MaxSubjectLen = 1024
+	MaxTypeLen    = 256
+	MaxSourceLen  = 1024
+)
+
+// IsDelete reports whether applying e removes its stream's state: a type
+// ending in ".deleted" or a JSON null data.
+func (e *Event) IsDelete() bool {
+	return strings.HasSuffix(e.Type, ".deleted") || bytes.Equal(bytes.TrimSpace(e.Data), []byte("null"))
+}
+
+// Validate checks the attributes tenantvault relies on. The error is an *Error
+// with code EINVALID that names the attribute, never its value's payload.
+func (e *Event) Validate() error {
+	switch {
+	case e.SpecVersion != SpecVersion:
+		return Errorf(EINVALID, "specversion %.20q is not supported (want %q)", e.SpecVersion, SpecVersion)
+	case e.ID == "":
+		return Errorf(EINVALID, "missing required attribute id")
+	case e.Source == "":
+		return Errorf(EINVALID, "missing required attribute source")
+	case e.Type == "":
+		return Errorf(EINVALID, "missing required attribute type")
+	case e.Subject == "":
+		return Errorf(EINVALID, "missing required attribute subject (the stream id)")
+	case len(e.ID) > MaxIDLen:
+		return Errorf(EINVALID, "attribute id is longer than %d bytes", MaxIDLen)
+	case len(e.Subject) > MaxSubjectLen:
+		return Errorf(EINVALID, "attribute subject is longer than %d bytes", MaxSubjectLen)
+	case len(e.Type) > MaxTypeLen:
+		return Errorf(EINVALID, "attribute type is longer than %d bytes", MaxTypeLen)
+	case len(e.Source) > MaxSourceLen:
+		return Errorf(EINVALID, "attribute source is longer than %d bytes", MaxSourceLen)
+	case e.Data != nil && e.DataBase64 != nil:
+		return Errorf(EINVALID, "data and data_base64 are mutually exclusive")
+	}
+	if e.Tenant != "" {
+		if _, err := ParseTenantID(e.Tenant); err != nil {
+			return Errorf(EINVALID, "extension tenant: %s", ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
+// Encode returns e in structured-mode JSON.
+func (e *Event) Encode() ([]byte, error) { return json.Marshal(e) }
+
+// Header is one Kafka record header, as the codec sees it.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Decode decodes one Kafka record value (and headers) into an Event: binary
+// mode when a ce_specversion header is present, structured mode otherwise.
+// Records larger than maxBytes (value plus headers) are refused with
+// ETOOLARGE; anything malformed with EINVALID. The returned event is valid.
+func Decode(value []byte, headers []Header, maxBytes int) (Event, error) {
+	size := len(value)
+	for _, h := range headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	if maxBytes > 0 && size > maxBytes {
+		return Event{}, Errorf(ETOOLARGE, "event of %d bytes is over the limit of %d bytes", size, maxBytes)
+	}
+	for _, h := range headers {
+		if h.Key == "ce_specversion" {
+			return decodeBinary(value, headers)
+		}
+	}
+	return DecodeStructured(value)
+}
+
+// DecodeStructured decodes a structured-mode CloudEvent (JSON object).
+// Unknown extension attributes are accepted and ignored.
+func DecodeStructured(b []byte) (Event, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", jsonErrorKind(err))
+	}
+	var e Event
+	str := func(name string, dst *string) error {
+		v, ok := raw[name]
+		if !ok || bytes.Equal(v, []byte("null")) {
+			return nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return Errorf(EINVALID, "attribute %s must be a string", name)
+		}
+		return nil
+	}
+	for name, dst := range map[string]*string{
+		"id": &e.ID, "source": &e.Source, "specversion": &e.SpecVersion, "type": &e.Type,
+		"subject": &e.Subject, "datacontenttype": &e.DataContentType, "dataschema": &e.DataSchema,
+		"tenant": &e.Tenant,
+	} {
+		if err := str(name, dst); err != nil {
+			return Event{}, err
+		}
+	}
+	var ts string
+	if err := str("time", &ts); err != nil {
+		return Event{}, err
+	}
+	if ts != "" {
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return Event{}, Errorf(EINVALID, "attribute time is not RFC 3339")
+		}
+		e.Time = t
+	}
+	if d, ok := raw["data"]; ok {
+		e.Data = append(json.RawMessage(nil), d...)
+	}
+	if d, ok := raw["data_base64"]; ok {
+		var s string
+		if err := json.Unmarshal(d, &s); err != nil {
+			return Event{}, Errorf(EINVALID, "attribute data_base64 must be a string")
+		}
+		bin, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return Event{}, Errorf(EINVALID, "attribute data_base64 is not base64")
+		}
+		e.DataBase64 = bin
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// decodeBinary decodes a binary-mode CloudEvent: attributes in ce_* headers,
+// data in the record value, its media type in the content-type header.
+func decodeBinary(value []byte, headers []Header) (Event, error) {
+	var e Event
+	for _, h := range headers {
+		v := string(h.Value)
+		switch strings.ToLower(h.Key) {
+		case "ce_specversion":
+			e.SpecVersion = v
+		case "ce_id":
+			e.ID = v
+		case "ce_source":
+			e.Source = v
+		case "ce_type":
+			e.Type = v
+		case "ce_subject":
+			e.Subject = v
+		case "ce_dataschema":
+			e.DataSchema = v
+		case "ce_tenant":
+			e.Tenant = v
+		case "ce_time":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return Event{}, Errorf(EINVALID, "header ce_time is not RFC 3339")
+			}
+			e.Time = t
+		case "content-type":
+			e.DataContentType = v
+		}
+	}
+	if len(value) > 0 {
+		ct := e.DataContentType
+		if ct == "" || strings.HasPrefix(ct, "application/json") || strings.HasSuffix(strings.SplitN(ct, ";", 2)[0], "+json") {
+			if !json.Valid(value) {
+				return Event{}, Errorf(EINVALID, "data is not valid JSON for content type %.60q", ct)
+			}
+			e.Data = append(json.RawMessage(nil), value...)
+		} else {
+			e.DataBase64 = append([]byte(nil), value...)
+		}
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// jsonErrorKind describes a JSON syntax error without quoting the input.
+func jsonErrorKind(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "not an object"
+	}
+	return "malformed JSON"
+}
