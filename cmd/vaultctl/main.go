@@ -1,0 +1,84 @@
+// Command vaultctl is the command-line client of tenantvault: it talks to
+// vaultd's HTTP API, and publishes events to Kafka for `publish`.
+//
+// The server and credential come from --addr / --token, else
+// TENANTVAULT_ADDR / TENANTVAULT_TOKEN, else http://127.0.0.1:8080 and the
+// admin token in ./vault-data/admin.token.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `vaultctl — the tenantvault command-line client
+
+Usage:
+  vaultctl tenant create ID          create a tenant; prints its API token once
+  vaultctl tenant list               list tenants (admin)
+  vaultctl publish --tenant T --stream S --type TYPE [--data JSON] [--id ID] [--source SRC]
+                                     publish one CloudEvent to tenant.T.events over Kafka
+  vaultctl streams --tenant T        list a tenant's streams
+  vaultctl get --tenant T STREAM     current state of a stream
+  vaultctl events --tenant T STREAM  event history of a stream
+  vaultctl quarantine --tenant T     rejected input of a tenant
+  vaultctl audit [--tenant T] [--flagged] [--action A] [--since RFC3339] [--until RFC3339] [--limit N]
+                                     audit records (admin)
+
+Common flags: --addr URL (TENANTVAULT_ADDR), --token TOKEN (TENANTVAULT_TOKEN),
+--data-dir DIR (where admin.token is found; TENANTVAULT_DATA_DIR), --brokers for publish
+(TENANTVAULT_BROKERS, default 127.0.0.1:9092).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "vaultctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	cmd, rest := args[0], args[1:]
+	if cmd == "tenant" {
+		if len(rest) == 0 {
+			return fmt.Errorf("tenant: want create, list")
+		}
+		cmd, rest = "tenant "+rest[0], rest[1:]
+	}
+	switch cmd {
+	case "tenant create":
+		return c.tenantCreate(ctx, rest)
+	case "tenant list":
+		return c.tenantList(ctx, rest)
+	case "publish":
+		return c.publish(ctx, rest)
+	case "streams":
+		return c.streams(ctx, rest)
+	case "get":
+		return c.get(ctx, rest)
+	case "events":
+		return c.events(ctx, rest)
+	case "quarantine":
+		return c.quarantine(ctx, rest)
+	case "audit":
+		return c.audit(ctx, rest)
+	}
+	return fmt.Errorf("unknown command %q (see vaultctl help)", cmd)
+}

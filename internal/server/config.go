@@ -1,0 +1,150 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// EnvPrefix prefixes every environment variable read by vaultd. Never
+// VAULT_*: those belong to HashiCorp Vault.
+const EnvPrefix = "TENANTVAULT_"
+
+// Config is vaultd's configuration. The zero value plus setDefaults is the
+// embedded single-node default.
+type Config struct {
+	DataDir       string        // default ./vault-data
+	HTTPAddr      string        // default 127.0.0.1:8080
+	KafkaAddr     string        // embedded broker listen address; default 127.0.0.1:9092
+	Brokers       []string      // external Kafka cluster; empty = embedded broker
+	MasterKey     string        // master key URI; default local://<data-dir>/master.key
+	MaxEventBytes int           // default 1 MiB
+	ConsumerGroup string        // default tenantvault
+	AdminToken    string        // from TENANTVAULT_ADMIN_TOKEN only (never a flag: flags show in ps)
+	LogLevel      string        // debug|info|warn|error; default info
+	LogFormat     string        // text|json; default text
+	ShutdownGrace time.Duration // default 10s
+	// Partitions of each new tenant topic; default 1.
+	Partitions int
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./vault-data"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = "127.0.0.1:9092"
+	}
+	if c.MasterKey == "" {
+		c.MasterKey = "local://" + strings.TrimSuffix(c.DataDir, "/") + "/master.key"
+	}
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = events.DefaultMaxEventBytes
+	}
+	if c.ConsumerGroup == "" {
+		c.ConsumerGroup = "tenantvault"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxEventBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--max-event-bytes %d is below 1024", c.MaxEventBytes))
+	}
+	if !strings.Contains(c.MasterKey, "://") {
+		errs = append(errs, fmt.Errorf("--master-key %q is not a URI (want local://PATH)", c.MasterKey))
+	}
+	for _, b := range c.Brokers {
+		if !strings.Contains(b, ":") {
+			errs = append(errs, fmt.Errorf("--brokers: %q is not host:port", b))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New(EnvPrefix+"ADMIN_TOKEN must be at least 16 characters"))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, errors.New("--partitions must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseFlags fills c from args, each flag falling back to its
+// TENANTVAULT_* environment variable (flag > environment > default).
+func (c *Config) ParseFlags(name string, args []string, getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	env := func(flagName, def string) string {
+		if v := getenv(EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))); v != "" {
+			return v
+		}
+		return def
+	}
+	envInt := func(flagName string, def int) int {
+		if v := env(flagName, ""); v != "" {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+		return def
+	}
+	var brokers string
+	fs.StringVar(&c.DataDir, "data-dir", env("data-dir", "./vault-data"), "data directory (env TENANTVAULT_DATA_DIR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("http-addr", "127.0.0.1:8080"), "HTTP API listen address (env TENANTVAULT_HTTP_ADDR)")
+	fs.StringVar(&c.KafkaAddr, "kafka-addr", env("kafka-addr", "127.0.0.1:9092"), "embedded Kafka-protocol broker listen address, used when --brokers is empty (env TENANTVAULT_KAFKA_ADDR)")
+	fs.StringVar(&brokers, "brokers", env("brokers", ""), "external Kafka brokers host:port,...; empty runs the embedded broker (env TENANTVAULT_BROKERS)")
+	fs.StringVar(&c.MasterKey, "master-key", env("master-key", ""), "master key URI, local://PATH (default local://<data-dir>/master.key, development only) (env TENANTVAULT_MASTER_KEY)")
+	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
+	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group prefix (env TENANTVAULT_CONSUMER_GROUP)")
+	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
+	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.Brokers = nil
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	c.AdminToken = getenv(EnvPrefix + "ADMIN_TOKEN")
+	c.setDefaults()
+	return c.Validate()
+}

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/ingest"
+	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/keys"
+	"github.com/tenantvault/tenantvault/projections"
+	"github.com/tenantvault/tenantvault/vault"
+	"github.com/tenantvault/tenantvault/vault/httpapi"
+)
+
+// Server is one running vaultd. Open it, Run it, Close it.
+type Server struct {
+	Config Config
+	Logger *slog.Logger
+
+	adminToken string
+	broker     *kafka.Embedded
+	brokers    []string
+	admin      *kafka.Admin
+	sub        *kafka.Subscriber
+	keystore   *keys.Keystore
+	stores     *projections.Stores
+	audit      *audit.Log
+	vault      *vault.Vault
+	runner     *ingest.Runner
+	listener   net.Listener
+	http       *http.Server
+	running    atomic.Bool
+}
+
+// Open sets everything up: data directory, credentials, keys, broker,
+// stores, audit log, vault, and the HTTP listener. On error, whatever was
+// opened is closed.
+func (s *Server) Open(ctx context.Context) (err error) {
+	s.Config.setDefaults()
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	cfg := &s.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
+		return err
+	}
+	if s.keystore, err = keys.OpenKeystore(filepath.Join(cfg.DataDir, "keys"), cfg.MasterKey, s.Logger); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	s.brokers = cfg.Brokers
+	if len(s.brokers) == 0 {
+		s.broker, err = kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger})
+		if err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		s.brokers = []string{s.broker.Addr()}
+		s.Logger.Info("embedded Kafka-protocol broker listening (single node)", "addr", s.broker.Addr())
+	}
+	if s.admin, err = kafka.NewAdmin(s.brokers); err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Logger: s.Logger}); err != nil {
+		return fmt.Errorf("kafka subscriber: %w", err)
+	}
+	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), Logger: s.Logger}); err != nil {
+		return fmt.Errorf("tenant stores: %w", err)
+	}
+	alertLog := s.Logger.With("alert", "boundary")
+	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: func(r audit.Record) {
+		alertLog.Warn("tenant boundary violation", "index", r.Index, "principal", r.Principal, "tenant", r.Tenant, "action", r.Action, "reason", r.Reason)
+	}}); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if s.vault, err = vault.Open(vault.Config{
+		DataDir: cfg.DataDir, Keys: keyStore{s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
+		OnTenantCreated: func(t events.TenantID) {
+			if s.runner != nil {
+				s.runner.Add(events.TopicFor(t))
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	if err := s.vault.EnsureTopics(ctx); err != nil {
+		return err
+	}
+	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, Vault: s.vault, Logger: s.Logger}); err != nil {
+		return err
+	}
+	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	api := httpapi.New(s.vault, s.ready, s.Logger)
+	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	return nil
+}
+
+func (s *Server) ready() error {
+	if !s.running.Load() {
+		return errors.New("ingest not running")
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully: the HTTP server
+// drains, in-flight ingest batches commit, and Run returns.
+func (s *Server) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.running.Store(true)
+		defer s.running.Store(false)
+		return s.runner.Run(gctx)
+	})
+	g.Go(func() error {
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Config.ShutdownGrace)
+		defer cancel()
+		return s.http.Shutdown(sctx)
+	})
+	s.Logger.Info("vaultd serving", "http", s.HTTPAddr(), "brokers", strings.Join(s.brokers, ","), "data_dir", s.Config.DataDir)
+	return g.Wait()
+}
+
+// Close releases everything Open acquired, in reverse order. Call it after
+// Run has returned.
+func (s *Server) Close() error {
+	var errs []error
+	if s.listener != nil && s.http == nil {
+		errs = append(errs, s.listener.Close())
+	}
+	if s.sub != nil {
+		errs = append(errs, s.sub.Close())
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.Close())
+	}
+	if s.stores != nil {
+		errs = append(errs, s.stores.Close())
+	}
+	if s.audit != nil {
+		errs = append(errs, s.audit.Close())
+	}
+	if s.keystore != nil {
+		errs = append(errs, s.keystore.Close())
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPAddr is the address the API listens on.
+func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
+
+// Brokers are the Kafka bootstrap addresses in use.
+func (s *Server) Brokers() []string { return s.brokers }
+
+// AdminToken is the admin credential.
+func (s *Server) AdminToken() string { return s.adminToken }
+
+// Vault is the running vault.
+func (s *Server) Vault() *vault.Vault { return s.vault }
+
+// adminToken returns TENANTVAULT_ADMIN_TOKEN, or the token in
+// <data-dir>/admin.token, created (0600) on first start.
+func adminToken(cfg *Config, log *slog.Logger) (string, error) {
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin.token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 16 {
+			return "", fmt.Errorf("admin token file %s is too short", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := "tva_" + base64.RawURLEncoding.EncodeToString(raw[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	log.Info("admin token created", "path", path)
+	return tok, nil
+}
+
+// keyStore adapts keys.Keystore to the vault's Keys interface.
+type keyStore struct{ ks *keys.Keystore }
+
+func (k keyStore) Create(t events.TenantID) (vault.Cipher, error) {
+	c, err := k.ks.Create(t)
+	if err != nil {
+		return nil, err
+	}
+	return tenantCipher{c}, nil
+}
+
+func (k keyStore) Cipher(t events.TenantID) (vault.Cipher, error) {
+	c, err := k.ks.Cipher(t)
+	if err != nil {
+		return nil, err
+	}
+	return tenantCipher{c}, nil
+}
+
+// tenantCipher adds the ciphertext key-id lookup to keys.TenantCipher.
+type tenantCipher struct{ *keys.TenantCipher }
+
+func (tenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return keys.KeyIDOf(ciphertext) }
+
+var (
+	_ vault.Keys   = keyStore{}
+	_ vault.Cipher = tenantCipher{}
+	_ vault.Topics = (*kafka.Admin)(nil)
+	_ ingest.Subscriber = (*kafka.Subscriber)(nil)
+)

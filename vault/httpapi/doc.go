@@ -1,0 +1,8 @@
+// Package httpapi is the vault's HTTP JSON API: admin endpoints for tenants
+// and the audit log, tenant endpoints for streams, history and quarantine,
+// and health and metrics. It maps vault error codes to statuses.
+//
+// It never opens a store or a cipher itself: every tenant read goes through
+// a vault.Session made from the request's bearer credential. It never logs
+// request bodies, tokens or tenant data.
+package httpapi

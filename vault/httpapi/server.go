@@ -1,0 +1,413 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/vault"
+)
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 64 << 10
+
+// Ready reports whether the vault is ready to serve (ingest running).
+type Ready func() error
+
+// Handler serves the API.
+type Handler struct {
+	v     *vault.Vault
+	ready Ready
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the API handler of v.
+func New(v *vault.Vault, ready Ready, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if ready == nil {
+		ready = func() error { return nil }
+	}
+	h := &Handler{v: v, ready: ready, log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/tenants", h.createTenant)
+	h.mux.HandleFunc("GET /v1/tenants", h.listTenants)
+	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams", h.listStreams)
+	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}", h.getStream)
+	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents)
+	h.mux.HandleFunc("GET /v1/tenants/{tenant}/quarantine", h.getQuarantine)
+	h.mux.HandleFunc("GET /v1/audit", h.getAudit)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.HandleFunc("GET /metrics", h.metrics)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, events.Errorf(events.ENOTFOUND, "no such endpoint: %s %.100q", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	h.mux.ServeHTTP(w, r)
+}
+
+// bearer returns the request's bearer token, or "".
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action, resource string) (vault.Principal, bool) {
+	p, err := h.v.Authenticate(r.Context(), bearer(r), action, resource)
+	if err != nil {
+		h.fail(w, r, err)
+		return vault.Principal{}, false
+	}
+	return p, true
+}
+
+// session authenticates the request and opens the session of the path's tenant.
+func (h *Handler) session(w http.ResponseWriter, r *http.Request, action, resource string) (*vault.Session, bool) {
+	tenant := r.PathValue("tenant")
+	p, ok := h.auth(w, r, action, resource)
+	if !ok {
+		return nil, false
+	}
+	s, err := h.v.Session(r.Context(), p, tenant, action, resource)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	return s, true
+}
+
+func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.auth(w, r, "tenant.create", "tenants")
+	if !ok {
+		return
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	info, token, err := h.v.CreateTenant(r.Context(), p, req.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		vault.TenantInfo
+		Token string `json:"token"`
+	}{info, token})
+}
+
+func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.auth(w, r, "tenant.list", "tenants")
+	if !ok {
+		return
+	}
+	ts, err := h.v.ListTenants(r.Context(), p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": ts})
+}
+
+type streamJSON struct {
+	Stream    string          `json:"stream"`
+	Version   uint64          `json:"version"`
+	Deleted   bool            `json:"deleted,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Data      json.RawMessage `json:"data,omitempty"`
+}
+
+func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, ok := h.session(w, r, "stream.list", "streams")
+	if !ok {
+		return
+	}
+	defer s.Close()
+	list, next, err := s.Streams(r.Context(), r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]streamJSON, len(list))
+	for i, st := range list {
+		out[i] = streamJSON{Stream: st.Stream, Version: st.Version, Deleted: st.Deleted, UpdatedAt: st.UpdatedAt}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"streams": out, "next_cursor": next})
+}
+
+func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.session(w, r, "stream.read", "streams")
+	if !ok {
+		return
+	}
+	defer s.Close()
+	st, err := s.State(r.Context(), r.PathValue("stream"))
+	if err == nil && st.Deleted {
+		err = events.Errorf(events.ENOTFOUND, "stream was deleted at version %d; its history remains", st.Version)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, streamJSON{Stream: st.Stream, Version: st.Version, Deleted: st.Deleted, UpdatedAt: st.UpdatedAt, Data: st.Data})
+}
+
+type eventJSON struct {
+	Version   uint64          `json:"version"`
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Source    string          `json:"source"`
+	Time      *time.Time      `json:"time,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	DataB64   []byte          `json:"data_base64,omitempty"`
+	Partition int             `json:"partition"`
+	Offset    int64           `json:"offset"`
+	StoredAt  time.Time       `json:"stored_at"`
+}
+
+func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	after, err := intParam(r, "after", 0, -1)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, ok := h.session(w, r, "events.read", "streams")
+	if !ok {
+		return
+	}
+	defer s.Close()
+	evs, err := s.History(r.Context(), r.PathValue("stream"), uint64(after), limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]eventJSON, len(evs))
+	var next uint64
+	for i, e := range evs {
+		out[i] = eventJSON{Version: e.Version, ID: e.Event.ID, Type: e.Event.Type, Source: e.Event.Source, Data: e.Event.Data,
+			DataB64: e.Event.DataBase64, Partition: e.Partition, Offset: e.Offset, StoredAt: e.StoredAt}
+		if !e.Event.Time.IsZero() {
+			t := e.Event.Time
+			out[i].Time = &t
+		}
+		next = e.Version
+	}
+	resp := map[string]any{"stream": r.PathValue("stream"), "events": out}
+	if len(evs) == limit {
+		resp["next_after"] = next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, ok := h.session(w, r, "quarantine.read", "quarantine")
+	if !ok {
+		return
+	}
+	defer s.Close()
+	list, next, err := s.Quarantine(r.Context(), r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	type qJSON struct {
+		Seq       uint64    `json:"seq"`
+		Topic     string    `json:"topic"`
+		Partition int       `json:"partition"`
+		Offset    int64     `json:"offset"`
+		Code      string    `json:"code"`
+		Reason    string    `json:"reason"`
+		Raw       []byte    `json:"raw"`
+		At        time.Time `json:"at"`
+	}
+	out := make([]qJSON, len(list))
+	for i, q := range list {
+		out[i] = qJSON{q.Seq, q.Topic, q.Partition, q.Offset, q.Code, q.Reason, q.Raw, q.At}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"quarantine": out, "next_cursor": next})
+}
+
+func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.auth(w, r, "audit.read", "audit")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	f := audit.Filter{Tenant: q.Get("tenant"), Action: q.Get("action"), Flagged: q.Get("flagged") == "true"}
+	var err error
+	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			h.fail(w, r, events.Errorf(events.EINVALID, "after must be a record index"))
+			return
+		}
+		f.After = &n
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if s := q.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				h.fail(w, r, events.Errorf(events.EINVALID, "%s must be an RFC 3339 time", name))
+				return
+			}
+			*dst = t
+		}
+	}
+	recs, err := h.v.Audit(r.Context(), p, f)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	resp := map[string]any{"records": recs}
+	if len(recs) == f.Limit && len(recs) > 0 {
+		resp["next_after"] = recs[len(recs)-1].Index
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := h.ready(); err != nil {
+		writeError(w, events.Errorf(events.EUNAVAILABLE, "not ready: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// metrics writes the vault's counters in the Prometheus text format.
+func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
+	s := h.v.Stats()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	for _, m := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"tenantvault_events_applied_total", "Events applied to tenant stores.", s.EventsApplied.Load()},
+		{"tenantvault_events_duplicate_total", "Events whose id had already been applied.", s.EventsDuplicate.Load()},
+		{"tenantvault_events_quarantined_total", "Records rejected into a tenant's quarantine.", s.EventsQuarantined.Load()},
+		{"tenantvault_events_redelivered_total", "Records skipped because their offset was already applied.", s.EventsSkipped.Load()},
+		{"tenantvault_unknown_tenant_records_total", "Records on topics of unknown or invalid tenants, skipped.", s.UnknownTenantMsgs.Load()},
+		{"tenantvault_ingest_batches_total", "Ingest batches committed.", s.Batches.Load()},
+		{"tenantvault_reads_total", "Tenant reads served.", s.Reads.Load()},
+		{"tenantvault_denied_total", "Requests denied.", s.Denied.Load()},
+		{"tenantvault_boundary_violations_total", "Attempts to cross a tenant boundary.", s.BoundaryViolations.Load()},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
+	}
+}
+
+// fail writes err as a JSON error; internal errors are logged (without
+// payloads: errors from lower layers never carry them) and answered
+// generically.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if events.ErrorCode(err) == events.EINTERNAL && !errors.Is(err, context.Canceled) {
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, err)
+}
+
+var statusOf = map[string]int{
+	events.EINVALID:      http.StatusBadRequest,
+	events.EUNAUTHORIZED: http.StatusUnauthorized,
+	events.EFORBIDDEN:    http.StatusForbidden,
+	events.ENOTFOUND:     http.StatusNotFound,
+	events.ECONFLICT:     http.StatusConflict,
+	events.EGONE:         http.StatusGone,
+	events.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	events.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	events.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// StatusOf maps an error code to its HTTP status.
+func StatusOf(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := events.ErrorCode(err)
+	if code == events.EUNAUTHORIZED {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tenantvault"`)
+	}
+	writeJSON(w, StatusOf(code), map[string]any{"error": map[string]string{"code": code, "message": events.ErrorMessage(err)}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return events.Errorf(events.ETOOLARGE, "request body is over %d bytes", MaxBodyBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			return events.Errorf(events.EINVALID, "request body is empty")
+		}
+		return events.Errorf(events.EINVALID, "request body is not the expected JSON object")
+	}
+	return nil
+}
+
+// intParam parses query parameter name: def when absent, at most max (max < 0: no bound).
+func intParam(r *http.Request, name string, def, max int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || (max >= 0 && n > max) || (name == "limit" && n == 0) {
+		if max >= 0 {
+			return 0, events.Errorf(events.EINVALID, "%s must be an integer from 1 to %d", name, max)
+		}
+		return 0, events.Errorf(events.EINVALID, "%s must be a non-negative integer", name)
+	}
+	return n, nil
+}

@@ -1,0 +1,171 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/projections"
+)
+
+// Message is one Kafka record as the vault receives it.
+type Message struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []events.Header
+}
+
+// Ingest applies one batch of records of one topic, in partition order, in
+// one transaction of the tenant's store. Bad records (malformed, too large,
+// wrong tenant) are quarantined and audited, never dropped; records on the
+// topic of an unknown or invalid tenant are audited and skipped. Ingest
+// returns an error only when the batch must be redelivered (the store or
+// the audit log failed); redelivery is idempotent.
+func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	t, err := events.TenantFromTopic(topic)
+	if err == nil {
+		if _, ok := v.reg.get(t); !ok {
+			err = events.Errorf(events.ENOTFOUND, "unknown tenant %s", t)
+		}
+	}
+	if err != nil {
+		v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
+		_, aerr := v.cfg.Audit.Append(ctx, audit.Record{
+			Principal: "ingest", Tenant: topicTenant(topic), Action: "ingest.skip", Resource: "topics/" + topic,
+			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: offsetDetails(msgs),
+		})
+		return aerr
+	}
+	c, err := v.cfg.Keys.Cipher(t)
+	if err != nil {
+		return fmt.Errorf("ingest %s: keys: %w", t, err)
+	}
+	st, release, err := v.cfg.Stores.Acquire(t)
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", t, err)
+	}
+	defer release()
+
+	recs := make([]projections.Record, len(msgs))
+	var rejects []audit.Record
+	for i := range msgs {
+		m := &msgs[i]
+		recs[i] = projections.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+		e, rej, flagged := v.decode(t, m)
+		if rej == nil {
+			recs[i].Event = &e
+			continue
+		}
+		recs[i].Reject = rej
+		rejects = append(rejects, audit.Record{
+			Principal: "ingest", Tenant: string(t), Action: "ingest.reject", Resource: "topics/" + topic,
+			Outcome: "rejected", Flagged: flagged, Reason: rej.Reason, KeyIDs: []uint32{c.PrimaryKeyID()},
+			Details: map[string]string{"code": rej.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10)},
+		})
+	}
+	res, err := st.Apply(c, recs)
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", t, err)
+	}
+	v.stats.Batches.Add(1)
+	v.stats.EventsApplied.Add(int64(res.Applied))
+	v.stats.EventsDuplicate.Add(int64(res.Duplicates))
+	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
+	v.stats.EventsSkipped.Add(int64(res.Skipped))
+
+	batch := audit.Record{
+		Principal: "ingest", Tenant: string(t), Action: "ingest.batch", Resource: "topics/" + topic,
+		Outcome: "ok", Count: res.Applied, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: offsetDetails(msgs),
+	}
+	batch.Details["applied"] = strconv.Itoa(res.Applied)
+	batch.Details["duplicates"] = strconv.Itoa(res.Duplicates)
+	batch.Details["quarantined"] = strconv.Itoa(res.Quarantined)
+	batch.Details["skipped"] = strconv.Itoa(res.Skipped)
+	if res.Skipped == len(msgs) {
+		// A pure redelivery: everything was applied and audited before.
+		return nil
+	}
+	return v.appendAll(ctx, append(rejects, batch))
+}
+
+// decode turns m into an event of tenant t, or a rejection. flagged is set
+// when the record crosses a tenant boundary.
+func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *projections.Rejection, flagged bool) {
+	e, err := events.Decode(m.Value, m.Headers, v.cfg.MaxEventBytes)
+	switch {
+	case err != nil:
+		rej = &projections.Rejection{Code: events.ErrorCode(err), Reason: events.ErrorMessage(err)}
+	case e.Tenant != "" && e.Tenant != string(t):
+		v.stats.BoundaryViolations.Add(1)
+		flagged = true
+		rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant"}
+	case len(m.Key) > 0 && string(m.Key) != e.Subject:
+		rej = &projections.Rejection{Code: events.EINVALID, Reason: "kafka key differs from subject (the stream id)"}
+	default:
+		return e, nil, false
+	}
+	raw := m.Value
+	if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
+		// Keep the evidence bounded: the head of an oversized record.
+		raw = raw[:v.cfg.MaxEventBytes]
+	}
+	rej.Raw = raw
+	return events.Event{}, rej, flagged
+}
+
+// appendAll appends recs concurrently, so that group commit makes them
+// durable together, and returns when all are durable.
+func (v *Vault) appendAll(ctx context.Context, recs []audit.Record) error {
+	if len(recs) == 1 {
+		_, err := v.cfg.Audit.Append(ctx, recs[0])
+		return err
+	}
+	errs := make(chan error, len(recs))
+	for _, r := range recs {
+		go func() {
+			_, err := v.cfg.Audit.Append(ctx, r)
+			errs <- err
+		}()
+	}
+	var all []error
+	for range recs {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if len(all) > 0 {
+		return fmt.Errorf("audit: %w", errors.Join(all...))
+	}
+	return nil
+}
+
+func offsetDetails(msgs []Message) map[string]string {
+	return map[string]string{
+		"partition":    strconv.Itoa(msgs[0].Partition),
+		"first_offset": strconv.FormatInt(msgs[0].Offset, 10),
+		"last_offset":  strconv.FormatInt(msgs[len(msgs)-1].Offset, 10),
+		"records":      strconv.Itoa(len(msgs)),
+	}
+}
+
+// topicTenant extracts the tenant part of a tenant-shaped topic for the
+// audit record, bounded; it may be an invalid id (the record says so).
+func topicTenant(topic string) string {
+	if !events.IsTenantTopic(topic) {
+		return ""
+	}
+	s := topic[len("tenant.") : len(topic)-len(".events")]
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return strconv.QuoteToASCII(s)[1 : len(strconv.QuoteToASCII(s))-1]
+}

@@ -1,0 +1,198 @@
+package vault
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// registryEntry is one tenant as the registry file holds it: no secrets,
+// only the SHA-256 of its token (tokens carry 256 bits of entropy, so a
+// plain hash is enough to keep them unrecoverable).
+type registryEntry struct {
+	ID          events.TenantID `json:"id"`
+	Created     time.Time       `json:"created"`
+	TokenSHA256 string          `json:"token_sha256"`
+}
+
+func (e registryEntry) info() TenantInfo {
+	return TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID)}
+}
+
+// registry is the set of tenants, persisted as one JSON file replaced
+// atomically on every change. Reads use a copy-on-write snapshot.
+type registry struct {
+	path string
+	mu   sync.Mutex // serialises writers
+	snap snapshot   // replaced whole under mu; read under rmu
+	rmu  sync.RWMutex
+}
+
+type snapshot struct {
+	byID    map[events.TenantID]registryEntry
+	byToken map[[32]byte]events.TenantID
+}
+
+type registryFile struct {
+	Version int             `json:"version"`
+	Tenants []registryEntry `json:"tenants"`
+}
+
+func openRegistry(path string) (*registry, error) {
+	r := &registry{path: path}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.snap = buildSnapshot(nil)
+		return r, nil
+	case err != nil:
+		return nil, fmt.Errorf("read tenant registry: %w", err)
+	}
+	var f registryFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("read tenant registry %s: %w", path, err)
+	}
+	for _, e := range f.Tenants {
+		if _, err := events.ParseTenantID(string(e.ID)); err != nil {
+			return nil, fmt.Errorf("tenant registry %s holds an invalid id: %w", path, err)
+		}
+	}
+	r.snap = buildSnapshot(f.Tenants)
+	return r, nil
+}
+
+func buildSnapshot(entries []registryEntry) snapshot {
+	s := snapshot{byID: make(map[events.TenantID]registryEntry, len(entries)), byToken: make(map[[32]byte]events.TenantID, len(entries))}
+	for _, e := range entries {
+		s.byID[e.ID] = e
+		var h [32]byte
+		if b, err := hex.DecodeString(e.TokenSHA256); err == nil && len(b) == 32 {
+			copy(h[:], b)
+			s.byToken[h] = e.ID
+		}
+	}
+	return s
+}
+
+func (r *registry) current() snapshot {
+	r.rmu.RLock()
+	defer r.rmu.RUnlock()
+	return r.snap
+}
+
+func (r *registry) get(t events.TenantID) (registryEntry, bool) {
+	e, ok := r.current().byID[t]
+	return e, ok
+}
+
+func (r *registry) byTokenHash(h [32]byte) (events.TenantID, bool) {
+	t, ok := r.current().byToken[h]
+	return t, ok
+}
+
+func (r *registry) list() []registryEntry {
+	s := r.current()
+	out := make([]registryEntry, 0, len(s.byID))
+	for _, e := range s.byID {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (r *registry) ids() []events.TenantID {
+	entries := r.list()
+	out := make([]events.TenantID, len(entries))
+	for i, e := range entries {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// put adds or replaces e, durably, before it becomes visible.
+func (r *registry) put(e registryEntry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	entries := r.list()
+	replaced := false
+	for i := range entries {
+		if entries[i].ID == e.ID {
+			entries[i], replaced = e, true
+		}
+	}
+	if !replaced {
+		entries = append(entries, e)
+	}
+	b, err := json.MarshalIndent(registryFile{Version: 1, Tenants: entries}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode tenant registry: %w", err)
+	}
+	if err := writeFileAtomic(r.path, b, 0o600); err != nil {
+		return fmt.Errorf("write tenant registry: %w", err)
+	}
+	s := buildSnapshot(entries)
+	r.rmu.Lock()
+	r.snap = s
+	r.rmu.Unlock()
+	return nil
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a
+// rename, then syncs the directory, so a crash leaves the old or the new file.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// newToken returns a fresh tenant API token and its SHA-256.
+func newToken(t events.TenantID) (string, [32]byte, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", [32]byte{}, fmt.Errorf("token for tenant %s: %w", t, err)
+	}
+	tok := "tvt_" + base64.RawURLEncoding.EncodeToString(b[:])
+	return tok, sha256.Sum256([]byte(tok)), nil
+}

@@ -1,0 +1,323 @@
+package vault
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/projections"
+)
+
+// Cipher is what the vault needs from one tenant's keys. keys.TenantCipher
+// satisfies it; the vault never sees the key bytes behind it.
+type Cipher interface {
+	Encrypt(plaintext, associatedData []byte) ([]byte, error)
+	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
+	Hash(kind string, data []byte) []byte
+	PrimaryKeyID() uint32
+	KeyIDOf(ciphertext []byte) (uint32, bool)
+}
+
+// Keys creates and finds tenants' ciphers.
+type Keys interface {
+	Create(t events.TenantID) (Cipher, error)
+	Cipher(t events.TenantID) (Cipher, error)
+}
+
+// Topics creates ingress topics.
+type Topics interface {
+	CreateTopic(ctx context.Context, topic string, partitions int) error
+}
+
+// ForeignKey is implemented by decryption errors that found a ciphertext
+// sealed under another tenant's key: a boundary crossing.
+type ForeignKey interface {
+	error
+	ForeignKeyID() uint32
+}
+
+// Config wires a Vault.
+type Config struct {
+	DataDir       string            // registry file lives here
+	Keys          Keys              // required
+	Stores        *projections.Stores // required
+	Audit         *audit.Log        // required
+	Topics        Topics            // required
+	AdminToken    string            // required: the admin credential
+	MaxEventBytes int               // default events.DefaultMaxEventBytes
+	Partitions    int               // partitions of a new tenant topic; default 1
+	// OnTenantCreated is called after a tenant is created (to start consuming
+	// its topic at once). Optional.
+	OnTenantCreated func(events.TenantID)
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = events.DefaultMaxEventBytes
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("vault: DataDir is required"))
+	}
+	if c.Keys == nil {
+		errs = append(errs, errors.New("vault: Keys is required"))
+	}
+	if c.Stores == nil {
+		errs = append(errs, errors.New("vault: Stores is required"))
+	}
+	if c.Audit == nil {
+		errs = append(errs, errors.New("vault: Audit is required"))
+	}
+	if c.Topics == nil {
+		errs = append(errs, errors.New("vault: Topics is required"))
+	}
+	if len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("vault: AdminToken of at least 16 characters is required"))
+	}
+	if c.MaxEventBytes < 0 {
+		errs = append(errs, errors.New("vault: MaxEventBytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Vault is the tenants' vault. It is safe for concurrent use.
+type Vault struct {
+	cfg       Config
+	adminHash [32]byte
+	reg       *registry
+	stats     Stats
+	// createMu serialises tenant creation (rare, multi-step).
+	createMu sync.Mutex
+}
+
+// Stats are the vault's counters, exported on /metrics.
+type Stats struct {
+	EventsApplied      atomic.Int64
+	EventsDuplicate    atomic.Int64
+	EventsQuarantined  atomic.Int64
+	EventsSkipped      atomic.Int64
+	UnknownTenantMsgs  atomic.Int64
+	Batches            atomic.Int64
+	Reads              atomic.Int64
+	Denied             atomic.Int64
+	BoundaryViolations atomic.Int64
+}
+
+// Stats returns the live counters.
+func (v *Vault) Stats() *Stats { return &v.stats }
+
+// Open opens the vault's tenant registry.
+func Open(cfg Config) (*Vault, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg, err := openRegistry(filepath.Join(cfg.DataDir, "tenants.json"))
+	if err != nil {
+		return nil, err
+	}
+	return &Vault{cfg: cfg, adminHash: sha256.Sum256([]byte(cfg.AdminToken)), reg: reg}, nil
+}
+
+// Tenants returns the ids of all tenants, sorted.
+func (v *Vault) Tenants() []events.TenantID { return v.reg.ids() }
+
+// EnsureTopics (re)creates the ingress topic of every tenant: a broker that
+// lost its topics (an embedded one after a crash) gets them back.
+func (v *Vault) EnsureTopics(ctx context.Context) error {
+	for _, t := range v.reg.ids() {
+		if err := v.cfg.Topics.CreateTopic(ctx, events.TopicFor(t), v.cfg.Partitions); err != nil {
+			return fmt.Errorf("ensure topic of tenant %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Principal is an authenticated caller. Only Authenticate makes one.
+type Principal struct {
+	admin  bool
+	tenant events.TenantID
+}
+
+// IsAdmin reports whether p holds the admin credential.
+func (p Principal) IsAdmin() bool { return p.admin }
+
+// Tenant is the tenant p's credential belongs to ("" for admin).
+func (p Principal) Tenant() events.TenantID { return p.tenant }
+
+// String names p for the audit log: "admin" or "tenant:<id>".
+func (p Principal) String() string {
+	switch {
+	case p.admin:
+		return "admin"
+	case p.tenant != "":
+		return "tenant:" + string(p.tenant)
+	}
+	return "anonymous"
+}
+
+// Authenticate turns a bearer token into a Principal. An empty or unknown
+// token fails with EUNAUTHORIZED and is audited.
+func (v *Vault) Authenticate(ctx context.Context, token, action, resource string) (Principal, error) {
+	if token != "" {
+		h := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
+			return Principal{admin: true}, nil
+		}
+		if t, ok := v.reg.byTokenHash(h); ok {
+			return Principal{tenant: t}, nil
+		}
+	}
+	reason := "missing credential"
+	if token != "" {
+		reason = "unknown credential"
+	}
+	v.stats.Denied.Add(1)
+	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
+	return Principal{}, v.auditDenied(ctx, audit.Record{Principal: "anonymous", Action: action, Resource: resource, Outcome: "denied", Reason: reason}, err)
+}
+
+// auditDenied appends rec and returns denial, or the audit failure if the
+// record could not be made durable.
+func (v *Vault) auditDenied(ctx context.Context, rec audit.Record, denial error) error {
+	if _, err := v.cfg.Audit.Append(ctx, rec); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return denial
+}
+
+// TenantInfo describes one tenant.
+type TenantInfo struct {
+	ID      events.TenantID `json:"id"`
+	Created time.Time       `json:"created"`
+	Topic   string          `json:"topic"`
+}
+
+// requireAdmin audits and refuses a non-admin principal.
+func (v *Vault) requireAdmin(ctx context.Context, p Principal, action, resource string) error {
+	if p.admin {
+		return nil
+	}
+	v.stats.Denied.Add(1)
+	return v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: string(p.tenant), Action: action, Resource: resource, Outcome: "denied", Reason: "admin credential required"},
+		events.Errorf(events.EFORBIDDEN, "admin credential required"))
+}
+
+// CreateTenant creates tenant id: its keyset, its ingress topic, its store,
+// and its API token, which is returned once (only its hash is kept).
+func (v *Vault) CreateTenant(ctx context.Context, p Principal, id string) (TenantInfo, string, error) {
+	const action = "tenant.create"
+	if err := v.requireAdmin(ctx, p, action, "tenants"); err != nil {
+		return TenantInfo{}, "", err
+	}
+	t, err := events.ParseTenantID(id)
+	if err != nil {
+		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: "invalid tenant id"}, err)
+	}
+	v.createMu.Lock()
+	defer v.createMu.Unlock()
+	if _, ok := v.reg.get(t); ok {
+		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: "tenant exists"},
+			events.Errorf(events.ECONFLICT, "tenant %s already exists", t))
+	}
+	info, token, keyID, err := v.createTenant(ctx, t)
+	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: "ok"}
+	if err != nil {
+		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
+		if _, aerr := v.cfg.Audit.Append(ctx, rec); aerr != nil {
+			return TenantInfo{}, "", errors.Join(err, fmt.Errorf("audit: %w", aerr))
+		}
+		return TenantInfo{}, "", err
+	}
+	rec.KeyIDs = []uint32{keyID}
+	if _, err := v.cfg.Audit.Append(ctx, rec); err != nil {
+		return TenantInfo{}, "", fmt.Errorf("audit: %w", err)
+	}
+	if v.cfg.OnTenantCreated != nil {
+		v.cfg.OnTenantCreated(t)
+	}
+	v.cfg.Logger.Info("tenant created", "tenant", t, "topic", info.Topic)
+	return info, token, nil
+}
+
+// createTenant does the steps of a create. Each step is idempotent, so a
+// create interrupted by a crash can simply be repeated: the registry entry,
+// which makes the tenant exist, is written last.
+func (v *Vault) createTenant(ctx context.Context, t events.TenantID) (TenantInfo, string, uint32, error) {
+	c, err := v.cfg.Keys.Create(t)
+	if err != nil {
+		// Keys left by an interrupted create: reuse them.
+		if c, err = v.cfg.Keys.Cipher(t); err != nil {
+			return TenantInfo{}, "", 0, fmt.Errorf("create keys of tenant %s: %w", t, err)
+		}
+	}
+	topic := events.TopicFor(t)
+	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
+		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	if err := v.cfg.Stores.Create(t); err != nil && !errors.Is(err, projections.ErrExists) {
+		return TenantInfo{}, "", 0, fmt.Errorf("create store of tenant %s: %w", t, err)
+	}
+	token, hash, err := newToken(t)
+	if err != nil {
+		return TenantInfo{}, "", 0, err
+	}
+	e := registryEntry{ID: t, Created: v.cfg.Now().UTC(), TokenSHA256: hex.EncodeToString(hash[:])}
+	if err := v.reg.put(e); err != nil {
+		return TenantInfo{}, "", 0, err
+	}
+	return e.info(), token, c.PrimaryKeyID(), nil
+}
+
+// ListTenants lists all tenants (admin only).
+func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, error) {
+	const action = "tenant.list"
+	if err := v.requireAdmin(ctx, p, action, "tenants"); err != nil {
+		return nil, err
+	}
+	entries := v.reg.list()
+	out := make([]TenantInfo, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if _, err := v.cfg.Audit.Append(ctx, audit.Record{Principal: p.String(), Action: action, Resource: "tenants", Outcome: "ok", Count: len(out)}); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
+}
+
+// Audit lists audit records (admin only). Reading the audit log is itself
+// not audited per call: it holds no tenant data.
+func (v *Vault) Audit(ctx context.Context, p Principal, f audit.Filter) ([]audit.Record, error) {
+	if err := v.requireAdmin(ctx, p, "audit.read", "audit"); err != nil {
+		return nil, err
+	}
+	return v.cfg.Audit.List(ctx, f)
+}
