@@ -49,14 +49,14 @@ type ForeignKey interface {
 
 // Config wires a Vault.
 type Config struct {
-	DataDir       string            // registry file lives here
-	Keys          Keys              // required
+	DataDir       string              // registry file lives here
+	Keys          Keys                // required
 	Stores        *projections.Stores // required
-	Audit         *audit.Log        // required
-	Topics        Topics            // required
-	AdminToken    string            // required: the admin credential
-	MaxEventBytes int               // default events.DefaultMaxEventBytes
-	Partitions    int               // partitions of a new tenant topic; default 1
+	Audit         *audit.Log          // required
+	Topics        Topics              // required
+	AdminToken    string              // required: the admin credential
+	MaxEventBytes int                 // default events.DefaultMaxEventBytes
+	Partitions    int                 // partitions of a new tenant topic; default 1
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)

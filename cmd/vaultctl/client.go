@@ -80,7 +80,9 @@ type apiError struct {
 	Message string `json:"message"`
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
+}
 
 // call does one API request and decodes the JSON answer into out (if not nil).
 func (c *cli) call(ctx context.Context, method, path string, body, out any) error {

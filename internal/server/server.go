@@ -262,8 +262,8 @@ type tenantCipher struct{ *keys.TenantCipher }
 func (tenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return keys.KeyIDOf(ciphertext) }
 
 var (
-	_ vault.Keys   = keyStore{}
-	_ vault.Cipher = tenantCipher{}
-	_ vault.Topics = (*kafka.Admin)(nil)
+	_ vault.Keys        = keyStore{}
+	_ vault.Cipher      = tenantCipher{}
+	_ vault.Topics      = (*kafka.Admin)(nil)
 	_ ingest.Subscriber = (*kafka.Subscriber)(nil)
 )

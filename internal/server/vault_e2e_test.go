@@ -134,12 +134,12 @@ func TestEndToEnd(t *testing.T) {
 		big := `{"blob":"` + strings.Repeat("x", maxEventBytes) + `"}`
 		publish(t, v.brokers(), "tenant.acme.events",
 			rec("", []byte(`{not json`)),
-			rec("s", event("", "s", "t", `{}`)),         // missing id
-			rec("", event("b2", "", "t", `{}`)),         // missing subject
-			rec("s", event("b3", "s", "", `{}`)),        // missing type
-			rec("s", event("b4", "s", "t", big)),        // too large
+			rec("s", event("", "s", "t", `{}`)),  // missing id
+			rec("", event("b2", "", "t", `{}`)),  // missing subject
+			rec("s", event("b3", "s", "", `{}`)), // missing type
+			rec("s", event("b4", "s", "t", big)), // too large
 			rec("s", []byte(strings.Replace(string(event("b5", "s", "t", `{}`)), `"id"`, `"tenant":"globex","id"`, 1))), // wrong tenant
-			rec(acmeStream, event("a5", acmeStream, "order.shipped", `{"shipped":true}`)), // good, after the bad ones
+			rec(acmeStream, event("a5", acmeStream, "order.shipped", `{"shipped":true}`)),                               // good, after the bad ones
 		)
 		publish(t, v.brokers(), "tenant.unknown-tenant.events", rec("s", event("u1", "s", "t", `{}`)))
 		publish(t, v.brokers(), "tenant.BAD_ID.events", rec("s", event("u2", "s", "t", `{}`)))

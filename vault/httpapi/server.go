@@ -47,7 +47,9 @@ func New(v *vault.Vault, ready Ready, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/quarantine", h.getQuarantine)
 	h.mux.HandleFunc("GET /v1/audit", h.getAudit)
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
