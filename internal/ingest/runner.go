@@ -36,8 +36,13 @@ type Config struct {
 	Subscriber Subscriber
 	Topics     TopicLister
 	Vault      Ingester
-	// MaxBatch bounds the records handed to the vault at once; default 2048.
+	// MaxBatch bounds the records handed to the vault at once; default 512.
 	MaxBatch int
+	// Linger is how long a batch waits for more messages after its first
+	// one, unless it fills up first; default 5ms. Messages are handed over
+	// one at a time, so without it a batch holds what happened to be ready
+	// that instant: often one message, and one store commit each.
+	Linger time.Duration
 	// DiscoverInterval is how often the broker's topic list is read to find
 	// tenant topics created by others; default 1s.
 	DiscoverInterval time.Duration
@@ -46,10 +51,13 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 2048
+		c.MaxBatch = 512
 	}
 	if c.DiscoverInterval == 0 {
 		c.DiscoverInterval = time.Second
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -68,8 +76,8 @@ func (c *Config) Validate() error {
 	if c.Vault == nil {
 		errs = append(errs, errors.New("ingest: Vault is required"))
 	}
-	if c.MaxBatch < 0 || c.DiscoverInterval < 0 {
-		errs = append(errs, errors.New("ingest: MaxBatch and DiscoverInterval must not be negative"))
+	if c.MaxBatch < 0 || c.DiscoverInterval < 0 || c.Linger < 0 {
+		errs = append(errs, errors.New("ingest: MaxBatch, Linger and DiscoverInterval must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -181,6 +189,8 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 	log := r.cfg.Logger.With("topic", topic)
 	batch := make([]*message.Message, 0, r.cfg.MaxBatch)
 	msgs := make([]vault.Message, 0, r.cfg.MaxBatch)
+	linger := time.NewTimer(r.cfg.Linger)
+	defer linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -192,25 +202,29 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 			}
 			batch = append(batch, m)
 		}
-	drain:
+		linger.Reset(r.cfg.Linger)
+	fill:
 		for len(batch) < r.cfg.MaxBatch {
 			select {
 			case m, ok := <-ch:
 				if !ok {
-					break drain
+					break fill
 				}
 				batch = append(batch, m)
-			default:
-				break drain
+			case <-linger.C:
+				break fill
 			}
 		}
+		linger.Stop()
 		msgs = msgs[:0]
 		for _, m := range batch {
 			msgs = append(msgs, toVault(topic, m))
 		}
+		// A batch taken off the channel is finished even when shutdown
+		// starts meanwhile: its commit is not interrupted half-way.
 		backoff := 50 * time.Millisecond
 		for {
-			err := r.cfg.Vault.Ingest(ctx, topic, msgs)
+			err := r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
 			if err == nil {
 				break
 			}

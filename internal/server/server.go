@@ -89,7 +89,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("kafka subscriber: %w", err)
 	}
-	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), Logger: s.Logger}); err != nil {
+	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: 200, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
 	alertLog := s.Logger.With("alert", "boundary")

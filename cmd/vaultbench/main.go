@@ -1,0 +1,329 @@
+// Command vaultbench is tenantvault's load command. It starts a vault on
+// its embedded defaults in a temporary directory, creates M tenants,
+// publishes N CloudEvents across them with kafka-go, and measures end-to-end
+// ingest: from the first publish to the last event committed to its
+// tenant's store (then checks over the HTTP API that every event is
+// queryable). In the same run it writes the same records straight into
+// Badger, with the vault's store options, without Kafka or encryption: the
+// baseline. It prints both rates, their ratio, and the peak RSS of the vault
+// phase.
+//
+//	go run ./cmd/vaultbench -events 200000 -tenants 100 -payload 256
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/internal/server"
+	"github.com/tenantvault/tenantvault/projections"
+)
+
+type config struct {
+	events, tenants, payload, streams, publishers, chunk int
+	dir                                                   string
+	skipBaseline                                          bool
+	out                                                   string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.events, "events", 200000, "events to publish in all")
+	flag.IntVar(&c.tenants, "tenants", 100, "tenants to spread them over")
+	flag.IntVar(&c.payload, "payload", 256, "bytes of each event's data")
+	flag.IntVar(&c.streams, "streams", 100, "streams per tenant")
+	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
+	flag.IntVar(&c.chunk, "chunk", 1000, "records per publish call")
+	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
+	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
+	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vaultbench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "vaultbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(context.Background(), c, os.Stdout); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "vaultbench:", err)
+		os.Exit(1)
+	}
+}
+
+// Results are one run's figures.
+type Results struct {
+	Events, Tenants, PayloadBytes int
+	VaultSeconds                  float64
+	VaultEventsPerSec             float64
+	BaselineSeconds               float64 `json:",omitempty"`
+	BaselineEventsPerSec          float64 `json:",omitempty"`
+	Ratio                         float64 `json:",omitempty"`
+	PeakRSSMiB                    float64
+	PublishSeconds                float64
+}
+
+func run(ctx context.Context, c config, w io.Writer) error {
+	if c.events < c.tenants || c.tenants < 1 || c.payload < 16 {
+		return errors.New("want -events >= -tenants >= 1 and -payload >= 16")
+	}
+	dir := c.dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "vaultbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	tenants := make([]events.TenantID, c.tenants)
+	for i := range tenants {
+		tenants[i] = events.TenantID(fmt.Sprintf("bench-%04d", i))
+	}
+	perTenant := c.events / c.tenants
+	n := perTenant * c.tenants
+	res := Results{Events: n, Tenants: c.tenants, PayloadBytes: c.payload}
+
+	fmt.Fprintf(w, "vaultbench: %d events, %d tenants, %d streams/tenant, %d-byte data\n", n, c.tenants, c.streams, c.payload)
+	if err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs; publish done at %.2fs; peak RSS %.0f MiB)\n",
+		res.VaultEventsPerSec, res.VaultSeconds, res.PublishSeconds, res.PeakRSSMiB)
+	if !c.skipBaseline {
+		if err := benchBaseline(c, filepath.Join(dir, "baseline"), tenants, perTenant, &res); err != nil {
+			return err
+		}
+		res.Ratio = res.VaultEventsPerSec / res.BaselineEventsPerSec
+		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs)\n", res.BaselineEventsPerSec, res.BaselineSeconds)
+		fmt.Fprintf(w, "ratio vault/baseline: %.2f\n", res.Ratio)
+	}
+	if c.out != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		return os.WriteFile(c.out, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// record returns tenant t's j-th event, structured mode, with its stream id.
+func record(t events.TenantID, j, streams, payload int) (string, []byte) {
+	stream := fmt.Sprintf("s-%d", j%streams)
+	e := events.Event{ID: fmt.Sprintf("%s-%d", t, j), Source: "vaultbench", SpecVersion: events.SpecVersion, Type: "bench.recorded", Subject: stream}
+	// {"n":<j>,"pad":"xxx"} padded to exactly payload bytes.
+	head := `{"n":` + strconv.Itoa(j) + `,"pad":"`
+	pad := max(payload-len(head)-2, 0)
+	e.Data = json.RawMessage(head + strings.Repeat("x", pad) + `"}`)
+	b, err := e.Encode()
+	if err != nil {
+		panic(err)
+	}
+	return stream, b
+}
+
+func benchVault(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, res *Results) error {
+	srv := &server.Server{
+		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := srv.Open(ctx); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		srv.Close()
+	}()
+	base := "http://" + srv.HTTPAddr()
+	tokens := make(map[events.TenantID]string, len(tenants))
+	for _, t := range tenants {
+		var out struct{ Token string }
+		if err := call(ctx, "POST", base+"/v1/tenants", srv.AdminToken(), `{"id":"`+string(t)+`"}`, &out); err != nil {
+			return fmt.Errorf("create tenant %s: %w", t, err)
+		}
+		tokens[t] = out.Token
+	}
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: srv.Brokers()})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+
+	total := int64(perTenant * len(tenants))
+	stats := srv.Vault().Stats()
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.publishers)
+	for _, t := range tenants {
+		g.Go(func() error {
+			topic := events.TopicFor(t)
+			for j := 0; j < perTenant; j += c.chunk {
+				msgs := make([]*message.Message, 0, c.chunk)
+				for k := j; k < min(j+c.chunk, perTenant); k++ {
+					stream, b := record(t, k, c.streams, c.payload)
+					m := message.NewMessage(strconv.Itoa(k), b)
+					m.Metadata.Set(kafka.MetadataKey, stream)
+					msgs = append(msgs, m)
+				}
+				if err := pub.Publish(topic, msgs...); err != nil {
+					return fmt.Errorf("publish %s: %w", topic, err)
+				}
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	res.PublishSeconds = time.Since(start).Seconds()
+	deadline := time.Now().Add(10 * time.Minute)
+	for stats.EventsApplied.Load() < total {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d events applied after 10 minutes", stats.EventsApplied.Load(), total)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	res.VaultSeconds = time.Since(start).Seconds()
+	res.VaultEventsPerSec = float64(total) / res.VaultSeconds
+	res.PeakRSSMiB = peakRSSMiB()
+	fmt.Fprintf(os.Stderr, "batches=%d\n", stats.Batches.Load())
+
+	// Every event is queryable: the versions of each tenant's streams add up.
+	for _, t := range tenants {
+		var out struct {
+			Streams []struct{ Version uint64 }
+		}
+		if err := call(ctx, "GET", base+"/v1/tenants/"+string(t)+"/streams?limit=1000", tokens[t], "", &out); err != nil {
+			return fmt.Errorf("list streams of %s: %w", t, err)
+		}
+		var sum uint64
+		for _, s := range out.Streams {
+			sum += s.Version
+		}
+		if sum != uint64(perTenant) {
+			return fmt.Errorf("tenant %s: %d events queryable, want %d", t, sum, perTenant)
+		}
+	}
+	return nil
+}
+
+// benchBaseline writes the same records into one Badger DB per tenant, with
+// the vault's store options, one transaction per batch, tenants in
+// parallel: what the vault's store does minus Kafka, decoding, encryption,
+// projections and audit.
+func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant int, res *Results) error {
+	const batch = 1024
+	cfg := projections.Config{Dir: dir}
+	dbs := make([]*badger.DB, len(tenants))
+	for i, t := range tenants {
+		db, err := badger.Open(cfg.BadgerOptionsFor(filepath.Join(dir, string(t))))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		dbs[i] = db
+	}
+	payloads := make([][][]byte, len(tenants))
+	for i, t := range tenants {
+		payloads[i] = make([][]byte, perTenant)
+		for j := range perTenant {
+			_, payloads[i][j] = record(t, j, c.streams, c.payload)
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(tenants))
+	for i := range tenants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < perTenant && errs[i] == nil; j += batch {
+				errs[i] = dbs[i].Update(func(txn *badger.Txn) error {
+					for k := j; k < min(j+batch, perTenant); k++ {
+						key := binary.BigEndian.AppendUint64([]byte("l/"), uint64(k))
+						if err := txn.Set(key, payloads[i][k]); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	res.BaselineSeconds = time.Since(start).Seconds()
+	res.BaselineEventsPerSec = float64(perTenant*len(tenants)) / res.BaselineSeconds
+	return nil
+}
+
+func call(ctx context.Context, method, url, token, body string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// peakRSSMiB reads the process's peak resident set size (VmHWM).
+func peakRSSMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
