@@ -112,53 +112,48 @@ func Decode(value []byte, headers []Header, maxBytes int) (Event, error) {
 	return DecodeStructured(value)
 }
 
+// wireEvent is the structured-mode JSON shape, decoded in one pass.
+type wireEvent struct {
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	SpecVersion     string          `json:"specversion"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	DataSchema      string          `json:"dataschema"`
+	Tenant          string          `json:"tenant"`
+	Data            json.RawMessage `json:"data"`
+	DataBase64      *string         `json:"data_base64"`
+}
+
 // DecodeStructured decodes a structured-mode CloudEvent (JSON object).
 // Unknown extension attributes are accepted and ignored.
 func DecodeStructured(b []byte) (Event, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
+	var w wireEvent
+	if err := json.Unmarshal(b, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return Event{}, Errorf(EINVALID, "attribute %.40s must be a string", te.Field)
+		}
 		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", jsonErrorKind(err))
 	}
-	var e Event
-	str := func(name string, dst *string) error {
-		v, ok := raw[name]
-		if !ok || bytes.Equal(v, []byte("null")) {
-			return nil
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			return Errorf(EINVALID, "attribute %s must be a string", name)
-		}
-		return nil
+	e := Event{
+		ID: w.ID, Source: w.Source, SpecVersion: w.SpecVersion, Type: w.Type, Subject: w.Subject,
+		DataContentType: w.DataContentType, DataSchema: w.DataSchema, Tenant: w.Tenant,
 	}
-	for name, dst := range map[string]*string{
-		"id": &e.ID, "source": &e.Source, "specversion": &e.SpecVersion, "type": &e.Type,
-		"subject": &e.Subject, "datacontenttype": &e.DataContentType, "dataschema": &e.DataSchema,
-		"tenant": &e.Tenant,
-	} {
-		if err := str(name, dst); err != nil {
-			return Event{}, err
-		}
-	}
-	var ts string
-	if err := str("time", &ts); err != nil {
-		return Event{}, err
-	}
-	if ts != "" {
-		t, err := time.Parse(time.RFC3339Nano, ts)
+	if w.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Time)
 		if err != nil {
 			return Event{}, Errorf(EINVALID, "attribute time is not RFC 3339")
 		}
 		e.Time = t
 	}
-	if d, ok := raw["data"]; ok {
-		e.Data = append(json.RawMessage(nil), d...)
+	if len(w.Data) > 0 {
+		e.Data = w.Data
 	}
-	if d, ok := raw["data_base64"]; ok {
-		var s string
-		if err := json.Unmarshal(d, &s); err != nil {
-			return Event{}, Errorf(EINVALID, "attribute data_base64 must be a string")
-		}
-		bin, err := base64.StdEncoding.DecodeString(s)
+	if w.DataBase64 != nil {
+		bin, err := base64.StdEncoding.DecodeString(*w.DataBase64)
 		if err != nil {
 			return Event{}, Errorf(EINVALID, "attribute data_base64 is not base64")
 		}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantvault/tenantvault/internal/server"
+)
+
+// TestCLI drives vaultctl against an in-process vaultd, the way the README's
+// quickstart does: admin token found in the data dir, tenant token from env.
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	srv := &server.Server{Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := srv.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	env := map[string]string{
+		"TENANTVAULT_ADDR":     "http://" + srv.HTTPAddr(),
+		"TENANTVAULT_DATA_DIR": dir,
+		"TENANTVAULT_BROKERS":  srv.Brokers()[0],
+	}
+	vaultctl := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
+		return out.String(), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := vaultctl(args...)
+		if err != nil {
+			t.Fatalf("vaultctl %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+
+	token := strings.TrimSpace(must("tenant", "create", "acme"))
+	if !strings.HasPrefix(token, "tvt_") {
+		t.Fatalf("tenant create printed %q, want a token", token)
+	}
+	if out := must("tenant", "list"); !strings.Contains(out, `"acme"`) {
+		t.Fatalf("tenant list = %s", out)
+	}
+	if _, err := vaultctl("tenant", "create", "../evil"); err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Fatalf("tenant create ../evil = %v, want an invalid-id error", err)
+	}
+	must("publish", "--tenant", "acme", "--stream", "order-1", "--type", "order.placed", "--data", `{"total":12}`)
+	must("publish", "--tenant", "acme", "--stream", "order-1", "--type", "order.paid", "--data", `{"paid":true}`, "--id", "pay-1")
+
+	env["TENANTVAULT_TOKEN"] = token
+	var state struct {
+		Version uint64
+		Data    map[string]any
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := vaultctl("get", "--tenant", "acme", "order-1")
+		if err == nil {
+			if err := json.Unmarshal([]byte(out), &state); err != nil {
+				t.Fatalf("get printed %q: %v", out, err)
+			}
+			if state.Version == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order-1 not at version 2 after 20s: %v %+v", err, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if state.Data["total"] != 12.0 || state.Data["paid"] != true {
+		t.Fatalf("get = %+v", state)
+	}
+	if out := must("events", "order-1", "--tenant", "acme"); !strings.Contains(out, `"pay-1"`) || !strings.Contains(out, `"order.placed"`) {
+		t.Fatalf("events = %s", out)
+	}
+	if out := must("streams", "--tenant", "acme"); !strings.Contains(out, `"order-1"`) {
+		t.Fatalf("streams = %s", out)
+	}
+	if out := must("quarantine", "--tenant", "acme"); !strings.Contains(out, `"quarantine"`) {
+		t.Fatalf("quarantine = %s", out)
+	}
+	// A tenant token cannot read the audit log; the admin one (from the data dir) can.
+	if _, err := vaultctl("audit"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("audit with tenant token = %v, want 403", err)
+	}
+	delete(env, "TENANTVAULT_TOKEN")
+	if out := must("audit", "--tenant", "acme", "--action", "stream.read"); !strings.Contains(out, `"stream.read"`) {
+		t.Fatalf("audit = %s", out)
+	}
+	env["TENANTVAULT_TOKEN"] = "tvt_wrong"
+	if _, err := vaultctl("get", "--tenant", "acme", "order-1"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("get with a wrong token = %v, want 401", err)
+	}
+	if _, err := vaultctl("frobnicate"); err == nil {
+		t.Fatal("unknown command succeeded")
+	}
+}
