@@ -42,9 +42,9 @@ import (
 
 type config struct {
 	events, tenants, payload, streams, publishers, chunk int
-	dir                                                   string
-	skipBaseline                                          bool
-	out                                                   string
+	dir                                                  string
+	skipBaseline                                         bool
+	out                                                  string
 }
 
 func main() {
