@@ -1,0 +1,477 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// Record is one consumed Kafka message, in partition order.
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Event     *events.Event // a valid event to apply, or nil when Reject is set
+	Reject    *Rejection
+}
+
+// Rejection is input that could not be decoded or validated. It is kept,
+// sealed, in the quarantine keyspace.
+type Rejection struct {
+	Code   string // an events error code (events.EINVALID, events.ETOOLARGE, ...)
+	Reason string // safe to show to the tenant
+	Raw    []byte // the record value as received (sealed when stored)
+}
+
+// Result counts what Apply did with a batch.
+type Result struct {
+	Applied     int // events appended to their stream's log
+	Duplicates  int // events whose id was applied before (not applied again)
+	Quarantined int // rejections and invalid events stored in the quarantine
+	Skipped     int // records at or below the stored offset of their partition (Kafka redelivery)
+	Streams     int // distinct streams touched by applied events
+	Commits     int // Badger transactions committed (more than 1 when the batch was split)
+}
+
+// Apply applies batch in one Badger transaction, splitting it into several
+// only when Badger reports badger.ErrTxnTooBig; each part commits the
+// offsets of its own records, so a crash between parts replays cleanly.
+// Records are taken in order:
+//
+//   - a record whose offset is at or below the stored offset of its
+//     (topic, partition) is Skipped;
+//   - a Rejection is sealed into the quarantine with its code, reason,
+//     topic, partition, offset and time, and so is an event that fails
+//     events.Event.Validate, has data that is not JSON, has more data than
+//     a value log file can hold (too_large), or names another tenant in its
+//     tenant extension (forbidden); raw input over that size is cut (see
+//     Quarantined.RawSize);
+//   - an event whose id was applied before is a Duplicate;
+//   - any other event gets version = the stream's version + 1, is sealed
+//     into the stream's log, and updates the stream's state: a JSON merge
+//     patch (RFC 7386) of its data, a tombstone if IsDelete, or nothing but
+//     the version for events without JSON data;
+//   - the offset of each (topic, partition) is stored with the rest.
+//
+// Events of one stream in a batch are merged in memory: its state is opened
+// once and sealed once per transaction. Apply calls on one store are
+// serialised. On error, the Result counts what the parts committed before
+// it; a record that is neither an event nor a rejection, or has an
+// impossible topic, partition or offset, fails the batch (EINVALID) before
+// anything is written.
+func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
+	if err := checkCipher(c); err != nil {
+		return Result{}, err
+	}
+	if err := validateBatch(batch); err != nil {
+		return Result{}, err
+	}
+	st.apply.Lock()
+	defer st.apply.Unlock()
+
+	var res Result
+	touched := make(map[string]struct{})
+	fits := len(batch) // records known to fit in one transaction
+	for rest := batch; len(rest) > 0; {
+		n := min(len(rest), fits)
+		for {
+			part, done, err := st.applyPart(c, rest[:n], touched)
+			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+				// Retry with fewer records: three quarters of those written
+				// before the overflow, leaving room for the state and offset
+				// writes at the end, or three quarters of n if those
+				// overflowed. Later parts start from the size that fitted.
+				if done > 0 && done < n {
+					n = done
+				}
+				n = max(1, n-max(1, n/4))
+				fits = n
+				continue
+			}
+			if err != nil {
+				res.Streams = len(touched)
+				return res, fmt.Errorf("apply to store of tenant %s: %w", st.tenant, err)
+			}
+			res.Applied += part.Applied
+			res.Duplicates += part.Duplicates
+			res.Quarantined += part.Quarantined
+			res.Skipped += part.Skipped
+			res.Commits++
+			break
+		}
+		rest = rest[n:]
+	}
+	res.Streams = len(touched)
+	return res, nil
+}
+
+func validateBatch(batch []Record) error {
+	for i, r := range batch {
+		switch {
+		case (r.Event == nil) == (r.Reject == nil):
+			return events.Errorf(events.EINVALID, "record %d: want exactly one of Event and Reject", i)
+		case r.Topic == "" || strings.IndexByte(r.Topic, 0) >= 0:
+			return events.Errorf(events.EINVALID, "record %d: invalid topic", i)
+		case r.Partition < 0 || r.Partition > math.MaxInt32:
+			return events.Errorf(events.EINVALID, "record %d: invalid partition %d", i, r.Partition)
+		case r.Offset < 0:
+			return events.Errorf(events.EINVALID, "record %d: invalid offset %d", i, r.Offset)
+		}
+	}
+	return nil
+}
+
+// applier holds one transaction's view of a part of a batch.
+type applier struct {
+	st      *Store
+	c       Cipher
+	txn     *badger.Txn
+	now     time.Time
+	offsets map[string]*offsetState
+	offKeys []string
+	states  map[string]*streamState
+	order   []*streamState
+	nextSeq uint64 // next quarantine seq; 0 until loaded
+	res     Result
+}
+
+type offsetState struct {
+	key    []byte
+	offset int64 // -1: none stored
+	dirty  bool
+}
+
+// stateRecord is the sealed value of s/<h(stream)>.
+type stateRecord struct {
+	Stream    string          `json:"stream"`
+	Version   uint64          `json:"v"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	UpdatedAt time.Time       `json:"at"`
+	Deleted   bool            `json:"deleted,omitempty"`
+}
+
+// logRecord is the sealed value of l/<h(stream)><version>.
+type logRecord struct {
+	Version   uint64       `json:"v"`
+	Event     events.Event `json:"event"`
+	Topic     string       `json:"topic"`
+	Partition int          `json:"partition"`
+	Offset    int64        `json:"offset"`
+	StoredAt  time.Time    `json:"at"`
+}
+
+// quarantineRecord is the sealed value of q/<seq>.
+type quarantineRecord struct {
+	Seq       uint64    `json:"seq"`
+	Topic     string    `json:"topic"`
+	Partition int       `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Code      string    `json:"code"`
+	Reason    string    `json:"reason"`
+	Raw       []byte    `json:"raw,omitempty"`
+	RawSize   int       `json:"raw_size"`
+	At        time.Time `json:"at"`
+}
+
+// streamState is a stream's state while a transaction works on it. doc is
+// the decoded document, valid once decoded is set; it is encoded back into
+// rec.Data when the state is written.
+type streamState struct {
+	hash    []byte
+	rec     stateRecord
+	doc     any
+	decoded bool
+}
+
+// applyPart applies records in one transaction and commits it. On
+// ErrTxnTooBig it reports how many records were fully written before the
+// overflow, so the caller can retry with fewer.
+func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct{}) (Result, int, error) {
+	txn := st.db.NewTransaction(true)
+	defer txn.Discard()
+	a := &applier{
+		st: st, c: c, txn: txn, now: st.now(),
+		offsets: make(map[string]*offsetState),
+		states:  make(map[string]*streamState),
+	}
+	for i := range records {
+		if err := a.record(&records[i]); err != nil {
+			return Result{}, i, err
+		}
+	}
+	if err := a.flush(); err != nil {
+		return Result{}, len(records), err
+	}
+	if err := txn.Commit(); err != nil {
+		return Result{}, len(records), fmt.Errorf("commit: %w", err)
+	}
+	for _, s := range a.order {
+		touched[string(s.hash)] = struct{}{}
+	}
+	return a.res, len(records), nil
+}
+
+func (a *applier) record(r *Record) error {
+	off, err := a.offset(r.Topic, r.Partition)
+	if err != nil {
+		return err
+	}
+	if r.Offset <= off.offset {
+		a.res.Skipped++
+		return nil
+	}
+	off.offset, off.dirty = r.Offset, true
+
+	if r.Reject != nil {
+		return a.quarantine(r, r.Reject.Code, r.Reject.Reason, r.Reject.Raw)
+	}
+	ev := r.Event
+	if err := a.check(ev); err != nil {
+		return a.quarantine(r, events.ErrorCode(err), events.ErrorMessage(err), rawEvent(ev))
+	}
+
+	eh, err := hash(a.c, hashEvent, ev.ID)
+	if err != nil {
+		return err
+	}
+	ik := indexKey(eh)
+	switch _, err := a.txn.Get(ik); {
+	case err == nil:
+		a.res.Duplicates++
+		return nil
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return fmt.Errorf("read event index: %w", err)
+	}
+
+	s, err := a.state(ev.Subject)
+	if err != nil {
+		return err
+	}
+	version := s.rec.Version + 1
+	switch {
+	case ev.IsDelete():
+		s.doc, s.decoded = nil, true
+		s.rec.Deleted = true
+	case len(ev.Data) > 0:
+		if err := a.merge(s, ev.Data); err != nil {
+			return err
+		}
+	}
+	s.rec.Version = version
+	s.rec.UpdatedAt = a.now
+
+	lk := logKey(s.hash, version)
+	sealed, err := a.st.seal(a.c, ksLog, lk, logRecord{
+		Version: version, Event: *ev,
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, StoredAt: a.now,
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.txn.Set(lk, sealed); err != nil {
+		return fmt.Errorf("write log entry: %w", err)
+	}
+	if err := a.txn.Set(ik, concat(s.hash, be64(version))); err != nil {
+		return fmt.Errorf("write event index: %w", err)
+	}
+	a.res.Applied++
+	return nil
+}
+
+// check refuses events Apply must not project; they are quarantined.
+func (a *applier) check(ev *events.Event) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	if n := len(ev.Data) + len(ev.DataBase64); n > a.st.maxPayload {
+		return events.Errorf(events.ETOOLARGE, "event data of %d bytes is over the store's limit of %d bytes", n, a.st.maxPayload)
+	}
+	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
+	}
+	if ev.Tenant != "" && ev.Tenant != string(a.st.tenant) {
+		return events.Errorf(events.EFORBIDDEN, "event names another tenant than the store's")
+	}
+	return nil
+}
+
+// rawEvent is the best-effort encoding of an event being quarantined.
+func rawEvent(ev *events.Event) []byte {
+	e := *ev
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		e.DataBase64, e.Data = append([]byte(nil), e.Data...), nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (a *applier) offset(topic string, partition int) (*offsetState, error) {
+	k := offsetKey(topic, partition)
+	if o, ok := a.offsets[string(k)]; ok {
+		return o, nil
+	}
+	o := &offsetState{key: k, offset: -1}
+	item, err := a.txn.Get(k)
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return events.Errorf(events.EINTERNAL, "malformed offset of %s/%d", topic, partition)
+			}
+			o.offset = int64(binary.BigEndian.Uint64(v))
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return nil, fmt.Errorf("read offset: %w", err)
+	}
+	a.offsets[string(k)] = o
+	a.offKeys = append(a.offKeys, string(k))
+	return o, nil
+}
+
+// state returns the state of stream, opening it on first use in this
+// transaction.
+func (a *applier) state(stream string) (*streamState, error) {
+	sh, err := hash(a.c, hashStream, stream)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := a.states[string(sh)]; ok {
+		return s, nil
+	}
+	s := &streamState{hash: sh, rec: stateRecord{Stream: stream}}
+	k := stateKey(sh)
+	item, err := a.txn.Get(k)
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			return a.st.unseal(a.c, ksState, k, v, &s.rec)
+		}); err != nil {
+			return nil, err
+		}
+		if s.rec.Stream != stream {
+			return nil, events.Errorf(events.EINTERNAL, "state %x belongs to another stream", sh)
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	a.states[string(sh)] = s
+	a.order = append(a.order, s)
+	return s, nil
+}
+
+// merge applies a JSON merge patch to the stream's document, decoding the
+// stored document on first use.
+func (a *applier) merge(s *streamState, data json.RawMessage) error {
+	if !s.decoded {
+		s.doc = nil
+		if !s.rec.Deleted && len(s.rec.Data) > 0 {
+			doc, err := decodeJSON(s.rec.Data)
+			if err != nil {
+				return events.Errorf(events.EINTERNAL, "state %x: malformed document", s.hash)
+			}
+			s.doc = doc
+		}
+		s.decoded = true
+	}
+	patch, err := decodeJSON(data)
+	if err != nil {
+		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
+	}
+	s.doc = mergePatch(s.doc, patch)
+	s.rec.Deleted = false
+	return nil
+}
+
+func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
+	if a.nextSeq == 0 {
+		seq, err := lastQuarantineSeq(a.txn)
+		if err != nil {
+			return err
+		}
+		a.nextSeq = seq + 1
+	}
+	seq := a.nextSeq
+	k := quarantineKey(seq)
+	size := len(raw)
+	if size > a.st.maxPayload {
+		raw = raw[:a.st.maxPayload] // a Badger value cannot exceed a value log file
+	}
+	sealed, err := a.st.seal(a.c, ksQuarantine, k, quarantineRecord{
+		Seq: seq, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Code: code, Reason: reason, Raw: raw, RawSize: size, At: a.now,
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.txn.Set(k, sealed); err != nil {
+		return fmt.Errorf("write quarantine entry: %w", err)
+	}
+	a.nextSeq++
+	a.res.Quarantined++
+	return nil
+}
+
+func lastQuarantineSeq(txn *badger.Txn) (uint64, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Reverse, opts.PrefetchValues, opts.Prefix = true, false, []byte(prefixQuarantine)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	it.Seek(concat([]byte(prefixQuarantine), bytes.Repeat([]byte{0xff}, 9)))
+	if !it.Valid() {
+		return 0, nil
+	}
+	k := it.Item().Key()
+	if len(k) != len(prefixQuarantine)+8 {
+		return 0, events.Errorf(events.EINTERNAL, "malformed quarantine key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[len(prefixQuarantine):]), nil
+}
+
+// flush writes the states and offsets the transaction changed.
+func (a *applier) flush() error {
+	for _, s := range a.order {
+		if s.rec.Version == 0 {
+			continue // only read, never applied to
+		}
+		if s.decoded {
+			data, err := encodeJSON(s.doc)
+			if err != nil {
+				return events.Errorf(events.EINTERNAL, "state %x: cannot encode document", s.hash)
+			}
+			s.rec.Data = data
+		}
+		k := stateKey(s.hash)
+		sealed, err := a.st.seal(a.c, ksState, k, s.rec)
+		if err != nil {
+			return err
+		}
+		if err := a.txn.Set(k, sealed); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+	}
+	for _, k := range a.offKeys {
+		o := a.offsets[k]
+		if !o.dirty {
+			continue
+		}
+		if err := a.txn.Set(o.key, be64(uint64(o.offset))); err != nil {
+			return fmt.Errorf("write offset: %w", err)
+		}
+	}
+	return nil
+}

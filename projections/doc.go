@@ -1,0 +1,44 @@
+// Package projections owns the per-tenant Badger stores of tenantvault: one
+// Badger DB per tenant under <data-dir>/tenants/<id>/, holding the sealed
+// event log, the stream state and history projections, the per-partition
+// Kafka offsets and the quarantine of rejected input. Stores are opened
+// lazily and bounded by an LRU of idle handles (Stores).
+//
+// Badger is imported here and nowhere else.
+//
+// What it must never do:
+//   - see key bytes: every value holding tenant data is sealed and opened
+//     through a Cipher the caller passes in (satisfied by keys.TenantCipher);
+//   - store plaintext: event payloads, stream state and quarantined input are
+//     sealed with associated data tenant|keyspace|key, so a value copied to
+//     another key, stream, version or tenant store fails to open;
+//   - store identifiers that may be personal data in clear: stream ids and
+//     event ids appear in keys only as keyed hashes (Cipher.Hash), and in
+//     clear only inside sealed values;
+//   - close a Badger DB that a caller still holds (Badger panics on reads
+//     racing Close): handles are reference counted.
+//
+// # Key layout
+//
+// All keys start with a one-letter keyspace and a slash. Values in clear are
+// non-secret bookkeeping only.
+//
+//	o/<topic> 0x00 <BE32 partition>  → BE64 last applied offset (clear)
+//	s/<h(stream)>                    → sealed state (stream id, version, JSON document, deleted flag)
+//	l/<h(stream)><BE64 version>      → sealed StoredEvent (the event log; versions start at 1)
+//	i/<h(event id)>                  → <h(stream)><BE64 version> (clear; the idempotency index)
+//	q/<BE64 seq>                     → sealed Quarantined entry (seq starts at 1)
+//
+// h is Cipher.Hash (keyed, 32 bytes) with kind "stream" or "event". The
+// associated data of a sealed value is "tenantvault/v1" 0x00 tenant 0x00
+// keyspace 0x00 key, and the key of a log entry holds its version.
+//
+// # Projections
+//
+// The state of a stream is the RFC 7386 JSON merge patch of the data of its
+// events, in version order. An event with IsDelete clears the state but keeps
+// the row as a tombstone (Deleted, Version), so the version and history of a
+// stream continue across a delete; a later JSON event starts again from an
+// empty document. Events without JSON data (data_base64, or no data) are
+// appended to the history and bump the version only.
+package projections

@@ -1,0 +1,154 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// Cipher is what projections needs from a tenant's keys. keys.TenantCipher
+// satisfies it. Decrypt errors are returned wrapped (%w), unchanged, so the
+// caller can recognise a ciphertext under another tenant's key with
+// errors.As.
+type Cipher interface {
+	Encrypt(plaintext, associatedData []byte) ([]byte, error)
+	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
+	Hash(kind string, data []byte) []byte // keyed, deterministic, 32 bytes
+}
+
+// Store is one tenant's Badger DB. Get one from Stores.Acquire; it is valid
+// until the release function is called. Reads may run concurrently; Apply
+// calls are serialised.
+type Store struct {
+	tenant     events.TenantID
+	db         *badger.DB
+	now        func() time.Time
+	maxPayload int // largest event data or quarantined input kept: half a value log file
+	apply      sync.Mutex
+}
+
+// Tenant returns the tenant the store belongs to.
+func (st *Store) Tenant() events.TenantID { return st.tenant }
+
+// Keyspaces: the prefix of each key, and the name bound into the associated
+// data of sealed values.
+const (
+	hashLen = 32
+
+	prefixOffset     = "o/"
+	prefixState      = "s/"
+	prefixLog        = "l/"
+	prefixIndex      = "i/"
+	prefixQuarantine = "q/"
+
+	ksState      = "state"
+	ksLog        = "log"
+	ksQuarantine = "quarantine"
+
+	hashStream = "stream"
+	hashEvent  = "event"
+
+	aadVersion = "tenantvault/v1"
+)
+
+func concat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func stateKey(sh []byte) []byte  { return concat([]byte(prefixState), sh) }
+func indexKey(eh []byte) []byte  { return concat([]byte(prefixIndex), eh) }
+func logPrefix(sh []byte) []byte { return concat([]byte(prefixLog), sh) }
+func logKey(sh []byte, version uint64) []byte {
+	return concat([]byte(prefixLog), sh, be64(version))
+}
+func quarantineKey(seq uint64) []byte { return concat([]byte(prefixQuarantine), be64(seq)) }
+
+// offsetKey is o/<topic> 0x00 <BE32 partition>; Apply checks that topics
+// hold no 0x00 and partitions fit 31 bits.
+func offsetKey(topic string, partition int) []byte {
+	k := make([]byte, 0, len(prefixOffset)+len(topic)+5)
+	k = append(k, prefixOffset...)
+	k = append(k, topic...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, uint32(partition))
+}
+
+func parseOffsetKey(k []byte) (topic string, partition int, ok bool) {
+	k = bytes.TrimPrefix(k, []byte(prefixOffset))
+	if len(k) < 6 || k[len(k)-5] != 0 {
+		return "", 0, false
+	}
+	return string(k[:len(k)-5]), int(binary.BigEndian.Uint32(k[len(k)-4:])), true
+}
+
+// hash returns the keyed hash of an identifier, checking its length: keys
+// are prefix-scanned, so every hash must have the same size.
+func hash(c Cipher, kind, id string) ([]byte, error) {
+	h := c.Hash(kind, []byte(id))
+	if len(h) != hashLen {
+		return nil, events.Errorf(events.EINTERNAL, "cipher hash of kind %s has %d bytes, want %d", kind, len(h), hashLen)
+	}
+	return h, nil
+}
+
+// aad binds a sealed value to its tenant, keyspace and key (the key of a
+// log entry holds the version). The tenant id and keyspace hold no 0x00.
+func (st *Store) aad(keyspace string, key []byte) []byte {
+	return concat([]byte(aadVersion), []byte{0}, []byte(st.tenant), []byte{0}, []byte(keyspace), []byte{0}, key)
+}
+
+// seal encodes v as JSON and encrypts it for key. The plaintext buffer is
+// cleared afterwards.
+func (st *Store) seal(c Cipher, keyspace string, key []byte, v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode %s value: %w", keyspace, err)
+	}
+	pt := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	ct, err := c.Encrypt(pt, st.aad(keyspace, key))
+	clear(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("seal %s value: %w", keyspace, err)
+	}
+	return ct, nil
+}
+
+// unseal decrypts the value of key and decodes it into v. Decrypt errors
+// are wrapped unchanged; no error carries plaintext.
+func (st *Store) unseal(c Cipher, keyspace string, key, ct []byte, v any) error {
+	pt, err := c.Decrypt(ct, st.aad(keyspace, key))
+	if err != nil {
+		return fmt.Errorf("open %s value %x: %w", keyspace, key, err)
+	}
+	defer clear(pt)
+	if err := json.Unmarshal(pt, v); err != nil {
+		return events.Errorf(events.EINTERNAL, "decode %s value %x: malformed sealed record", keyspace, key)
+	}
+	return nil
+}
+
+func checkCipher(c Cipher) error {
+	if c == nil {
+		return events.Errorf(events.EINTERNAL, "projections: nil Cipher")
+	}
+	return nil
+}
