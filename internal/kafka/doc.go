@@ -1,0 +1,27 @@
+// Package kafka is tenantvault's Kafka adapter: the embedded Kafka-protocol
+// broker (franz-go's kfake), topic administration, and a watermill Publisher
+// and Subscriber built on segmentio/kafka-go.
+//
+// It owns the Kafka wire: nothing else in tenantvault imports kafka-go,
+// watermill or franz-go. It moves opaque records and never looks inside them:
+// it does not decode events, never sees key material, and never writes
+// anything to disk itself (the embedded broker persists only when given a
+// DataDir).
+//
+// # Delivery semantics
+//
+// The Subscriber is at-least-once. Messages are handed out without waiting
+// for the previous acknowledgement (up to MaxInFlight per subscription), in
+// partition order. An offset is committed only once that message and every
+// earlier message of its partition were acked, asynchronously every
+// CommitInterval, at the end of a consumer-group generation and on Close. A
+// Nack rewinds the partition to its first un-acked offset, so messages after
+// it that were already acked are delivered again: consumers must be
+// idempotent on (topic, partition, offset).
+//
+// Because several messages are outstanding at once, a consumer that
+// processes them concurrently (watermill's Router runs each message in its
+// own goroutine) does not process them in order; a consumer that needs
+// per-stream order must process each partition's messages sequentially, or
+// set MaxInFlight to 1.
+package kafka

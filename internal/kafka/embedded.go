@@ -1,0 +1,329 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DefaultEmbeddedAddr is where the embedded broker listens by default.
+const DefaultEmbeddedAddr = "127.0.0.1:9092"
+
+// EmbeddedConfig configures the embedded broker.
+type EmbeddedConfig struct {
+	// Addr is the host:port to listen on, and the address the broker
+	// advertises to clients, so the host must be one clients can dial (not
+	// 0.0.0.0 or ::). Default DefaultEmbeddedAddr; "127.0.0.1:0" picks a
+	// free port (tests).
+	Addr string
+
+	// DataDir is where the broker persists topics, records and committed
+	// group offsets. "" keeps everything in memory, lost on Close.
+	DataDir string
+
+	// SyncWrites fsyncs every produced batch and every group-log entry
+	// before it is acknowledged. Without it data reaches the kernel before
+	// the ack (so it survives the process being killed) but not the disk
+	// (so an OS crash or power loss can lose the last writes). Only
+	// meaningful with DataDir.
+	SyncWrites bool
+
+	// Logger receives the broker's warnings and errors. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *EmbeddedConfig) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultEmbeddedAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with c (after defaults).
+func (c *EmbeddedConfig) Validate() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.Addr)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	case host == "":
+		errs = append(errs, fmt.Errorf("addr %q: the broker advertises its listen address, so it needs a host clients can dial", c.Addr))
+	default:
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("addr %q: the broker advertises its listen address, so it needs a host clients can dial, not %s", c.Addr, host))
+		}
+	}
+	if c.SyncWrites && c.DataDir == "" {
+		errs = append(errs, errors.New("sync writes need a data dir"))
+	}
+	return errors.Join(errs...)
+}
+
+// Embedded is the in-process Kafka-protocol broker (kfake), the vault's
+// single-node default. It is one broker, auto-creates topics a producer
+// asks for (1 partition), and with a DataDir persists topics, records and
+// committed offsets.
+//
+// Unlike kfake on its own, topics created automatically are persisted as
+// they are created, so they (and their records) survive the process being
+// killed; see StartEmbedded.
+type Embedded struct {
+	c    *kfake.Cluster
+	addr string
+	log  *slog.Logger
+
+	closeOnce sync.Once
+
+	mu    sync.Mutex
+	known map[string]struct{} // topics the auto-create hook has seen persisted
+}
+
+// StartEmbedded starts the broker and returns once it listens.
+//
+// kfake creates a topic that a Metadata request asks it to auto-create
+// without writing its topic list to the DataDir; only a clean Close writes
+// it. A process killed before Close came back without such a topic, and its
+// records were unreachable. StartEmbedded closes that gap: every Metadata
+// request that allows auto-creation first creates the missing topics through
+// the same path as CreateTopics, which persists the topic list at once.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("embedded broker config: %w", err)
+	}
+	addr := cfg.Addr
+	// Clients wait (in the listen backlog) until the data dir is checked.
+	var gl *gatedListener
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			ln, err := net.Listen(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			gl = &gatedListener{Listener: ln, open: make(chan struct{}), closed: make(chan struct{})}
+			return gl, nil
+		}),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(1),
+		kfake.WithLogger(kfakeLogger{cfg.Logger}),
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if cfg.SyncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Addr, err)
+	}
+	e := &Embedded{c: c, log: cfg.Logger, known: make(map[string]struct{})}
+	if addrs := c.ListenAddrs(); len(addrs) > 0 {
+		e.addr = addrs[0]
+	}
+	if cfg.DataDir != "" {
+		c.ControlKey(int16(kmsg.Metadata), e.persistAutoCreated)
+		c.ControlKey(int16(kmsg.DeleteTopics), e.forgetDeleted)
+		if err := e.quarantineOrphans(cfg.DataDir); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("start embedded broker: %w", err)
+		}
+	}
+	close(gl.open)
+	return e, nil
+}
+
+// quarantineOrphans moves aside partition directories of topics the broker
+// did not load. kfake writes a partition's segments under
+// <DataDir>/partitions/<topic>-<partition> and its topic list separately; a
+// topic missing from the list (kfake killed after auto-creating it, or a
+// data dir written without Embedded) leaves its segments behind, and a topic
+// created again under that name would append to them while indexing from
+// their start: it served the old records at the new offsets. They go to
+// <DataDir>/orphaned/ (they may hold records never consumed), with a
+// warning.
+func (e *Embedded) quarantineOrphans(dataDir string) error {
+	partsDir := filepath.Join(dataDir, "partitions")
+	entries, err := os.ReadDir(partsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read partitions: %w", err)
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() {
+			continue
+		}
+		name := ent.Name()
+		i := strings.LastIndexByte(name, '-')
+		if i <= 0 {
+			continue
+		}
+		topic, err := url.PathUnescape(name[:i])
+		if err != nil {
+			continue
+		}
+		p, err := strconv.ParseInt(name[i+1:], 10, 32)
+		if err != nil {
+			continue
+		}
+		if e.c.LeaderFor(topic, int32(p)) >= 0 {
+			continue // loaded
+		}
+		dst := filepath.Join(dataDir, "orphaned", name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return fmt.Errorf("quarantine orphaned partition %s: %w", name, err)
+		}
+		if err := os.Rename(filepath.Join(partsDir, name), dst); err != nil {
+			return fmt.Errorf("quarantine orphaned partition %s: %w", name, err)
+		}
+		e.log.Warn("embedded broker: moved aside the records of a topic the broker does not know (lost before a crash?)",
+			"topic", topic, "partition", p, "moved_to", dst)
+	}
+	return nil
+}
+
+// gatedListener holds Accept until open is closed, so no client talks to the
+// broker before StartEmbedded returns.
+type gatedListener struct {
+	net.Listener
+	open      chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.open:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	return l.Listener.Accept()
+}
+
+func (l *gatedListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// persistAutoCreated is a kfake control function that observes Metadata
+// requests: topics a client asks to auto-create are created through
+// Cluster.CreateTopic, which writes the topic list to disk. It never handles
+// the request itself, so kfake answers it as usual.
+//
+// Control functions run in their own goroutine while the cluster's loop keeps
+// serving admin functions, so calling CreateTopic here does not deadlock.
+func (e *Embedded) persistAutoCreated(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
+	req, ok := kreq.(*kmsg.MetadataRequest)
+	if !ok || !req.AllowAutoTopicCreation {
+		return nil, nil, false
+	}
+	for _, t := range req.Topics {
+		if t.Topic == nil || !validTopicName(*t.Topic) {
+			continue
+		}
+		name := *t.Topic
+		e.mu.Lock()
+		_, seen := e.known[name]
+		e.mu.Unlock()
+		if seen {
+			continue
+		}
+		err := e.c.CreateTopic(name, -1, nil)
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			e.mu.Lock()
+			e.known[name] = struct{}{}
+			e.mu.Unlock()
+			continue
+		}
+		e.log.Warn("embedded broker: persist auto-created topic", "topic", name, "err", err)
+	}
+	return nil, nil, false
+}
+
+// forgetDeleted observes DeleteTopics requests so that a topic deleted and
+// later auto-created again is persisted again.
+func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
+	req, ok := kreq.(*kmsg.DeleteTopicsRequest)
+	if !ok {
+		return nil, nil, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range req.TopicNames {
+		delete(e.known, t)
+	}
+	for _, t := range req.Topics {
+		if t.Topic == nil {
+			clear(e.known) // deleted by topic ID: we cannot tell which
+			break
+		}
+		delete(e.known, *t.Topic)
+	}
+	return nil, nil, false
+}
+
+// validTopicName reports whether s is a legal Kafka topic name.
+func validTopicName(s string) bool {
+	if s == "" || s == "." || s == ".." || len(s) > 249 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Addr returns the host:port the broker actually listens on.
+func (e *Embedded) Addr() string { return e.addr }
+
+// Close stops the broker; with a DataDir it first writes its full state
+// (topics, partition snapshots, groups) to disk. Safe to call more than once.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(e.c.Close)
+	return nil
+}
+
+// kfakeLogger adapts slog to kfake's Logger.
+type kfakeLogger struct{ l *slog.Logger }
+
+func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	var lvl slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		lvl = slog.LevelError
+	case kfake.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kfake.LogLevelInfo:
+		lvl = slog.LevelInfo
+	default:
+		lvl = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !k.l.Enabled(ctx, lvl) {
+		return
+	}
+	k.l.Log(ctx, lvl, "embedded broker: "+fmt.Sprintf(msg, args...))
+}

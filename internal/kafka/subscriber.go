@@ -1,0 +1,723 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// Brokers are the bootstrap brokers. Required.
+	Brokers []string
+
+	// ConsumerGroup is required. Each Subscribe(topic) joins the group
+	// ConsumerGroup+"."+topic: one group per topic, so tenants are
+	// independent (adding one never rebalances the others) and several
+	// vaultd nodes share a tenant's partitions by group assignment.
+	ConsumerGroup string
+
+	// MaxInFlight bounds the messages handed out per subscription from the
+	// first un-acked one of each partition onwards (a window: a message
+	// acked out of order still counts until every earlier one is acked).
+	// Default 4096; 1 gives watermill's classic one-at-a-time delivery.
+	MaxInFlight int
+
+	// CommitInterval is how often acked offsets are committed. They are also
+	// committed when a group generation ends and on Unsubscribe and Close.
+	// Default 200ms.
+	CommitInterval time.Duration
+
+	// NackResendSleep is how long a partition pauses after a Nack before it
+	// is read again from its first un-acked offset. Default 500ms.
+	NackResendSleep time.Duration
+
+	// MaxWait is how long a fetch waits for new records on an idle
+	// partition. It also bounds how long stopping a partition reader takes
+	// (Nack, rebalance, Unsubscribe, Close). Default 500ms.
+	MaxWait time.Duration
+
+	// SessionTimeout is how long the group coordinator waits for a member's
+	// heartbeat before it evicts it. Default 10s.
+	SessionTimeout time.Duration
+
+	// RebalanceTimeout is how long the coordinator waits for members to
+	// rejoin during a rebalance. Default 10s.
+	RebalanceTimeout time.Duration
+
+	// HeartbeatInterval is how often a member heartbeats, and so how soon it
+	// notices a rebalance. Default 1s.
+	HeartbeatInterval time.Duration
+
+	// Logger receives the subscriber's warnings and kafka-go's errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 200 * time.Millisecond
+	}
+	if c.NackResendSleep == 0 {
+		c.NackResendSleep = 500 * time.Millisecond
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 10 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with c (after defaults).
+func (c *SubscriberConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if c.ConsumerGroup == "" {
+		errs = append(errs, errors.New("no consumer group"))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("negative max in flight %d", c.MaxInFlight))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"commit interval", c.CommitInterval},
+		{"nack resend sleep", c.NackResendSleep},
+		{"max wait", c.MaxWait},
+		{"session timeout", c.SessionTimeout},
+		{"rebalance timeout", c.RebalanceTimeout},
+		{"heartbeat interval", c.HeartbeatInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("negative %s %s", d.name, d.v))
+		}
+	}
+	if c.HeartbeatInterval >= c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("heartbeat interval %s is not below session timeout %s", c.HeartbeatInterval, c.SessionTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Subscriber is a watermill message.Subscriber on kafka-go: a consumer group
+// per topic (kafka-go's ConsumerGroup) and a partition Reader per assigned
+// partition. See the package documentation for its delivery semantics.
+type Subscriber struct {
+	cfg SubscriberConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	subs   map[string]map[*subscription]struct{} // by topic
+	admin  *Admin                                // for SubscribeInitialize, made on first use
+	wg     sync.WaitGroup                        // one per subscription's run
+}
+
+var (
+	_ message.Subscriber           = (*Subscriber)(nil)
+	_ message.SubscribeInitializer = (*Subscriber)(nil)
+)
+
+// NewSubscriber returns a Subscriber. It does not connect until Subscribe.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("subscriber config: %w", err)
+	}
+	return &Subscriber{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		subs: make(map[string]map[*subscription]struct{}),
+	}, nil
+}
+
+// Subscribe joins the group ConsumerGroup+"."+topic and returns the channel
+// of its messages. A new group starts at each partition's earliest offset.
+// The channel is closed when ctx is done, on Unsubscribe(topic) and on Close,
+// after the acked offsets were committed.
+//
+// Subscribing twice to one topic makes two members of the same group, which
+// share the topic's partitions.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if topic == "" {
+		return nil, errors.New("subscribe: empty topic")
+	}
+	group := s.cfg.ConsumerGroup + "." + topic
+	members := &memberWatch{debug: kafkaGoLogger(s.log, slog.LevelDebug)}
+	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
+		ID:                    group,
+		Brokers:               s.cfg.Brokers,
+		Topics:                []string{topic},
+		StartOffset:           kafkago.FirstOffset,
+		WatchPartitionChanges: true,
+		HeartbeatInterval:     s.cfg.HeartbeatInterval,
+		SessionTimeout:        s.cfg.SessionTimeout,
+		RebalanceTimeout:      s.cfg.RebalanceTimeout,
+		JoinGroupBackoff:      time.Second,
+		Logger:                kafkago.LoggerFunc(members.observe),
+		ErrorLogger:           kafkaGoLogger(s.log, slog.LevelDebug),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = cg.Close()
+		return nil, fmt.Errorf("subscribe to %s: subscriber is closed", topic)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	sub := &subscription{
+		s:      s,
+		topic:  topic,
+		group:  group,
+		log:    s.log.With("topic", topic, "group", group),
+		ctx:    ctx,
+		cancel: cancel,
+		out:    make(chan *message.Message),
+		sem:    make(chan struct{}, s.cfg.MaxInFlight),
+		done:   make(chan struct{}),
+		member: members,
+	}
+	if s.subs[topic] == nil {
+		s.subs[topic] = make(map[*subscription]struct{})
+	}
+	s.subs[topic][sub] = struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sub.run(cg)
+		s.mu.Lock()
+		delete(s.subs[topic], sub)
+		if len(s.subs[topic]) == 0 {
+			delete(s.subs, topic)
+		}
+		s.mu.Unlock()
+	}()
+	return sub.out, nil
+}
+
+// SubscribeInitialize creates topic (with the broker's default partition
+// count) if it does not exist. It implements message.SubscribeInitializer.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("subscribe initialize: subscriber is closed")
+	}
+	if s.admin == nil {
+		a, err := NewAdmin(s.cfg.Brokers)
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("subscribe initialize: %w", err)
+		}
+		s.admin = a
+	}
+	a := s.admin
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.CreateTopic(ctx, topic, 0)
+}
+
+// Unsubscribe stops every subscription to topic: it commits their acked
+// offsets, leaves the group and closes their channels, and returns once they
+// have stopped. Unsubscribing from a topic without subscriptions is a no-op.
+func (s *Subscriber) Unsubscribe(topic string) error {
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs[topic]))
+	for sub := range s.subs[topic] {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.cancel()
+	}
+	for _, sub := range subs {
+		<-sub.done
+	}
+	return nil
+}
+
+// Close stops every subscription as Unsubscribe does and returns once all of
+// the Subscriber's goroutines have stopped. Safe to call more than once.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	for _, subs := range s.subs {
+		for sub := range subs {
+			sub.cancel()
+		}
+	}
+	a := s.admin
+	s.mu.Unlock()
+	s.wg.Wait()
+	if a != nil {
+		return a.Close()
+	}
+	return nil
+}
+
+// subscription is one Subscribe call: one member of the topic's group.
+type subscription struct {
+	s     *Subscriber
+	topic string
+	group string
+	log   *slog.Logger
+
+	// ctx is the subscription's lifetime (Subscribe's ctx with our cancel),
+	// kept because it outlives Subscribe: run stops when it ends, and it is
+	// the parent of the messages' contexts.
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan *message.Message
+	sem    chan struct{} // MaxInFlight tokens: a send takes one, an ack returns it
+	done   chan struct{} // closed after out
+	gens   sync.WaitGroup
+	member *memberWatch
+}
+
+// The formats of the log lines kafka-go's ConsumerGroup writes when it joins
+// and when it leaves: its only report of its member ID.
+const (
+	kafkaGoJoined  = "Joined group %s as member %s in generation %d"
+	kafkaGoLeaving = "Leaving group %s, member %s"
+)
+
+// memberWatch learns from kafka-go's logger which member ID it joined with
+// and whether it left, and passes the log on.
+type memberWatch struct {
+	debug kafkago.Logger // nil: debug logging off
+
+	mu   sync.Mutex
+	id   string
+	left string
+}
+
+func (w *memberWatch) observe(format string, args ...any) {
+	switch {
+	case format == kafkaGoJoined && len(args) == 3:
+		if id, ok := args[1].(string); ok {
+			w.mu.Lock()
+			w.id = id
+			w.mu.Unlock()
+		}
+	case format == kafkaGoLeaving && len(args) == 2:
+		if id, ok := args[1].(string); ok {
+			w.mu.Lock()
+			w.left = id
+			w.mu.Unlock()
+		}
+	}
+	if w.debug != nil {
+		w.debug.Printf(format, args...)
+	}
+}
+
+// stillJoined returns the member ID kafka-go joined with last if it has not
+// left with it, "" otherwise.
+func (w *memberWatch) stillJoined() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.id == w.left {
+		return ""
+	}
+	return w.id
+}
+
+// run drives the group until the subscription's context is done, then leaves
+// the group and closes the output channel.
+func (sub *subscription) run(cg *kafkago.ConsumerGroup) {
+	defer close(sub.done)
+	defer close(sub.out) // after every generation's goroutines stopped
+	joining := problem{log: sub.log, what: "join group"}
+	for {
+		gen, err := cg.Next(sub.ctx)
+		if err != nil {
+			if sub.ctx.Err() != nil || errors.Is(err, kafkago.ErrGroupClosed) {
+				break
+			}
+			if errors.Is(err, kafkago.RebalanceInProgress) {
+				// the next join waits for the rebalance
+				sub.log.Debug("kafka subscriber: join group", "err", err)
+			} else {
+				joining.report(sub.ctx, err)
+			}
+			continue // the group backs off by itself
+		}
+		joining.resolved(sub.ctx)
+		sub.gens.Add(1)
+		gen.Start(func(ctx context.Context) {
+			defer sub.gens.Done()
+			sub.runGeneration(ctx, gen)
+		})
+	}
+	// Close ends the current generation, waits for its functions (which
+	// commit on the way out) and leaves the group.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = cg.Close()
+	}()
+	// Generation.Start runs fn untracked when the generation had already
+	// ended, so wait for our own count too before closing out.
+	sub.gens.Wait()
+	// kafka-go does not leave the group when it is closed after a SyncGroup
+	// failed (it keeps the member ID to rejoin), and a Close during a join
+	// waits for that join, which waits for members like this one: several
+	// members of a group closing during a rebalance each wait the
+	// RebalanceTimeout, and the group stalls until their sessions expire.
+	// Our generations are over and committed, so leave on kafka-go's
+	// behalf unless it left by itself within a moment.
+	t := time.NewTimer(200 * time.Millisecond)
+	select {
+	case <-closed:
+	case <-t.C:
+	}
+	t.Stop()
+	sub.leave(sub.member.stillJoined())
+	<-closed
+}
+
+// leave sends a LeaveGroup for member. Leaving twice is harmless: the
+// second gets UNKNOWN_MEMBER_ID.
+func (sub *subscription) leave(member string) {
+	if member == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &kafkago.Client{Addr: kafkago.TCP(sub.s.cfg.Brokers...), Timeout: 5 * time.Second, Transport: tr}
+	resp, err := cl.LeaveGroup(ctx, &kafkago.LeaveGroupRequest{
+		GroupID: sub.group,
+		Members: []kafkago.LeaveGroupRequestMember{{ID: member}},
+	})
+	if err == nil {
+		err = resp.Error
+	}
+	sub.log.Debug("kafka subscriber: left group for kafka-go", "member", member, "err", err)
+}
+
+// problem logs a recurring failure at Warn the first time and at Debug
+// while it lasts, so an unreachable broker does not flood the log.
+type problem struct {
+	log  *slog.Logger
+	what string
+	on   bool
+}
+
+func (p *problem) report(ctx context.Context, err error, args ...any) {
+	lvl := slog.LevelWarn
+	if p.on {
+		lvl = slog.LevelDebug
+	}
+	p.on = true
+	p.log.Log(ctx, lvl, "kafka subscriber: "+p.what, append(args, "err", err)...)
+}
+
+func (p *problem) resolved(ctx context.Context) {
+	if p.on {
+		p.log.Log(ctx, slog.LevelInfo, "kafka subscriber: "+p.what+": recovered")
+	}
+	p.on = false
+}
+
+// partState is one assigned partition's commit position.
+type partState struct {
+	id            int
+	next          atomic.Int64 // offset after the last contiguously acked message; -1 none yet
+	lastCommitted int64        // owned by runGeneration
+}
+
+// runGeneration consumes the partitions assigned in gen until it ends,
+// committing acked offsets every CommitInterval and once more at the end.
+func (sub *subscription) runGeneration(ctx context.Context, gen *kafkago.Generation) {
+	if ctx.Err() != nil {
+		return
+	}
+	assigned := gen.Assignments[sub.topic]
+	sub.log.Debug("kafka subscriber: generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(assigned))
+	parts := make([]*partState, len(assigned))
+	var wg sync.WaitGroup
+	for i, a := range assigned {
+		st := &partState{id: a.ID, lastCommitted: -1}
+		st.next.Store(-1)
+		if a.Offset >= 0 {
+			st.lastCommitted = a.Offset
+		}
+		parts[i] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub.runPartition(ctx, st, a.Offset)
+		}()
+	}
+	committing := problem{log: sub.log, what: "commit offsets"}
+	t := time.NewTicker(sub.s.cfg.CommitInterval)
+	defer t.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-t.C:
+			sub.commit(gen, parts, &committing)
+		}
+	}
+	wg.Wait()
+	sub.commit(gen, parts, &committing)
+}
+
+// commit commits every partition whose acked position moved. A failed commit
+// is retried on the next tick; one that fails at the end of a generation
+// leaves those messages to be delivered again.
+func (sub *subscription) commit(gen *kafkago.Generation, parts []*partState, committing *problem) {
+	var offsets map[int]int64
+	for _, st := range parts {
+		if n := st.next.Load(); n > st.lastCommitted {
+			if offsets == nil {
+				offsets = make(map[int]int64, len(parts))
+			}
+			offsets[st.id] = n
+		}
+	}
+	if offsets == nil {
+		return
+	}
+	if err := gen.CommitOffsets(map[string]map[int]int64{sub.topic: offsets}); err != nil {
+		committing.report(sub.ctx, err, "generation", gen.ID)
+		return
+	}
+	committing.resolved(sub.ctx)
+	for _, st := range parts {
+		if n, ok := offsets[st.id]; ok {
+			st.lastCommitted = n
+		}
+	}
+}
+
+// runPartition reads one partition from start until ctx is done, starting
+// over from the first un-acked offset after each Nack.
+func (sub *subscription) runPartition(ctx context.Context, st *partState, start int64) {
+	cfg := &sub.s.cfg
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        cfg.Brokers,
+		Topic:          sub.topic,
+		Partition:      st.id,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        cfg.MaxWait,
+		QueueCapacity:  1024,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+		Logger:         kafkaGoLogger(sub.log, slog.LevelDebug),
+		ErrorLogger:    kafkaGoLogger(sub.log, slog.LevelDebug),
+	})
+	defer func() { _ = r.Close() }()
+	pos := start
+	for {
+		// SetOffset only fails for group readers and closed readers.
+		if err := r.SetOffset(pos); err != nil {
+			sub.log.Error("kafka subscriber: set offset", "partition", st.id, "offset", pos, "err", err)
+			return
+		}
+		next, nacked := sub.readPartition(ctx, r, st)
+		if !nacked || ctx.Err() != nil {
+			return
+		}
+		sub.log.Debug("kafka subscriber: nack, redelivering", "partition", st.id, "offset", next)
+		pos = next
+		t := time.NewTimer(cfg.NackResendSleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// inflight is a message handed out and not yet seen acked by the watcher.
+type inflight struct {
+	msg    *message.Message
+	offset int64
+	cancel context.CancelFunc // the message's context
+}
+
+// readPartition hands out one partition's messages from r until ctx is done
+// or a message is nacked; then it reports the nacked offset, which is the
+// partition's first un-acked one.
+func (sub *subscription) readPartition(ctx context.Context, r *kafkago.Reader, st *partState) (nackedAt int64, nacked bool) {
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	pending := make(chan *inflight, cap(sub.sem))
+	nackCh := make(chan int64, 1)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		sub.watch(ectx, cancel, st, pending, nackCh)
+	}()
+
+	partition := strconv.Itoa(st.id)
+	fetching := problem{log: sub.log, what: "fetch"}
+fetch:
+	for {
+		m, err := r.FetchMessage(ectx)
+		if err != nil {
+			if ectx.Err() != nil {
+				break
+			}
+			fetching.report(ectx, err, "partition", st.id)
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-ectx.Done():
+				t.Stop()
+				break fetch
+			case <-t.C:
+			}
+			continue
+		}
+		fetching.resolved(ectx)
+		select {
+		case sub.sem <- struct{}{}:
+		case <-ectx.Done():
+			break fetch
+		}
+		if ectx.Err() != nil { // a nack stopped us while we waited
+			<-sub.sem
+			break
+		}
+		msg := toMessage(sub.topic, partition, &m)
+		mctx, mcancel := context.WithCancel(sub.ctx)
+		msg.SetContext(mctx)
+		in := &inflight{msg: msg, offset: m.Offset, cancel: mcancel}
+		select {
+		case pending <- in: // never waits: each pending message holds a token
+		case <-ectx.Done():
+			mcancel()
+			<-sub.sem
+			break fetch
+		}
+		select {
+		case sub.out <- msg:
+		case <-ectx.Done():
+			break fetch // in is in pending: released below
+		}
+	}
+	<-watched
+	for drained := false; !drained; {
+		select {
+		case in := <-pending:
+			in.cancel()
+			<-sub.sem
+		default:
+			drained = true
+		}
+	}
+	select {
+	case off := <-nackCh:
+		return off, ctx.Err() == nil
+	default:
+		return 0, false
+	}
+}
+
+// watch follows one partition's handed-out messages in order. When the
+// oldest is acked, the partition's commit position moves past it; when it is
+// nacked, watch reports its offset and stops the reader. A message acked
+// after the messages before it are acked is seen when they are; acks and
+// nacks that arrive after the reader stopped are ignored.
+func (sub *subscription) watch(ctx context.Context, stop context.CancelFunc, st *partState, pending <-chan *inflight, nackCh chan<- int64) {
+	for {
+		var in *inflight
+		select {
+		case in = <-pending:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-in.msg.Acked():
+			st.next.Store(in.offset + 1)
+			in.cancel()
+			<-sub.sem
+		case <-in.msg.Nacked():
+			// Stop before returning the token, so the fetch loop that
+			// takes it sees the stop and hands out nothing more.
+			nackCh <- in.offset
+			stop()
+			in.cancel()
+			<-sub.sem
+			return
+		case <-ctx.Done():
+			select {
+			case <-in.msg.Acked(): // acked as we stopped: still counts
+				st.next.Store(in.offset + 1)
+			default:
+			}
+			in.cancel()
+			<-sub.sem
+			return
+		}
+	}
+}
+
+// toMessage converts a consumed record to a watermill message: the UUID from
+// HeaderUUID (or topic/partition/offset), one metadata entry per header, and
+// the kafka.* entries, which headers cannot override.
+func toMessage(topic, partition string, m *kafkago.Message) *message.Message {
+	md := make(message.Metadata, len(m.Headers)+4)
+	var uuid string
+	for _, h := range m.Headers {
+		if h.Key == HeaderUUID {
+			uuid = string(h.Value)
+			continue
+		}
+		md[h.Key] = string(h.Value)
+	}
+	offset := strconv.FormatInt(m.Offset, 10)
+	if uuid == "" {
+		uuid = topic + "/" + partition + "/" + offset
+	}
+	md[MetadataTopic] = topic
+	md[MetadataPartition] = partition
+	md[MetadataOffset] = offset
+	if m.Key != nil {
+		md[MetadataKey] = string(m.Key)
+	} else {
+		delete(md, MetadataKey)
+	}
+	msg := message.NewMessage(uuid, m.Value)
+	msg.Metadata = md
+	return msg
+}
