@@ -81,6 +81,9 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 	var res Result
 	touched := make(map[string]struct{})
 	fits := len(batch) // records known to fit in one transaction
+	if st.fits > 0 {
+		fits = min(fits, st.fits)
+	}
 	for rest := batch; len(rest) > 0; {
 		n := min(len(rest), fits)
 		for {
@@ -94,7 +97,7 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 					n = done
 				}
 				n = max(1, n-max(1, n/4))
-				fits = n
+				fits, st.fits = n, n
 				continue
 			}
 			if err != nil {

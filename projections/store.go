@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -32,6 +33,10 @@ type Store struct {
 	now        func() time.Time
 	maxPayload int // largest event data or quarantined input kept: half a value log file
 	apply      sync.Mutex
+	// fits is how many records of a batch last fitted in one transaction
+	// (0: unknown), guarded by apply: a store that once overflowed starts
+	// later batches at the size that worked instead of failing again.
+	fits int
 }
 
 // Tenant returns the tenant the store belongs to.
@@ -117,15 +122,24 @@ func (st *Store) aad(keyspace string, key []byte) []byte {
 // seal encodes v as JSON and encrypts it for key. The plaintext buffer is
 // cleared afterwards.
 func (st *Store) seal(c Cipher, keyspace string, key []byte, v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("encode %s value: %w", keyspace, err)
+	var pt []byte
+	if bm, ok := v.(encoding.BinaryMarshaler); ok {
+		b, err := bm.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("encode %s value: %w", keyspace, err)
+		}
+		pt = b
+	} else {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("encode %s value: %w", keyspace, err)
+		}
+		pt = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
-	pt := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	ct, err := c.Encrypt(pt, st.aad(keyspace, key))
-	clear(buf.Bytes())
+	clear(pt)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s value: %w", keyspace, err)
 	}
@@ -140,6 +154,12 @@ func (st *Store) unseal(c Cipher, keyspace string, key, ct []byte, v any) error 
 		return fmt.Errorf("open %s value %x: %w", keyspace, key, err)
 	}
 	defer clear(pt)
+	if bu, ok := v.(encoding.BinaryUnmarshaler); ok {
+		if err := bu.UnmarshalBinary(pt); err != nil {
+			return events.Errorf(events.EINTERNAL, "decode %s value %x: malformed sealed record", keyspace, key)
+		}
+		return nil
+	}
 	if err := json.Unmarshal(pt, v); err != nil {
 		return events.Errorf(events.EINTERNAL, "decode %s value %x: malformed sealed record", keyspace, key)
 	}

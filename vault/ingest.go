@@ -39,7 +39,7 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	if err != nil {
 		v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
-		_, aerr := v.cfg.Audit.Append(ctx, audit.Record{
+		aerr := v.record(ctx, audit.Record{
 			Principal: "ingest", Tenant: topicTenant(topic), Action: "ingest.skip", Resource: "topics/" + topic,
 			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: offsetDetails(msgs),
 		})
@@ -60,16 +60,19 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	for i := range msgs {
 		m := &msgs[i]
 		recs[i] = projections.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-		e, rej, flagged := v.decode(t, m)
+		e, rej := v.decode(t, m)
 		if rej == nil {
 			recs[i].Event = &e
 			continue
 		}
 		recs[i].Reject = rej
+		details := map[string]string{"code": rej.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10)}
+		if e.Tenant != "" {
+			details[audit.DetailEventTenant] = e.Tenant
+		}
 		rejects = append(rejects, audit.Record{
 			Principal: "ingest", Tenant: string(t), Action: "ingest.reject", Resource: "topics/" + topic,
-			Outcome: "rejected", Flagged: flagged, Reason: rej.Reason, KeyIDs: []uint32{c.PrimaryKeyID()},
-			Details: map[string]string{"code": rej.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10)},
+			Outcome: "rejected", Reason: rej.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 		})
 	}
 	res, err := st.Apply(c, recs)
@@ -97,21 +100,21 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	return v.appendAll(ctx, append(rejects, batch))
 }
 
-// decode turns m into an event of tenant t, or a rejection. flagged is set
-// when the record crosses a tenant boundary.
-func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *projections.Rejection, flagged bool) {
+// decode turns m into an event of tenant t, or a rejection. A rejected
+// event that names another tenant comes back with its Tenant set: the audit
+// record carries that fact, from which the flag is derived.
+func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *projections.Rejection) {
 	e, err := events.Decode(m.Value, m.Headers, v.cfg.MaxEventBytes)
 	switch {
 	case err != nil:
 		rej = &projections.Rejection{Code: events.ErrorCode(err), Reason: events.ErrorMessage(err)}
 	case e.Tenant != "" && e.Tenant != string(t):
-		v.stats.BoundaryViolations.Add(1)
-		flagged = true
 		rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant"}
+		e = events.Event{Tenant: e.Tenant}
 	case len(m.Key) > 0 && string(m.Key) != e.Subject:
 		rej = &projections.Rejection{Code: events.EINVALID, Reason: "kafka key differs from subject (the stream id)"}
 	default:
-		return e, nil, false
+		return e, nil
 	}
 	raw := m.Value
 	if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
@@ -119,22 +122,18 @@ func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *proj
 		raw = raw[:v.cfg.MaxEventBytes]
 	}
 	rej.Raw = raw
-	return events.Event{}, rej, flagged
+	return events.Event{Tenant: e.Tenant}, rej
 }
 
 // appendAll appends recs concurrently, so that group commit makes them
 // durable together, and returns when all are durable.
 func (v *Vault) appendAll(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 1 {
-		_, err := v.cfg.Audit.Append(ctx, recs[0])
-		return err
+		return v.record(ctx, recs[0])
 	}
 	errs := make(chan error, len(recs))
 	for _, r := range recs {
-		go func() {
-			_, err := v.cfg.Audit.Append(ctx, r)
-			errs <- err
-		}()
+		go func() { errs <- v.record(ctx, r) }()
 	}
 	var all []error
 	for range recs {
@@ -142,10 +141,7 @@ func (v *Vault) appendAll(ctx context.Context, recs []audit.Record) error {
 			all = append(all, err)
 		}
 	}
-	if len(all) > 0 {
-		return fmt.Errorf("audit: %w", errors.Join(all...))
-	}
-	return nil
+	return errors.Join(all...)
 }
 
 func offsetDetails(msgs []Message) map[string]string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tenantvault/tenantvault/audit"
@@ -14,41 +15,60 @@ import (
 )
 
 // Session is a principal's access to one tenant's store and cipher: the only
-// way to read tenant data. It is made by Session from an authenticated
-// Principal whose credential belongs to that tenant. Close it when done.
+// way to read tenant data. It is made by Vault.Session from an authenticated
+// Principal whose credential belongs to that tenant (or the admin's, with a
+// stated break-glass reason). Close it when done.
 type Session struct {
-	v       *Vault
-	p       Principal
-	tenant  events.TenantID
-	cipher  Cipher
-	store   *projections.Store
-	release func()
-	once    sync.Once
+	v          *Vault
+	p          Principal
+	tenant     events.TenantID
+	breakGlass string
+	cipher     Cipher
+	store      *projections.Store
+	release    func()
+	once       sync.Once
 }
 
-// Session opens tenant's data for p. A credential of another tenant, or the
-// admin credential, is refused with EFORBIDDEN and a flagged audit record —
-// before the tenant's existence is even looked up, so a refusal reveals
-// nothing about other tenants. An invalid id is EINVALID, an unknown
-// tenant ENOTFOUND.
-func (v *Vault) Session(ctx context.Context, p Principal, tenant, action, resource string) (*Session, error) {
-	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "denied"}
-	t, err := events.ParseTenantID(tenant)
+// Access describes what a request asks of a tenant's data.
+type Access struct {
+	Tenant   string // the tenant the request names: not yet validated
+	Action   string // audit action, e.g. "stream.read"
+	Resource string // audit resource
+	// BreakGlass is an admin's stated reason to read tenant data. The admin
+	// credential opens a session only with one, and every read it makes is
+	// flagged.
+	BreakGlass string
+}
+
+// MaxBreakGlassLen bounds a break-glass reason.
+const MaxBreakGlassLen = 256
+
+// Session opens tenant data for p. A credential of another tenant, or the
+// admin credential without a break-glass reason, is refused with EFORBIDDEN
+// and a flagged audit record — before the tenant's existence is even looked
+// up, so a refusal reveals nothing about other tenants. An invalid id is
+// EINVALID, an unknown tenant ENOTFOUND.
+func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, error) {
+	rec := audit.Record{Principal: p.String(), Tenant: a.Tenant, Action: a.Action, Resource: a.Resource, Outcome: "denied"}
+	breakGlass := strings.TrimSpace(a.BreakGlass)
+	if p.admin && breakGlass != "" {
+		rec.Details = map[string]string{audit.DetailBreakGlass: breakGlass}
+	}
+	t, err := events.ParseTenantID(a.Tenant)
 	if err != nil {
-		rec.Tenant, rec.Outcome, rec.Reason = topicTenant("tenant."+tenant+".events"), "rejected", "invalid tenant id"
+		rec.Outcome, rec.Reason = "rejected", "invalid tenant id"
 		return nil, v.auditDenied(ctx, rec, err)
 	}
 	switch {
-	case p.admin:
+	case p.admin && breakGlass == "":
 		v.stats.Denied.Add(1)
-		v.stats.BoundaryViolations.Add(1)
-		rec.Flagged, rec.Reason = true, "admin credential used on tenant data"
-		return nil, v.auditDenied(ctx, rec, events.Errorf(events.EFORBIDDEN, "the admin credential cannot read tenant data"))
-	case p.tenant != t:
+		return nil, v.auditDenied(ctx, rec, events.Errorf(events.EFORBIDDEN, "the admin credential reads tenant data only with a break-glass reason"))
+	case p.admin && len(breakGlass) > MaxBreakGlassLen:
 		v.stats.Denied.Add(1)
-		v.stats.BoundaryViolations.Add(1)
-		rec.Flagged, rec.Reason = true, "token tenant differs from path tenant"
-		rec.Details = map[string]string{"token_tenant": string(p.tenant)}
+		rec.Details[audit.DetailBreakGlass] = breakGlass[:MaxBreakGlassLen]
+		return nil, v.auditDenied(ctx, rec, events.Errorf(events.EINVALID, "break-glass reason is longer than %d bytes", MaxBreakGlassLen))
+	case !p.admin && p.tenant != t:
+		v.stats.Denied.Add(1)
 		return nil, v.auditDenied(ctx, rec, events.Errorf(events.EFORBIDDEN, "credential does not grant access to this tenant"))
 	}
 	if _, ok := v.reg.get(t); !ok {
@@ -63,7 +83,11 @@ func (v *Vault) Session(ctx context.Context, p Principal, tenant, action, resour
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", t, err)
 	}
-	return &Session{v: v, p: p, tenant: t, cipher: c, store: st, release: release}, nil
+	s := &Session{v: v, p: p, tenant: t, cipher: c, store: st, release: release}
+	if p.admin {
+		s.breakGlass = breakGlass
+	}
+	return s, nil
 }
 
 // Tenant is the session's tenant.
@@ -124,18 +148,28 @@ func (s *Session) Quarantine(ctx context.Context, cursor string, limit int) ([]p
 func (s *Session) read(ctx context.Context, action, resource string, fn func(projections.Cipher) (int, error)) error {
 	rc := &recordingCipher{Cipher: s.cipher}
 	n, err := fn(rc)
-	rec := audit.Record{Principal: s.p.String(), Tenant: string(s.tenant), Action: action, Resource: resource, Outcome: "ok", Count: n, KeyIDs: rc.keyIDs()}
 	if err != nil {
 		n = 0
+	}
+	rec := audit.Record{Principal: s.p.String(), Tenant: string(s.tenant), Action: action, Resource: resource, Outcome: "ok", Count: n, KeyIDs: rc.keyIDs()}
+	if s.breakGlass != "" {
+		rec.Details = map[string]string{audit.DetailBreakGlass: s.breakGlass}
 	}
 	var fk ForeignKey
 	switch {
 	case err == nil:
 		s.v.stats.Reads.Add(1)
 	case errors.As(err, &fk):
-		s.v.stats.BoundaryViolations.Add(1)
-		rec.Outcome, rec.Flagged, rec.Reason = "denied", true, "ciphertext sealed under another tenant's key"
-		rec.Details = map[string]string{"foreign_key_id": fmt.Sprint(fk.ForeignKeyID())}
+		owner, _ := s.v.cfg.Keys.Owner(fk.ForeignKeyID())
+		if owner == "" {
+			owner = "unknown"
+		}
+		rec.Outcome = "denied"
+		if rec.Details == nil {
+			rec.Details = map[string]string{}
+		}
+		rec.Details[audit.DetailKeyOwner] = string(owner)
+		rec.Details["key_id"] = fmt.Sprint(fk.ForeignKeyID())
 		err = events.Errorf(events.EFORBIDDEN, "stored record is sealed under a key of another tenant")
 	case errors.Is(err, projections.ErrNotFound):
 		rec.Outcome, rec.Reason = "error", "not found"
@@ -143,8 +177,8 @@ func (s *Session) read(ctx context.Context, action, resource string, fn func(pro
 	default:
 		rec.Outcome, rec.Reason = "error", "internal error"
 	}
-	if _, aerr := s.v.cfg.Audit.Append(ctx, rec); aerr != nil {
-		return fmt.Errorf("audit: %w", aerr)
+	if aerr := s.v.record(ctx, rec); aerr != nil {
+		return aerr
 	}
 	return err
 }

@@ -33,6 +33,8 @@ type Cipher interface {
 type Keys interface {
 	Create(t events.TenantID) (Cipher, error)
 	Cipher(t events.TenantID) (Cipher, error)
+	// Owner names the tenant a key id belongs to.
+	Owner(keyID uint32) (events.TenantID, bool)
 }
 
 // Topics creates ingress topics.
@@ -126,7 +128,6 @@ type Stats struct {
 	Batches            atomic.Int64
 	Reads              atomic.Int64
 	Denied             atomic.Int64
-	BoundaryViolations atomic.Int64
 }
 
 // Stats returns the live counters.
@@ -203,11 +204,21 @@ func (v *Vault) Authenticate(ctx context.Context, token, action, resource string
 	return Principal{}, v.auditDenied(ctx, audit.Record{Principal: "anonymous", Action: action, Resource: resource, Outcome: "denied", Reason: reason}, err)
 }
 
-// auditDenied appends rec and returns denial, or the audit failure if the
-// record could not be made durable.
-func (v *Vault) auditDenied(ctx context.Context, rec audit.Record, denial error) error {
+// record appends rec to the audit log, flagged (or not) by what it says
+// happened (audit.Flag), and returns once it is durable.
+func (v *Vault) record(ctx context.Context, rec audit.Record) error {
+	audit.Flag(&rec)
 	if _, err := v.cfg.Audit.Append(ctx, rec); err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// auditDenied records rec and returns denial, or the audit failure if the
+// record could not be made durable.
+func (v *Vault) auditDenied(ctx context.Context, rec audit.Record, denial error) error {
+	if err := v.record(ctx, rec); err != nil {
+		return err
 	}
 	return denial
 }
@@ -250,14 +261,14 @@ func (v *Vault) CreateTenant(ctx context.Context, p Principal, id string) (Tenan
 	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: "ok"}
 	if err != nil {
 		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
-		if _, aerr := v.cfg.Audit.Append(ctx, rec); aerr != nil {
+		if aerr := v.record(ctx, rec); aerr != nil {
 			return TenantInfo{}, "", errors.Join(err, fmt.Errorf("audit: %w", aerr))
 		}
 		return TenantInfo{}, "", err
 	}
 	rec.KeyIDs = []uint32{keyID}
-	if _, err := v.cfg.Audit.Append(ctx, rec); err != nil {
-		return TenantInfo{}, "", fmt.Errorf("audit: %w", err)
+	if err := v.record(ctx, rec); err != nil {
+		return TenantInfo{}, "", err
 	}
 	if v.cfg.OnTenantCreated != nil {
 		v.cfg.OnTenantCreated(t)
@@ -307,8 +318,8 @@ func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, err
 		out = append(out, e.info())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	if _, err := v.cfg.Audit.Append(ctx, audit.Record{Principal: p.String(), Action: action, Resource: "tenants", Outcome: "ok", Count: len(out)}); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+	if err := v.record(ctx, audit.Record{Principal: p.String(), Action: action, Resource: "tenants", Outcome: "ok", Count: len(out)}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -32,6 +32,9 @@ type Config struct {
 	ShutdownGrace time.Duration // default 10s
 	// Partitions of each new tenant topic; default 1.
 	Partitions int
+	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
+	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
+	MaxOpenStores int
 }
 
 func (c *Config) setDefaults() {
@@ -65,6 +68,9 @@ func (c *Config) setDefaults() {
 	if c.Partitions == 0 {
 		c.Partitions = 1
 	}
+	if c.MaxOpenStores == 0 {
+		c.MaxOpenStores = 128
+	}
 }
 
 // Validate reports every problem at once.
@@ -93,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New(EnvPrefix+"ADMIN_TOKEN must be at least 16 characters"))
+	}
+	if c.MaxOpenStores < 1 {
+		errs = append(errs, errors.New("--max-open-stores must be at least 1"))
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, errors.New("--partitions must be at least 1"))
@@ -130,6 +139,7 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group prefix (env TENANTVAULT_CONSUMER_GROUP)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
+	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {

