@@ -120,14 +120,14 @@ type Vault struct {
 
 // Stats are the vault's counters, exported on /metrics.
 type Stats struct {
-	EventsApplied      atomic.Int64
-	EventsDuplicate    atomic.Int64
-	EventsQuarantined  atomic.Int64
-	EventsSkipped      atomic.Int64
-	UnknownTenantMsgs  atomic.Int64
-	Batches            atomic.Int64
-	Reads              atomic.Int64
-	Denied             atomic.Int64
+	EventsApplied     atomic.Int64
+	EventsDuplicate   atomic.Int64
+	EventsQuarantined atomic.Int64
+	EventsSkipped     atomic.Int64
+	UnknownTenantMsgs atomic.Int64
+	Batches           atomic.Int64
+	Reads             atomic.Int64
+	Denied            atomic.Int64
 }
 
 // Stats returns the live counters.
