@@ -32,6 +32,12 @@ type Config struct {
 	ShutdownGrace time.Duration // default 10s
 	// Partitions of each new tenant topic; default 1.
 	Partitions int
+	// AlertWebhook receives each boundary-violation alert as a JSON POST;
+	// empty disables the webhook sink.
+	AlertWebhook string
+	// AlertTopic is the Kafka topic alerts are published to; default
+	// vault.alerts; "-" disables the Kafka sink.
+	AlertTopic string
 	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
@@ -68,6 +74,9 @@ func (c *Config) setDefaults() {
 	if c.Partitions == 0 {
 		c.Partitions = 1
 	}
+	if c.AlertTopic == "" {
+		c.AlertTopic = "vault.alerts"
+	}
 	if c.MaxOpenStores == 0 {
 		c.MaxOpenStores = 128
 	}
@@ -99,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New(EnvPrefix+"ADMIN_TOKEN must be at least 16 characters"))
+	}
+	if c.AlertWebhook != "" && !strings.HasPrefix(c.AlertWebhook, "http://") && !strings.HasPrefix(c.AlertWebhook, "https://") {
+		errs = append(errs, fmt.Errorf("--alert-webhook %q is not an http(s) URL", c.AlertWebhook))
 	}
 	if c.MaxOpenStores < 1 {
 		errs = append(errs, errors.New("--max-open-stores must be at least 1"))
@@ -139,6 +151,8 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group prefix (env TENANTVAULT_CONSUMER_GROUP)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
+	fs.StringVar(&c.AlertWebhook, "alert-webhook", env("alert-webhook", ""), "URL that receives each boundary-violation alert as a JSON POST (env TENANTVAULT_ALERT_WEBHOOK)")
+	fs.StringVar(&c.AlertTopic, "alert-topic", env("alert-topic", "vault.alerts"), "Kafka topic of boundary-violation alerts; - disables (env TENANTVAULT_ALERT_TOPIC)")
 	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")

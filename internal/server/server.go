@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -18,7 +19,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
@@ -43,6 +48,8 @@ type Server struct {
 	audit      *audit.Log
 	vault      *vault.Vault
 	runner     *ingest.Runner
+	alerts     *alerts.Dispatcher
+	alertPub   *kafka.Publisher
 	listener   net.Listener
 	http       *http.Server
 	running    atomic.Bool
@@ -92,10 +99,21 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
-	alertLog := s.Logger.With("alert", "boundary")
-	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: func(r audit.Record) {
-		alertLog.Warn("tenant boundary violation", "index", r.Index, "principal", r.Principal, "tenant", r.Tenant, "action", r.Action, "reason", r.Reason)
-	}}); err != nil {
+	sinks := []alerts.Sink{alerts.LogSink{Logger: s.Logger}}
+	if cfg.AlertWebhook != "" {
+		sinks = append(sinks, alerts.WebhookSink{URL: cfg.AlertWebhook})
+	}
+	if cfg.AlertTopic != "-" {
+		if err := s.admin.CreateTopic(ctx, cfg.AlertTopic, 1); err != nil {
+			return fmt.Errorf("alert topic %s: %w", cfg.AlertTopic, err)
+		}
+		if s.alertPub, err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: s.brokers, Logger: s.Logger}); err != nil {
+			return fmt.Errorf("alert publisher: %w", err)
+		}
+		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
+	}
+	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger})
+	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify}); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if s.vault, err = vault.Open(vault.Config{
@@ -118,7 +136,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	api := httpapi.New(s.vault, s.ready, s.Logger)
+	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus}})
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	return nil
 }
@@ -139,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer s.running.Store(false)
 		return s.runner.Run(gctx)
 	})
+	g.Go(func() error { return s.alerts.Run(gctx) })
 	g.Go(func() error {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -165,6 +184,9 @@ func (s *Server) Close() error {
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
 	}
+	if s.alertPub != nil {
+		errs = append(errs, s.alertPub.Close())
+	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Close())
 	}
@@ -182,6 +204,17 @@ func (s *Server) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// publishAlert publishes one alert record to Kafka.
+func (s *Server) publishAlert(ctx context.Context, topic string, key, value []byte) error {
+	m := message.NewMessage(watermill.NewUUID(), value)
+	m.Metadata.Set(kafka.MetadataKey, string(key))
+	m.SetContext(ctx)
+	return s.alertPub.Publish(topic, m)
+}
+
+// Alerts is the alert dispatcher (for its counters).
+func (s *Server) Alerts() *alerts.Dispatcher { return s.alerts }
 
 // HTTPAddr is the address the API listens on.
 func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }

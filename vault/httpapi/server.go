@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/vault"
 )
@@ -26,23 +27,31 @@ const MaxBodyBytes = 64 << 10
 // Ready reports whether the vault is ready to serve (ingest running).
 type Ready func() error
 
+// Options configures a Handler.
+type Options struct {
+	Ready   Ready                   // readiness check; default always ready
+	Logger  *slog.Logger            // internal errors; default discard
+	Metrics []func(io.Writer) error // more Prometheus text appended to /metrics
+}
+
 // Handler serves the API.
 type Handler struct {
-	v     *vault.Vault
-	ready Ready
-	log   *slog.Logger
-	mux   *http.ServeMux
+	v       *vault.Vault
+	ready   Ready
+	log     *slog.Logger
+	extra   []func(io.Writer) error
+	mux     *http.ServeMux
 }
 
 // New returns the API handler of v.
-func New(v *vault.Vault, ready Ready, log *slog.Logger) *Handler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func New(v *vault.Vault, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if ready == nil {
-		ready = func() error { return nil }
+	if opts.Ready == nil {
+		opts.Ready = func() error { return nil }
 	}
-	h := &Handler{v: v, ready: ready, log: log, mux: http.NewServeMux()}
+	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/tenants", h.createTenant)
 	h.mux.HandleFunc("GET /v1/tenants", h.listTenants)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams", h.listStreams)
@@ -50,6 +59,7 @@ func New(v *vault.Vault, ready Ready, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/quarantine", h.getQuarantine)
 	h.mux.HandleFunc("GET /v1/audit", h.getAudit)
+	h.mux.HandleFunc("GET /v1/alerts", h.getAlerts)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -275,30 +285,10 @@ func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	f := audit.Filter{Tenant: q.Get("tenant"), Action: q.Get("action"), Flagged: q.Get("flagged") == "true"}
-	var err error
-	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+	f, err := auditFilter(r)
+	if err != nil {
 		h.fail(w, r, err)
 		return
-	}
-	if s := q.Get("after"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			h.fail(w, r, events.Errorf(events.EINVALID, "after must be a record index"))
-			return
-		}
-		f.After = &n
-	}
-	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if s := q.Get(name); s != "" {
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				h.fail(w, r, events.Errorf(events.EINVALID, "%s must be an RFC 3339 time", name))
-				return
-			}
-			*dst = t
-		}
 	}
 	recs, err := h.v.Audit(r.Context(), p, f)
 	if err != nil {
@@ -310,6 +300,63 @@ func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
 		resp["next_after"] = recs[len(recs)-1].Index
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// getAlerts lists boundary violations: the flagged audit records, as alerts.
+func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.auth(w, r, "audit.read", "alerts")
+	if !ok {
+		return
+	}
+	f, err := auditFilter(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	f.Flagged = true
+	recs, err := h.v.Audit(r.Context(), p, f)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]alerts.Alert, 0, len(recs))
+	for _, rec := range recs {
+		if a, ok := alerts.FromRecord(rec); ok {
+			out = append(out, a)
+		}
+	}
+	resp := map[string]any{"alerts": out}
+	if len(recs) == f.Limit && len(recs) > 0 {
+		resp["next_after"] = recs[len(recs)-1].Index
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// auditFilter parses the audit query parameters.
+func auditFilter(r *http.Request) (audit.Filter, error) {
+	q := r.URL.Query()
+	f := audit.Filter{Tenant: q.Get("tenant"), Action: q.Get("action"), Flagged: q.Get("flagged") == "true"}
+	var err error
+	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+		return f, err
+	}
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return f, events.Errorf(events.EINVALID, "after must be a record index")
+		}
+		f.After = &n
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if s := q.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return f, events.Errorf(events.EINVALID, "%s must be an RFC 3339 time", name)
+			}
+			*dst = t
+		}
+	}
+	return f, nil
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
@@ -338,6 +385,11 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 		{"tenantvault_denied_total", "Requests denied.", s.Denied.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
+	}
+	for _, f := range h.extra {
+		if err := f(w); err != nil {
+			h.log.Error("metrics", "err", err)
+		}
 	}
 }
 
