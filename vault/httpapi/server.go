@@ -36,11 +36,11 @@ type Options struct {
 
 // Handler serves the API.
 type Handler struct {
-	v       *vault.Vault
-	ready   Ready
-	log     *slog.Logger
-	extra   []func(io.Writer) error
-	mux     *http.ServeMux
+	v     *vault.Vault
+	ready Ready
+	log   *slog.Logger
+	extra []func(io.Writer) error
+	mux   *http.ServeMux
 }
 
 // New returns the API handler of v.
