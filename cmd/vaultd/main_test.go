@@ -168,6 +168,26 @@ func publishN(t *testing.T, brokers, tenant string, from, n int) {
 	}
 }
 
+// publishQuiet publishes like publishN but reports failure instead of
+// failing the test: for publishing into a broker that is being killed.
+func publishQuiet(brokers, tenant string, from, n int) error {
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: []string{brokers}, WriteTimeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	var msgs []*message.Message
+	for j := from; j < from+n; j++ {
+		stream := fmt.Sprintf("stream-%d", j%20)
+		e := events.Event{ID: fmt.Sprintf("ev-%d", j), Source: "test", SpecVersion: "1.0", Type: "t.happened", Subject: stream, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, j))}
+		b, _ := e.Encode()
+		m := message.NewMessage(e.ID, b)
+		m.Metadata.Set(kafka.MetadataKey, stream)
+		msgs = append(msgs, m)
+	}
+	return pub.Publish(events.TopicFor(events.TenantID(tenant)), msgs...)
+}
+
 func waitTotal(t *testing.T, base, tenant, token string, want uint64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
