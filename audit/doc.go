@@ -29,21 +29,73 @@
 // re-encoding what it decoded gives back the same bytes, so every record has
 // one encoding and every verifier reads the same record from it.
 //
-// Records have a dense 0-based Index. The canonical bytes of record i are its
-// RFC 6962 Merkle leaf; LeafHash(leaf) = SHA-256(0x00 || leaf) is its leaf
-// hash, and record i+1 carries the hex leaf hash of record i in Prev (record 0
-// carries ""). The hash chain therefore holds exactly the leaf hashes a
-// Merkle tree over the log is built from, and signed checkpoints and proofs
-// can be added later without re-encoding anything.
+// Records have a dense 0-based Index. The canonical bytes of record i
+// (the stored line without its newline) are leaf i of an RFC 6962 Merkle
+// tree; LeafHash(leaf) = SHA-256(0x00 || leaf) is its leaf hash, and record
+// i+1 carries the hex leaf hash of record i in Prev (record 0 carries "").
+// An interior node hashes as SHA-256(0x01 || left || right), the empty tree
+// as SHA-256 of nothing, and a tree of n leaves splits at the largest power
+// of two below n (RFC 9162 section 2.1.1).
+//
+// # Checkpoints
+//
+// A checkpoint (Checkpoint) is a C2SP tlog-checkpoint: a signed note
+// (golang.org/x/mod/sumdb/note) whose text is three lines, each ending in
+// "\n": the origin, the tree size in decimal, and the root hash in padded
+// standard base64 (here the checkpoint of testdata/export/log.jsonl):
+//
+//	tenantvault.example/audit-test
+//	7
+//	qRwnIkmBoNtM0gEHACGoIIUmyAblQs+fEZarl/N4psI=
+//
+//	— tenantvault.example/audit-test DnVXFOb9edNMTF2ferQUFd92ixKR2vdw8MLHqvoQCXKcaVMyOPnIorSJm7ZNUdLaCwwyZ0DDCO98UkjiI4kQAJx1yw8=
+//
+// After a blank line come signature lines: "— " (U+2014, space), the key
+// name, a space and base64(4-byte key hash || 64-byte Ed25519 signature of
+// the text). The origin is the name of the key that signs (Options.Signer,
+// from keys.Keystore.AuditSigner), and the public key travels as a note
+// verifier key, "<name>+<hash>+<base64(0x01 || 32-byte key)>"
+// (Log.PublicKey). VERIFYING.md gives every byte, for third parties who
+// write their own verifier.
+//
+// With a Signer, the Log signs a checkpoint of the durable records at Open,
+// every Options.CheckpointInterval (a second) while records arrive, and at
+// Close. Checkpoints live under <dir>/checkpoints/: "latest" (the latest
+// signed note, replaced atomically) and an append-only history,
+// NNNNNNNNNNNN.jsonl files of {"size":N,"note":"..."} lines named by the
+// size of their first checkpoint, so CheckpointAt serves older ones.
+//
+// # Proofs
+//
+// InclusionProof and ConsistencyProof return RFC 9162 proofs (lists of
+// 32-byte hashes) for any sizes up to Size. The Log keeps, in memory, the
+// hash of every complete subtree of 64 records and above (about one byte
+// per record) and the leaf hashes of the records after the last one; a
+// proof rehashes at most a few blocks of 64 records read from the segment
+// files (about 70µs), whatever the size of the log.
+//
+// # Verifying offline
+//
+// VerifyExportDir and VerifyExport check an exported log (the segment
+// files, or their concatenation) against a signed checkpoint and the
+// public key alone; VerifyInclusion and VerifyConsistency check proofs.
+// They name the first bad record (*ErrInconsistent) or reject the
+// checkpoint (*ErrBadCheckpoint) or the proof (*ErrBadProof).
 //
 // # What it must never do
 //
 //   - rewrite or delete a record: the log is append-only; recovery only drops a
-//     torn final line that was never acknowledged;
+//     torn final line that was never acknowledged (nor checkpointed);
 //   - acknowledge a record (Append returning nil) before it is fsynced;
+//   - sign a checkpoint over records that are not durable;
+//   - hold key material: it signs through the note.Signer it is given;
 //   - store payloads, tokens, key bytes or clear stream ids.
 //
-// The hash chain detects a modified, deleted, inserted or reordered record,
-// except at the very end of the log: dropping or rewriting the last records of
-// a closed log is only detectable against a signed checkpoint (a later issue).
+// The hash chain detects a modified, deleted, inserted or reordered record.
+// Dropping or rewriting the last records (or rewriting records and
+// recomputing the chain after them) is detected against a signed checkpoint
+// that covers them: Open checks every checkpoint in the history, and
+// VerifyExport the one it is given. Records newer than the latest
+// checkpoint (at most one interval's worth after a crash) are protected by
+// the chain alone until the next checkpoint.
 package audit

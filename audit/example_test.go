@@ -1,11 +1,16 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tenantvault/tenantvault/audit"
 )
@@ -46,4 +51,43 @@ func ExampleLog() {
 	// 0 admin tenant.create ok
 	// 1 tenant:globex stream.read denied
 	// verify: <nil>
+}
+
+func ExampleVerifyExportDir() {
+	dir, _ := os.MkdirTemp("", "audit-example")
+	defer os.RemoveAll(dir)
+
+	// A test key; in tenantvault it comes from keys.Keystore.AuditSigner.
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "vault.example.com/audit")
+	signer, _ := note.NewSigner(skey)
+
+	l, err := audit.Open(audit.Options{Dir: dir, Signer: signer, VerifierKey: vkey})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	for _, action := range []string{audit.ActionTenantCreate, audit.ActionStreamRead, audit.ActionTenantShred} {
+		l.Append(ctx, audit.Record{Principal: audit.PrincipalAdmin, Tenant: "acme", Action: action, Outcome: audit.OutcomeOK})
+	}
+	l.Close() // signs a last checkpoint
+	checkpoint, _ := os.ReadFile(filepath.Join(dir, "checkpoints", "latest"))
+
+	// An auditor needs the files, the checkpoint and the public key.
+	rep, err := audit.VerifyExportDir(ctx, dir, checkpoint, l.PublicKey())
+	fmt.Println("records:", rep.Records, "signed:", rep.Checkpoint.Size, "err:", err)
+
+	// Someone removes the shred record from the end of the log.
+	seg := filepath.Join(dir, "000000000000.jsonl")
+	b, _ := os.ReadFile(seg)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	os.WriteFile(seg, bytes.Join(lines[:2], nil), 0o600)
+	_, err = audit.VerifyExportDir(ctx, dir, checkpoint, l.PublicKey())
+	var inc *audit.ErrInconsistent
+	if errors.As(err, &inc) {
+		fmt.Println("first bad record:", inc.At)
+	}
+	// Output:
+	// records: 3 signed: 3 err: <nil>
+	// first bad record: 2
 }

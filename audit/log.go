@@ -13,17 +13,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/tenantvault/tenantvault/events"
 )
 
 // ErrClosed is returned by Append and List on a closed Log.
 var ErrClosed = &events.Error{Code: events.EUNAVAILABLE, Message: "audit log is closed"}
 
+// ErrNoCheckpoint is returned by Checkpoint when the log has no checkpoint
+// (it has never had a Signer) and by CheckpointAt for a size that has none.
+var ErrNoCheckpoint = &events.Error{Code: events.ENOTFOUND, Message: "audit log has no such checkpoint"}
+
 // Defaults and bounds of Options.
 const (
-	DefaultMaxBatch     = 1024
-	DefaultSegmentBytes = 64 << 20
-	MaxSegmentBytes     = 1 << 30 // offsets in the in-memory index are 32-bit
+	DefaultMaxBatch           = 1024
+	DefaultSegmentBytes       = 64 << 20
+	MaxSegmentBytes           = 1 << 30 // offsets in the in-memory index are 32-bit
+	DefaultCheckpointInterval = time.Second
 )
 
 // Options configures Open.
@@ -50,6 +57,28 @@ type Options struct {
 	// QueueSize is how many records may wait for the writer before Append
 	// and AppendAsync block. Default 8 × MaxBatch.
 	QueueSize int
+
+	// Signer signs the log's checkpoints (keys.Keystore.AuditSigner returns
+	// one); its key name is the log's origin, and must be a valid
+	// checkpoint origin. With a Signer, Open makes a checkpoint if the
+	// latest one does not cover every record, a checkpointer goroutine
+	// makes one every CheckpointInterval while records arrive, and Close
+	// makes a last one. Without a Signer, the log keeps its Merkle tree and
+	// serves proofs but makes no checkpoints (Checkpoint returns the latest
+	// one on disk, if any, or ErrNoCheckpoint).
+	Signer note.Signer
+	// VerifierKey is the note verifier key of Signer,
+	// "<name>+<hash>+<base64>", returned by PublicKey. If empty it is taken
+	// from Signer when Signer has a VerifierKey() string method (as
+	// keys.CheckpointSigner has); with a Signer it is required and must
+	// have Signer's name and key hash. When set, Open checks that the
+	// latest checkpoint on disk is signed by it, and every new checkpoint
+	// is verified with it before it is written.
+	VerifierKey string
+	// CheckpointInterval is how often the checkpointer signs a checkpoint
+	// of the durable records, if any arrived since the last one. Default
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -64,6 +93,14 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.VerifierKey == "" && o.Signer != nil {
+		if s, ok := o.Signer.(interface{ VerifierKey() string }); ok {
+			o.VerifierKey = s.VerifierKey()
+		}
 	}
 }
 
@@ -81,6 +118,27 @@ func (o *Options) Validate() error {
 	}
 	if o.QueueSize < 0 {
 		errs = append(errs, fmt.Errorf("audit: QueueSize %d is negative", o.QueueSize))
+	}
+	if o.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("audit: CheckpointInterval %v is negative", o.CheckpointInterval))
+	}
+	var v note.Verifier
+	if o.VerifierKey != "" {
+		var err error
+		if v, err = note.NewVerifier(o.VerifierKey); err != nil {
+			errs = append(errs, fmt.Errorf("audit: VerifierKey is not a note verifier key: %w", err))
+		} else if err := checkOrigin(v.Name()); err != nil {
+			errs = append(errs, fmt.Errorf("audit: VerifierKey: %w", err))
+		}
+	}
+	if o.Signer != nil {
+		switch {
+		case o.VerifierKey == "":
+			errs = append(errs, errors.New("audit: VerifierKey is required with a Signer"))
+		case v != nil && (v.Name() != o.Signer.Name() || v.KeyHash() != o.Signer.KeyHash()):
+			errs = append(errs, fmt.Errorf("audit: VerifierKey is for key %s+%08x, but Signer is %s+%08x",
+				v.Name(), v.KeyHash(), o.Signer.Name(), o.Signer.KeyHash()))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -117,6 +175,12 @@ type Log struct {
 	filesClosed bool
 
 	notify *notifier
+
+	tree     tree          // guarded by mu, like idx
+	verifier note.Verifier // of Options.VerifierKey; nil without one
+	cps      *checkpointStore
+	cpStop   chan struct{} // closed by Close to stop the checkpointer; nil without a Signer
+	cpDone   chan struct{}
 }
 
 // request is one record waiting for the writer.
@@ -143,13 +207,21 @@ type pending struct {
 	rec  Record
 	off  int64 // in its segment
 	size int   // line length without the newline
+	leaf [HashSize]byte
 }
 
 // Open opens the log in opts.Dir, creating it if needed. It reads every
-// record and checks the chain. A torn final line (a crash in the middle of a
-// write: never acknowledged) is cut off and logged; any other damage is an
-// *ErrInconsistent naming the first bad record, and the log is not opened.
-// Only one Log may have a directory open at a time.
+// record, checks the chain, rebuilds the Merkle tree and checks it against
+// every checkpoint in <dir>/checkpoints: a checkpoint whose size is past the
+// end of the log (records cut off) or whose root does not match is an
+// *ErrInconsistent, a damaged checkpoint history or a latest checkpoint not
+// signed by Options.VerifierKey an *ErrBadCheckpoint. A torn final line (a
+// crash in the middle of a write: never acknowledged, never checkpointed)
+// is cut off and logged; any other damage is an *ErrInconsistent naming the
+// first bad record, and the log is not opened. With a Signer, Open then
+// signs a checkpoint of every record if the latest one does not cover them
+// all, and starts the checkpointer. Only one Log may have a directory open
+// at a time.
 func Open(opts Options) (*Log, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
@@ -173,9 +245,26 @@ func Open(opts Options) (*Log, error) {
 		writerDone: make(chan struct{}),
 		idx:        newIndex(),
 	}
-	if err := l.recover(); err != nil {
+	if opts.VerifierKey != "" {
+		l.verifier, _ = note.NewVerifier(opts.VerifierKey) // checked by Validate
+	}
+	cps, history, err := openCheckpointStore(dir, opts.SegmentBytes, l.logger, l.verifier)
+	if err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("audit: open %s: %w", dir, err)
+	}
+	l.cps = cps
+	if err := l.recover(history); err != nil {
+		l.closeFiles()
+		return nil, fmt.Errorf("audit: open %s: %w", dir, err)
+	}
+	if opts.Signer != nil {
+		if err := l.checkpoint(); err != nil {
+			l.closeFiles()
+			return nil, fmt.Errorf("audit: open %s: %w", dir, err)
+		}
+		l.cpStop, l.cpDone = make(chan struct{}), make(chan struct{})
+		go l.runCheckpointer()
 	}
 	l.notify = newNotifier(opts.OnFlagged, l.logger)
 	go l.notify.run()
@@ -183,23 +272,44 @@ func Open(opts Options) (*Log, error) {
 	return l, nil
 }
 
-// recover scans the directory, builds the index and opens the active segment.
-func (l *Log) recover() error {
+// recover scans the directory, builds the index and the tree, checks them
+// against the checkpoints in history (oldest first) and opens the active
+// segment.
+func (l *Log) recover(history []Checkpoint) error {
+	// Checkpoints are compared with the tree as the scan reaches their sizes.
+	next := 0
+	check := func(last scanned) error {
+		for ; next < len(history) && history[next].Size == l.tree.size; next++ {
+			if root := l.tree.root(); root != history[next].Root {
+				return checkpointMismatch(history[next], root, last)
+			}
+		}
+		return nil
+	}
+	if err := check(scanned{}); err != nil {
+		return err
+	}
 	res, err := scan(context.Background(), l.dir, scanOptions{
-		repair: true,
 		visit: func(s scanned) error {
 			if end := s.off + int64(len(s.line)); end > math.MaxUint32 {
 				return fmt.Errorf("record %d ends at byte %d of its segment, past the limit of %d", s.rec.Index, end, uint64(math.MaxUint32))
 			}
 			l.idx.add1(s.rec, s.off, len(s.line))
-			return nil
+			l.tree.append(s.hash)
+			return check(s)
 		},
 	})
 	if err != nil {
 		return err
 	}
+	if next < len(history) {
+		return checkpointPastEnd(history[len(history)-1], res)
+	}
 	if res.torn > 0 {
 		last := res.segs[len(res.segs)-1]
+		if err := truncateSync(filepath.Join(l.dir, last.name), last.size); err != nil {
+			return fmt.Errorf("cut torn tail of %s: %w", last.name, err)
+		}
 		l.logger.Warn("audit: cut a torn final line left by an interrupted write",
 			"file", last.name, "offset", last.size, "bytes", res.torn, "records", res.n)
 	}
@@ -325,16 +435,33 @@ func (l *Log) Head() (size uint64, prev string) {
 	return l.idx.size, l.idx.head
 }
 
-// Verify re-reads every durable record from disk and checks the chain, and
-// that the last record still hashes to the head the Log holds in memory (so
-// a record altered on disk after it was written is caught, the last one
+// Verify re-reads every durable record from disk and checks the chain,
+// that the Merkle tree over them has the root the latest checkpoint signed,
+// and that the last record still hashes to the head the Log holds in memory
+// (so a record altered on disk after it was written is caught, the last one
 // included). It returns an *ErrInconsistent for the first bad record.
 func (l *Log) Verify(ctx context.Context) error {
 	n, head := l.Head()
 	if n == 0 {
 		return nil
 	}
-	res, err := scan(ctx, l.dir, scanOptions{limit: n})
+	var cp *Checkpoint
+	if last := l.cps.latest(); last != nil && last.cp.Size > 0 && last.cp.Size <= n {
+		cp = &last.cp
+	}
+	var t tree
+	res, err := scan(ctx, l.dir, scanOptions{limit: n, visit: func(s scanned) error {
+		if cp == nil {
+			return nil
+		}
+		t.append(s.hash)
+		if t.size == cp.Size {
+			if root := t.root(); root != cp.Root {
+				return checkpointMismatch(*cp, root, s)
+			}
+		}
+		return nil
+	}})
 	if err != nil {
 		return err
 	}
@@ -362,8 +489,15 @@ func (l *Log) Close() error {
 
 	close(l.closing)
 	<-l.writerDone
+	var errs []error
+	if l.cpStop != nil {
+		close(l.cpStop)
+		<-l.cpDone
+		errs = append(errs, l.checkpoint()) // of everything written
+	}
 	l.notify.stopAndWait()
-	return l.closeFiles()
+	errs = append(errs, l.closeFiles())
+	return errors.Join(errs...)
 }
 
 func (l *Log) closeFiles() error {
@@ -371,6 +505,9 @@ func (l *Log) closeFiles() error {
 	if l.w != nil {
 		errs = append(errs, l.w.Close())
 		l.w = nil
+	}
+	if l.cps != nil {
+		errs = append(errs, l.cps.close())
 	}
 	l.filesMu.Lock()
 	l.filesClosed = true
@@ -472,10 +609,10 @@ func (l *Log) commit(batch []*request) {
 				return
 			}
 		}
-		l.pend = append(l.pend, pending{req: req, rec: rec, off: l.segSize + int64(len(l.buf)), size: len(line)})
+		l.head = LeafHash(line)
+		l.pend = append(l.pend, pending{req: req, rec: rec, off: l.segSize + int64(len(l.buf)), size: len(line), leaf: l.head})
 		l.buf = append(l.buf, line...)
 		l.buf = append(l.buf, '\n')
-		l.head = LeafHash(line)
 		l.next++
 	}
 	if len(l.pend) == 0 {
@@ -495,6 +632,9 @@ func (l *Log) commit(batch []*request) {
 	l.idx.add(l.pend)
 	l.idx.size = l.next
 	l.idx.head = l.headHex()
+	for _, p := range l.pend {
+		l.tree.append(p.leaf)
+	}
 	l.mu.Unlock()
 
 	var flagged []Record

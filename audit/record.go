@@ -266,20 +266,33 @@ func cloneRecord(r Record) Record {
 // position (a deleted, inserted or reordered line) is named itself; a record
 // that parses but was altered is named through its successor, whose Prev no
 // longer matches (At is then the successor's index, Want the hash of the
-// record found at At-1 and Got the Prev stored at At).
+// record found at At-1 and Got the Prev stored at At). Against a checkpoint,
+// records that chain correctly but do not hash to its root are named at the
+// last record it covers (Size-1: provably not the record signed; records
+// before it may have been rewritten too, their chain recomputed), and a log
+// that ends before the checkpoint's size at the first missing index.
 type ErrInconsistent struct {
 	At   uint64 // index (position in the log) of the first record that does not verify
 	Want string // what the chain requires there
 	Got  string // what was found; never raw record bytes
-	File string // segment file name, if known
-	// Offset is the byte offset of the record in File, or -1 if unknown.
+	File string // segment file name, if known ("" for a stream of records)
+	// Line is the 1-based line number of the record in File (or in the
+	// stream), 0 if unknown.
+	Line int64
+	// Offset is the byte offset of the record in File (or in the stream),
+	// or -1 if unknown.
 	Offset int64
 }
 
 func (e *ErrInconsistent) Error() string {
 	loc := ""
-	if e.File != "" {
+	switch {
+	case e.File != "" && e.Line > 0:
+		loc = fmt.Sprintf(" (%s line %d, byte %d)", e.File, e.Line, e.Offset)
+	case e.File != "":
 		loc = fmt.Sprintf(" (%s at byte %d)", e.File, e.Offset)
+	case e.Line > 0:
+		loc = fmt.Sprintf(" (line %d, byte %d)", e.Line, e.Offset)
 	}
 	return fmt.Sprintf("audit log inconsistent at record %d%s: want %s, got %s", e.At, loc, e.Want, e.Got)
 }

@@ -57,9 +57,12 @@ func listSegments(dir string) ([]uint64, error) {
 
 // scanned describes one record met by scan.
 type scanned struct {
-	rec  Record
-	off  int64  // byte offset of its line in its segment
-	line []byte // canonical bytes; valid only during the callback
+	rec    Record
+	file   string         // its segment ("" in a stream)
+	lineNo int64          // 1-based line number in its segment or stream
+	off    int64          // byte offset of its line in its segment or stream
+	line   []byte         // canonical bytes; valid only during the callback
+	hash   [HashSize]byte // LeafHash(line)
 }
 
 // scanResult is what scan found.
@@ -67,8 +70,8 @@ type scanResult struct {
 	segs []scannedSegment
 	n    uint64         // records
 	head [HashSize]byte // leaf hash of the last record (zero if n == 0)
-	// torn is the byte count of an unterminated final line, cut off when
-	// repair was set and left alone otherwise.
+	// torn is the byte count of an unterminated final line; scan leaves it
+	// alone (see truncateSync).
 	torn int64
 }
 
@@ -82,8 +85,6 @@ type scannedSegment struct {
 type scanOptions struct {
 	// limit stops the scan after that many records (0: no limit).
 	limit uint64
-	// repair truncates an unterminated final line of the last segment.
-	repair bool
 	// visit, if set, is called for every verified record in order.
 	visit func(s scanned) error
 }
@@ -95,115 +96,137 @@ type scanOptions struct {
 //
 // An unterminated final line in the last segment is what a crash in the
 // middle of a write leaves; it was never acknowledged (Append returns only
-// after the whole line is fsynced), so it is reported in torn and, with
-// repair, cut off. Anywhere else it is an inconsistency.
-func scan(ctx context.Context, dir string, opts scanOptions) (scanResult, error) {
-	var res scanResult
+// after the whole line is fsynced), so it is reported in torn for the
+// caller to cut off (or not). Anywhere else it is an inconsistency.
+func scan(ctx context.Context, dir string, opts scanOptions) (res scanResult, err error) {
 	firsts, err := listSegments(dir)
 	if err != nil {
 		return res, fmt.Errorf("list segments: %w", err)
 	}
-	var prevHex string
-	br := bufio.NewReaderSize(nil, 64<<10)
-	var long []byte // a line longer than br's buffer
+	c := newChain()
+	defer func() { res.n, res.head = c.n, c.head }()
 	for si, first := range firsts {
-		if opts.limit > 0 && res.n >= opts.limit {
+		if opts.limit > 0 && c.n >= opts.limit {
 			break
 		}
 		name := segmentName(first)
-		if first != res.n {
+		if first != c.n {
 			// A segment is missing or one was added: the records it would
 			// hold do not line up with the chain.
-			return res, &ErrInconsistent{At: res.n, Want: fmt.Sprintf("a segment starting at record %d", res.n),
+			return res, &ErrInconsistent{At: c.n, Want: fmt.Sprintf("a segment starting at record %d", c.n),
 				Got: fmt.Sprintf("segment %s", name), File: name, Offset: 0}
 		}
-		last := si == len(firsts)-1
-		path := filepath.Join(dir, name)
-		f, err := os.Open(path)
+		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
 			return res, fmt.Errorf("open segment: %w", err)
 		}
-		res.segs = append(res.segs, scannedSegment{first: first, name: name})
-		seg := &res.segs[len(res.segs)-1]
-		br.Reset(f)
-		var off int64
-		for {
-			if opts.limit > 0 && res.n >= opts.limit {
-				break
+		sr, err := c.read(ctx, f, name, si == len(firsts)-1, opts.limit, opts.visit)
+		f.Close()
+		res.segs = append(res.segs, scannedSegment{first: first, name: name, size: sr.size})
+		res.torn = sr.torn
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// chain checks records one after another, across segments: dense indices
+// from 0, canonical lines, each Prev the leaf hash of the line before.
+type chain struct {
+	n       uint64         // records read
+	head    [HashSize]byte // leaf hash of the last one
+	prevHex string         // its hex form: the next record's Prev
+	br      *bufio.Reader
+	long    []byte // a line longer than br's buffer
+}
+
+func newChain() *chain { return &chain{br: bufio.NewReaderSize(nil, 64<<10)} }
+
+// readResult is what chain.read found in one segment or stream.
+type readResult struct {
+	size int64 // bytes of complete records
+	torn int64 // bytes of an unterminated final line (only if last)
+}
+
+// read checks the records of one segment (or one stream of records) read
+// from r, continuing the chain. name is used in errors ("" for a stream).
+// Only when last may r end in an unterminated line (reported in torn); it
+// stops after limit records in all (0: no limit) and calls visit, if set,
+// for every record that verifies.
+func (c *chain) read(ctx context.Context, r io.Reader, name string, last bool, limit uint64, visit func(scanned) error) (readResult, error) {
+	var res readResult
+	c.br.Reset(r)
+	defer c.br.Reset(nil)
+	var off, lineNo int64
+	for limit == 0 || c.n < limit {
+		if c.n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return res, err
 			}
-			if res.n%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					f.Close()
-					return res, err
-				}
+		}
+		lineNo++
+		fail := func(want, got string) error {
+			return &ErrInconsistent{At: c.n, Want: want, Got: got, File: name, Line: lineNo, Offset: off}
+		}
+		line, err := c.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			c.long = append(c.long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) && len(c.long) <= maxLineBytes+1 {
+				line, err = c.br.ReadSlice('\n')
+				c.long = append(c.long, line...)
 			}
-			line, err := br.ReadSlice('\n')
+			line = c.long
 			if errors.Is(err, bufio.ErrBufferFull) {
-				long = append(long[:0], line...)
-				for errors.Is(err, bufio.ErrBufferFull) && len(long) <= maxLineBytes+1 {
-					line, err = br.ReadSlice('\n')
-					long = append(long, line...)
-				}
-				line = long
-				if errors.Is(err, bufio.ErrBufferFull) {
-					f.Close()
-					return res, &ErrInconsistent{At: res.n, Want: "a record line", Got: fmt.Sprintf("a line over %d bytes", maxLineBytes),
-						File: name, Offset: off}
-				}
+				return res, fail("a record line", fmt.Sprintf("a line over %d bytes", maxLineBytes))
 			}
-			if err == io.EOF {
-				if len(line) == 0 {
-					break
-				}
-				if !last {
-					f.Close()
-					return res, &ErrInconsistent{At: res.n, Want: "a complete record line", Got: fmt.Sprintf("%d bytes without a newline at the end of a closed segment", len(line)),
-						File: name, Offset: off}
-				}
-				res.torn = int64(len(line))
+		}
+		if err == io.EOF {
+			if len(line) == 0 {
 				break
 			}
-			if err != nil {
-				f.Close()
-				return res, fmt.Errorf("read segment %s: %w", name, err)
+			if !last {
+				return res, fail("a complete record line", fmt.Sprintf("%d bytes without a newline at the end of a closed segment", len(line)))
 			}
-			body := line[:len(line)-1]
-			rec, perr := ParseRecord(body)
-			if perr != nil {
-				f.Close()
-				return res, &ErrInconsistent{At: res.n, Want: "a canonical record", Got: perr.Error(), File: name, Offset: off}
-			}
-			if rec.Index != res.n {
-				f.Close()
-				return res, &ErrInconsistent{At: res.n, Want: fmt.Sprintf("index %d", res.n), Got: fmt.Sprintf("index %d", rec.Index),
-					File: name, Offset: off}
-			}
-			if rec.Prev != prevHex {
-				f.Close()
-				return res, &ErrInconsistent{At: res.n, Want: fmt.Sprintf("prev %q", prevHex), Got: fmt.Sprintf("prev %q", rec.Prev),
-					File: name, Offset: off}
-			}
-			res.head = LeafHash(body)
-			prevHex = hex.EncodeToString(res.head[:])
-			if opts.visit != nil {
-				if err := opts.visit(scanned{rec: rec, off: off, line: body}); err != nil {
-					f.Close()
-					return res, err
-				}
-			}
-			off += int64(len(line))
-			seg.size = off
-			res.n++
+			res.torn = int64(len(line))
+			break
 		}
-		if res.torn > 0 && opts.repair {
-			if err := truncateSync(path, off); err != nil {
-				f.Close()
-				return res, fmt.Errorf("cut torn tail of %s: %w", name, err)
+		if err != nil {
+			if name == "" {
+				return res, fmt.Errorf("read records: %w", err)
+			}
+			return res, fmt.Errorf("read segment %s: %w", name, err)
+		}
+		body := line[:len(line)-1]
+		rec, perr := ParseRecord(body)
+		if perr != nil {
+			return res, fail("a canonical record", perr.Error())
+		}
+		if rec.Index != c.n {
+			hint := "a record missing or moved before it"
+			if rec.Index < c.n {
+				hint = "a record repeated or moved"
+			}
+			return res, fail(fmt.Sprintf("index %d", c.n), fmt.Sprintf("index %d (%s)", rec.Index, hint))
+		}
+		if rec.Prev != c.prevHex {
+			if c.n == 0 {
+				return res, fail(`prev ""`, fmt.Sprintf("prev %q", rec.Prev))
+			}
+			return res, fail(fmt.Sprintf("prev %q, the leaf hash of record %d as found", c.prevHex, c.n-1),
+				fmt.Sprintf("prev %q: record %d was altered after this one was written, or this one was", rec.Prev, c.n-1))
+		}
+		h := LeafHash(body)
+		if visit != nil {
+			if err := visit(scanned{rec: rec, file: name, lineNo: lineNo, off: off, line: body, hash: h}); err != nil {
+				return res, err
 			}
 		}
-		if err := f.Close(); err != nil {
-			return res, fmt.Errorf("close segment %s: %w", name, err)
-		}
+		c.head = h
+		c.prevHex = hex.EncodeToString(h[:])
+		off += int64(len(line))
+		res.size = off
+		c.n++
 	}
 	return res, nil
 }

@@ -16,16 +16,23 @@
 //   - <dir>/master.check: a value sealed by the master key, so that opening the
 //     keystore with a different master key fails with a clear error instead of
 //     one "cannot unwrap" per tenant.
+//   - <dir>/audit-checkpoint.signer: the Ed25519 key that signs the audit
+//     log's checkpoints, created on first use by [Keystore.AuditSigner] and
+//     wrapped by the master key with the associated data
+//     "audit-checkpoint-signer". The audit log receives it only as a
+//     note.Signer ([CheckpointSigner]); auditors get the public verifier key
+//     from [Keystore.AuditVerifierKey].
 //   - Key ids unique across all tenants (regenerated on collision), so a
 //     ciphertext's 5-byte Tink prefix names exactly one owner ([Keystore.Owner]).
 //
 // # What it must never do
 //
 //   - Return, log or print raw key bytes. No exported function hands out key
-//     material or a keyset.Handle; [TenantCipher] and [Keystore] print
-//     redacted (String, GoString, LogValue).
-//   - Write a keyset to disk unwrapped, or wrapped without the tenant id bound
-//     as associated data.
+//     material or a keyset.Handle; [TenantCipher], [CheckpointSigner] and
+//     [Keystore] print redacted (String, GoString, LogValue).
+//   - Write a keyset to disk unwrapped, or wrapped without its owner bound as
+//     associated data (the tenant id; "audit-checkpoint-signer" for the audit
+//     key).
 //   - Try a tenant's keys on another tenant's ciphertext: Decrypt of a foreign
 //     key id fails with [*ForeignKeyError] before any decryption is attempted.
 //   - Accept a tenant id it did not re-validate with events.ParseTenantID: ids

@@ -61,6 +61,8 @@ type Keystore struct {
 
 	mu    sync.Mutex              // serialises writers: Create (later Rotate, Destroy), Close
 	state atomic.Pointer[ksState] // copy-on-write snapshot; readers do not lock
+
+	auditSigner *CheckpointSigner // guarded by mu; loaded or created by AuditSigner
 }
 
 // ksState is an immutable snapshot of the keystore's maps. Writers copy it,
@@ -159,7 +161,7 @@ func holdsSealedKeys(dir string) (bool, error) {
 		return false, err
 	}
 	return slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
-		return e.Name() == checkFile || strings.HasSuffix(e.Name(), keysetExt)
+		return e.Name() == checkFile || e.Name() == auditSignerFile || strings.HasSuffix(e.Name(), keysetExt)
 	}), nil
 }
 
@@ -403,12 +405,13 @@ func (ks *Keystore) Owner(keyID uint32) (events.TenantID, bool) {
 }
 
 // Close releases the keystore's unwrapped keys; later calls fail, Owner
-// reports false. Ciphers already handed out keep working until they are
-// dropped. Close is idempotent.
+// reports false. Ciphers and the audit signer already handed out keep
+// working until they are dropped. Close is idempotent.
 func (ks *Keystore) Close() error {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.state.Store(&ksState{closed: true})
+	ks.auditSigner = nil
 	return nil
 }
 
