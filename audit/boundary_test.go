@@ -105,4 +105,3 @@ func TestReplayRederivesFlags(t *testing.T) {
 		}
 	}
 }
-
