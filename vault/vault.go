@@ -324,6 +324,19 @@ func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, err
 	return out, nil
 }
 
+// AuditLog hands the admin the audit log, for checkpoints, proofs and
+// exports: metadata only, so reading it is not itself audited.
+func (v *Vault) AuditLog(ctx context.Context, p Principal) (*audit.Log, error) {
+	if err := v.requireAdmin(ctx, p, "audit.read", "audit"); err != nil {
+		return nil, err
+	}
+	return v.cfg.Audit, nil
+}
+
+// AuditPublicKey is the note verifier key of the audit log's checkpoints:
+// public, needed by anyone who verifies.
+func (v *Vault) AuditPublicKey() string { return v.cfg.Audit.PublicKey() }
+
 // Audit lists audit records (admin only). Reading the audit log is itself
 // not audited per call: it holds no tenant data.
 func (v *Vault) Audit(ctx context.Context, p Principal, f audit.Filter) ([]audit.Record, error) {

@@ -38,6 +38,10 @@ type Config struct {
 	// AlertTopic is the Kafka topic alerts are published to; default
 	// vault.alerts; "-" disables the Kafka sink.
 	AlertTopic string
+	// AuditOrigin names the audit log in its signed checkpoints (the C2SP
+	// origin line and the verifier key's name); default tenantvault/audit.
+	// The signing key is bound to it: it cannot change for a data dir.
+	AuditOrigin string
 	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
@@ -73,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 1
+	}
+	if c.AuditOrigin == "" {
+		c.AuditOrigin = "tenantvault/audit"
 	}
 	if c.AlertTopic == "" {
 		c.AlertTopic = "vault.alerts"
@@ -153,6 +160,7 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", env("alert-webhook", ""), "URL that receives each boundary-violation alert as a JSON POST (env TENANTVAULT_ALERT_WEBHOOK)")
 	fs.StringVar(&c.AlertTopic, "alert-topic", env("alert-topic", "vault.alerts"), "Kafka topic of boundary-violation alerts; - disables (env TENANTVAULT_ALERT_TOPIC)")
+	fs.StringVar(&c.AuditOrigin, "audit-origin", env("audit-origin", "tenantvault/audit"), "origin (log name) of the audit log's signed checkpoints; fixed for a data dir (env TENANTVAULT_AUDIT_ORIGIN)")
 	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")

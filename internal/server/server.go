@@ -113,7 +113,11 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
 	}
 	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger})
-	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify}); err != nil {
+	signer, err := s.keystore.AuditSigner(cfg.AuditOrigin)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint signer: %w", err)
+	}
+	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify, Signer: signer}); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if s.vault, err = vault.Open(vault.Config{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,6 +61,11 @@ func New(v *vault.Vault, opts Options) *Handler {
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/quarantine", h.getQuarantine)
 	h.mux.HandleFunc("GET /v1/audit", h.getAudit)
 	h.mux.HandleFunc("GET /v1/alerts", h.getAlerts)
+	h.mux.HandleFunc("GET /v1/audit/checkpoint", h.getCheckpoint)
+	h.mux.HandleFunc("GET /v1/audit/public-key", h.getPublicKey)
+	h.mux.HandleFunc("GET /v1/audit/proof/inclusion", h.getInclusion)
+	h.mux.HandleFunc("GET /v1/audit/proof/consistency", h.getConsistency)
+	h.mux.HandleFunc("GET /v1/audit/export", h.getExport)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -330,6 +336,145 @@ func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request) {
 		resp["next_after"] = recs[len(recs)-1].Index
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// auditLog authenticates an admin request for the audit log itself.
+func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, resource string) (*audit.Log, bool) {
+	p, ok := h.auth(w, r, "audit.read", resource)
+	if !ok {
+		return nil, false
+	}
+	l, err := h.v.AuditLog(r.Context(), p)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
+	return l, true
+}
+
+// getCheckpoint answers the latest signed checkpoint (or the one of
+// ?size=N) as a C2SP signed note, text/plain.
+func (h *Handler) getCheckpoint(w http.ResponseWriter, r *http.Request) {
+	l, ok := h.auditLog(w, r, "audit/checkpoint")
+	if !ok {
+		return
+	}
+	var note []byte
+	var err error
+	if s := r.URL.Query().Get("size"); s != "" {
+		size, perr := strconv.ParseUint(s, 10, 64)
+		if perr != nil {
+			h.fail(w, r, events.Errorf(events.EINVALID, "size must be a record count"))
+			return
+		}
+		note, err = l.CheckpointAt(size)
+	} else {
+		note, _, _, err = l.Checkpoint()
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(note)
+}
+
+func (h *Handler) getPublicKey(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, h.v.AuditPublicKey()+"\n")
+}
+
+func uintParams(r *http.Request, names ...string) ([]uint64, error) {
+	out := make([]uint64, len(names))
+	for i, name := range names {
+		s := r.URL.Query().Get(name)
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, events.Errorf(events.EINVALID, "%s must be a non-negative integer", name)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+type proofJSON struct {
+	Index  *uint64  `json:"index,omitempty"`
+	From   *uint64  `json:"from,omitempty"`
+	Size   uint64   `json:"size"`
+	Hashes [][]byte `json:"hashes"`
+}
+
+// getInclusion answers the RFC 6962 inclusion proof of record index in the
+// tree of size records.
+func (h *Handler) getInclusion(w http.ResponseWriter, r *http.Request) {
+	l, ok := h.auditLog(w, r, "audit/proof")
+	if !ok {
+		return
+	}
+	n, err := uintParams(r, "index", "size")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hashes, err := l.InclusionProof(n[0], n[1])
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proofJSON{Index: &n[0], Size: n[1], Hashes: nonNil(hashes)})
+}
+
+// getConsistency answers the RFC 6962 consistency proof between the trees
+// of from and to records.
+func (h *Handler) getConsistency(w http.ResponseWriter, r *http.Request) {
+	l, ok := h.auditLog(w, r, "audit/proof")
+	if !ok {
+		return
+	}
+	n, err := uintParams(r, "from", "to")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hashes, err := l.ConsistencyProof(n[0], n[1])
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proofJSON{From: &n[0], Size: n[1], Hashes: nonNil(hashes)})
+}
+
+func nonNil(h [][]byte) [][]byte {
+	if h == nil {
+		return [][]byte{}
+	}
+	return h
+}
+
+// getExport streams records [from, to) as stored: one canonical JSON line
+// each, the input of offline verification.
+func (h *Handler) getExport(w http.ResponseWriter, r *http.Request) {
+	l, ok := h.auditLog(w, r, "audit/export")
+	if !ok {
+		return
+	}
+	from, to := uint64(0), uint64(math.MaxUint64)
+	q := r.URL.Query()
+	for name, dst := range map[string]*uint64{"from": &from, "to": &to} {
+		if s := q.Get(name); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				h.fail(w, r, events.Errorf(events.EINVALID, "%s must be a record index", name))
+				return
+			}
+			*dst = n
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Audit-Size", strconv.FormatUint(l.Size(), 10))
+	if _, err := l.Export(r.Context(), w, from, to); err != nil && r.Context().Err() == nil {
+		h.log.Error("audit export", "err", err) // the status line is gone: the verifier sees a short stream
+	}
 }
 
 // auditFilter parses the audit query parameters.
