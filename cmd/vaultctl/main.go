@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -28,8 +29,21 @@ Usage:
   vaultctl get --tenant T STREAM     current state of a stream
   vaultctl events --tenant T STREAM  event history of a stream
   vaultctl quarantine --tenant T     rejected input of a tenant
-  vaultctl audit [--tenant T] [--flagged] [--action A] [--since RFC3339] [--until RFC3339] [--limit N]
+  vaultctl audit [list] [--tenant T] [--flagged] [--action A] [--since RFC3339] [--until RFC3339] [--limit N]
                                      audit records (admin)
+  vaultctl audit alerts [--tenant T] boundary violations (admin)
+  vaultctl audit checkpoint [--size N]   the latest (or an older) signed checkpoint
+  vaultctl audit public-key          the checkpoints' verifier key
+  vaultctl audit export [--from I] [--to I]   the raw log, one canonical record per line
+  vaultctl audit verify [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
+                        [--old-checkpoint FILE]
+                                     verify a log (exported, or the live vault's) against a signed
+                                     checkpoint, naming the first bad record; with --old-checkpoint,
+                                     also that the log only grew since that checkpoint
+  vaultctl audit replay [--tenant T] [--since T1] [--until T2] [--flagged] [--format jsonl|csv]
+                        [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
+                                     stream the matching records, verifying every record (chain,
+                                     checkpoint root, re-derived flags) as it goes
 
 Common flags: --addr URL (TENANTVAULT_ADDR), --token TOKEN (TENANTVAULT_TOKEN),
 --data-dir DIR (where admin.token is found; TENANTVAULT_DATA_DIR), --brokers for publish
@@ -78,6 +92,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "quarantine":
 		return c.quarantine(ctx, rest)
 	case "audit":
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			sub, args := rest[0], rest[1:]
+			switch sub {
+			case "list":
+				return c.audit(ctx, args)
+			case "alerts":
+				return c.alerts(ctx, args)
+			case "checkpoint":
+				return c.auditCheckpoint(ctx, args)
+			case "public-key":
+				return c.auditPublicKey(ctx, args)
+			case "export":
+				return c.auditExport(ctx, args)
+			case "verify":
+				return c.auditVerify(ctx, args)
+			case "replay":
+				return c.auditReplay(ctx, args)
+			}
+			return fmt.Errorf("unknown audit command %q (see vaultctl help)", sub)
+		}
 		return c.audit(ctx, rest)
 	}
 	return fmt.Errorf("unknown command %q (see vaultctl help)", cmd)

@@ -13,8 +13,10 @@ import (
 
 // TestCLI drives vaultctl against an in-process vaultd, the way the README's
 // quickstart does: admin token found in the data dir, tenant token from env.
-func TestCLI(t *testing.T) {
-	dir := t.TempDir()
+// startVault runs an in-process vaultd on dir and returns the environment
+// vaultctl needs to reach it.
+func startVault(t *testing.T, dir string) map[string]string {
+	t.Helper()
 	srv := &server.Server{Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := srv.Open(ctx); err != nil {
@@ -27,24 +29,39 @@ func TestCLI(t *testing.T) {
 		<-done
 		srv.Close()
 	})
-	env := map[string]string{
+	return map[string]string{
 		"TENANTVAULT_ADDR":     "http://" + srv.HTTPAddr(),
 		"TENANTVAULT_DATA_DIR": dir,
 		"TENANTVAULT_BROKERS":  srv.Brokers()[0],
 	}
-	vaultctl := func(args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := run(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
-		return out.String(), err
+}
+
+// ctl runs vaultctl commands against env.
+type ctl struct {
+	t   *testing.T
+	env map[string]string
+}
+
+func (c ctl) run(args ...string) (string, error) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb, func(k string) string { return c.env[k] })
+	return out.String(), err
+}
+
+func (c ctl) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("vaultctl %s: %v", strings.Join(args, " "), err)
 	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := vaultctl(args...)
-		if err != nil {
-			t.Fatalf("vaultctl %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
+	return out
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	env := startVault(t, dir)
+	c := ctl{t, env}
+	vaultctl, must := c.run, c.must
 
 	token := strings.TrimSpace(must("tenant", "create", "acme"))
 	if !strings.HasPrefix(token, "tvt_") {
