@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
