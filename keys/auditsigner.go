@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -182,9 +181,13 @@ func (ks *Keystore) loadAuditSigner() (*CheckpointSigner, error) {
 	if err := checkAuditOrigin(f.Origin); err != nil {
 		return nil, fmt.Errorf("audit checkpoint key %s: %w", path, err)
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewJSONReader(bytes.NewReader(f.Keyset)), ks.master, auditSignerAD)
+	kek, err := ks.master.kekFor(VaultKeyName, false)
 	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint key %s: cannot unwrap it with master key %s: wrong master key, or the file was tampered with or is not an audit key", path, ks.master)
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	h, err := unwrapKeyset(f.Keyset, kek, auditSignerAD, "audit checkpoint key", "", path)
+	if err != nil {
+		return nil, err
 	}
 	s, err := newCheckpointSigner(f.Origin, h)
 	if err != nil {
@@ -205,15 +208,20 @@ func (ks *Keystore) createAuditSigner(origin string) (*CheckpointSigner, error) 
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewJSONWriter(&buf), ks.master, auditSignerAD); err != nil {
-		return nil, fmt.Errorf("audit checkpoint key: wrap: %w", err)
-	}
-	data, err := json.MarshalIndent(auditSignerFileData{Format: auditSignerFormat, Origin: origin, Keyset: buf.Bytes()}, "", "  ")
+	path := filepath.Join(ks.dir, auditSignerFile)
+	kek, err := ks.master.kekFor(VaultKeyName, false)
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(ks.dir, auditSignerFile), append(data, '\n'), true); err != nil {
+	wrapped, err := wrapKeyset(h, kek, auditSignerAD, "audit checkpoint key", "", path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(auditSignerFileData{Format: auditSignerFormat, Origin: origin, Keyset: wrapped}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	if err := writeFileAtomic(path, append(data, '\n'), true); err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
 	ks.logger.Info("created the audit checkpoint signing key", "origin", origin, "verifier_key", s.vkey)

@@ -62,6 +62,16 @@ func mustCreate(tb testing.TB, ks *Keystore, t events.TenantID) *TenantCipher {
 	return c
 }
 
+// keysOf returns c's current unwrapped keys.
+func keysOf(tb testing.TB, c *TenantCipher) *tenantKeys {
+	tb.Helper()
+	k, err := c.current()
+	if err != nil {
+		tb.Fatalf("%v: keys: %v", c, err)
+	}
+	return k
+}
+
 func mustEncrypt(tb testing.TB, c *TenantCipher, pt, ad []byte) []byte {
 	tb.Helper()
 	ct, err := c.Encrypt(pt, ad)
@@ -317,29 +327,22 @@ func TestKeysetMovedToAnotherTenant(t *testing.T) {
 	tests := []struct {
 		name    string
 		tamper  func(t *testing.T, ks *Keystore) // on a closed keystore holding acme and beta
-		wantErr string
+		wantErr string                           // from OpenKeystore, or else from Cipher(tenant)
+		tenant  events.TenantID
 	}{
 		{"copied to a new tenant name", func(t *testing.T, ks *Keystore) {
 			copyFile(t, ks.path("acme"), ks.path("evil"))
-		}, "cannot be moved"},
+		}, "cannot be moved", ""},
 		{"copied over another tenant", func(t *testing.T, ks *Keystore) {
 			copyFile(t, ks.path("acme"), ks.path("beta"))
-		}, "cannot be moved"},
+		}, "cannot be moved", ""},
 		{"copied with its tenant field rewritten", func(t *testing.T, ks *Keystore) {
-			b, err := os.ReadFile(ks.path("acme"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var f keysetFile
-			if err := json.Unmarshal(b, &f); err != nil {
-				t.Fatal(err)
-			}
-			f.Tenant = "evil"
-			out, _ := json.Marshal(f)
-			if err := os.WriteFile(ks.path("evil"), out, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}, "cannot unwrap the AEAD keyset of tenant evil"},
+			rewriteTenant(t, ks, "acme", "evil")
+		}, "is in the keysets of both tenant acme and tenant evil", ""},
+		{"moved with its tenant field rewritten", func(t *testing.T, ks *Keystore) {
+			rewriteTenant(t, ks, "acme", "evil")
+			mustDo(t, os.Remove(ks.path("acme")))
+		}, "cannot unwrap the AEAD keyset of tenant evil", "evil"},
 		{"PRF keyset swapped in from another tenant", func(t *testing.T, ks *Keystore) {
 			var a, b keysetFile
 			readJSON(t, ks.path("acme"), &a)
@@ -349,7 +352,16 @@ func TestKeysetMovedToAnotherTenant(t *testing.T) {
 			if err := os.WriteFile(ks.path("acme"), out, 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "cannot unwrap the PRF keyset of tenant acme"},
+		}, "cannot unwrap the PRF keyset of tenant acme", "acme"},
+		{"key ids in clear rewritten", func(t *testing.T, ks *Keystore) {
+			var a keysetFile
+			readJSON(t, ks.path("acme"), &a)
+			a.Destroyed = []uint32{42}
+			out, _ := json.Marshal(a)
+			if err := os.WriteFile(ks.path("acme"), out, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "tampered with", "acme"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -359,10 +371,37 @@ func TestKeysetMovedToAnotherTenant(t *testing.T) {
 			ks.Close()
 			tt.tamper(t, ks)
 			ks2, err := OpenKeystore(ks.dir, masterURI(dataDir(ks)), nil)
+			if tt.tenant == "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("OpenKeystore after tampering = %v, %v, want error containing %q", ks2, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("OpenKeystore after tampering = %v (keysets are unwrapped on first use)", err)
+			}
+			defer ks2.Close()
+			c, err := ks2.Cipher(tt.tenant)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("OpenKeystore after tampering = %v, %v, want error containing %q", ks2, err, tt.wantErr)
+				t.Errorf("Cipher(%s) after tampering = %v, %v, want error containing %q", tt.tenant, c, err, tt.wantErr)
+			}
+			if !errors.Is(err, ErrWrongMasterKey) && !strings.Contains(err.Error(), "tampered") {
+				t.Errorf("Cipher(%s) after tampering = %v, want ErrWrongMasterKey", tt.tenant, err)
 			}
 		})
+	}
+}
+
+// rewriteTenant copies from's keyset file to to's, with its tenant field
+// rewritten.
+func rewriteTenant(tb testing.TB, ks *Keystore, from, to events.TenantID) {
+	tb.Helper()
+	var f keysetFile
+	readJSON(tb, ks.path(from), &f)
+	f.Tenant = string(to)
+	out, _ := json.Marshal(f)
+	if err := os.WriteFile(ks.path(to), out, 0o600); err != nil {
+		tb.Fatal(err)
 	}
 }
 
@@ -371,7 +410,11 @@ func TestKeysetMovedToAnotherTenant(t *testing.T) {
 func TestKeyIDCollisionOnLoad(t *testing.T) {
 	ks := MustOpenKeystore(t)
 	a := mustCreate(t, ks, "acme")
-	data, err := ks.marshalKeyset("beta", a.keys.Load())
+	kek, err := ks.master.kekFor("beta", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := marshalKeyset("beta", keysOf(t, a), kek, ks.path("beta"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +436,7 @@ func TestKeyIDCollisionOnCreate(t *testing.T) {
 	ks.newAEADKeyset = func() (*keyset.Handle, error) {
 		calls++
 		if calls == 1 {
-			return a.keys.Load().aeadHandle, nil
+			return keysOf(t, a).aeadHandle, nil
 		}
 		return keyset.NewHandle(aead.AES256GCMKeyTemplate())
 	}
@@ -407,7 +450,7 @@ func TestKeyIDCollisionOnCreate(t *testing.T) {
 	}
 
 	// A generator stuck on a taken id gives up with an error.
-	ks.newAEADKeyset = func() (*keyset.Handle, error) { return a.keys.Load().aeadHandle, nil }
+	ks.newAEADKeyset = func() (*keyset.Handle, error) { return keysOf(t, a).aeadHandle, nil }
 	if c, err := ks.Create("gamma"); err == nil {
 		t.Errorf("Create(gamma) with only colliding keys = %v, nil, want an error", c)
 	}
@@ -454,9 +497,10 @@ func TestMasterKeyErrors(t *testing.T) {
 		{"master key file missing", keysDir, "local://" + lost, nil, "does not exist, but the keystore holds keys"},
 		{"not a keyset", keysDir, "local://" + garbage, nil, "is not a Tink keyset"},
 		{"not an AEAD keyset", keysDir, "local://" + prfKey, nil, "is not a Tink AEAD keyset"},
-		{"hcvault", keysDir, "hcvault://vault.example:8200/transit/keys/tv", nil, "master key scheme hcvault is not supported yet"},
-		{"aws-kms", keysDir, "aws-kms://arn:aws:kms:eu-west-1:123:key/abc", nil, "master key scheme aws-kms is not supported yet"},
-		{"gcp-kms", keysDir, "gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k", nil, "master key scheme gcp-kms is not supported yet"},
+		{"hcvault without a key path", keysDir, "hcvault://127.0.0.1:1/transit/tv", nil, "is not hcvault://HOST[:PORT]/MOUNT/keys/NAME"},
+		{"aws-kms with a short account", keysDir, "aws-kms://arn:aws:kms:eu-west-1:123:key/abc", nil, "is not aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID"},
+		{"gcp-kms without a key", keysDir, "gcp-kms://projects/p/locations/l/keyRings/r", nil, "is not gcp-kms://projects/P/locations/L/keyRings/R/cryptoKeys/K"},
+		{"fake-kms without a client", keysDir, "fake-kms://c2VjcmV0LWtleS1ieXRlcw", nil, `unknown master key scheme "fake-kms"`},
 		{"unknown scheme", keysDir, "file:///tmp/x", nil, `unknown master key scheme "file"`},
 		{"no scheme", keysDir, "c2VjcmV0LWtleS1ieXRlcw==", nil, "has no scheme"},
 		{"no path", keysDir, "local://", nil, "has no path"},
@@ -563,7 +607,7 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	var logs bytes.Buffer
-	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "cipher", a, "keystore", ks, "state", a.keys.Load().aeadHandle)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "cipher", a, "keystore", ks, "state", keysOf(t, a).aeadHandle)
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "cipher", a, "keystore", ks, "master", ks.master)
 	for _, v := range []any{a, ks, ks.master, ferr} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
@@ -724,7 +768,7 @@ func mustEncryptNoFatal(t *testing.T, c *TenantCipher) []byte {
 // tenantKeyBytes returns the raw AEAD and PRF key bytes of c.
 func tenantKeyBytes(tb testing.TB, c *TenantCipher) [][]byte {
 	tb.Helper()
-	k := c.keys.Load()
+	k := keysOf(tb, c)
 	return append(rawKeys(tb, k.aeadHandle), rawKeys(tb, k.prfHandle)...)
 }
 

@@ -75,6 +75,10 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 	if err := validateBatch(batch); err != nil {
 		return Result{}, err
 	}
+	if err := st.enter(); err != nil {
+		return Result{}, err
+	}
+	defer st.leave()
 	st.apply.Lock()
 	defer st.apply.Unlock()
 

@@ -28,10 +28,21 @@
 //	l/<h(stream)><BE64 version>      → sealed StoredEvent (the event log; versions start at 1)
 //	i/<h(event id)>                  → <h(stream)><BE64 version> (clear; the idempotency index)
 //	q/<BE64 seq>                     → sealed Quarantined entry (seq starts at 1)
+//	m/rewrap                         → cursor of an unfinished Rewrap (clear: key id, counts, last key done)
 //
 // h is Cipher.Hash (keyed, 32 bytes) with kind "stream" or "event". The
 // associated data of a sealed value is "tenantvault/v1" 0x00 tenant 0x00
 // keyspace 0x00 key, and the key of a log entry holds its version.
+//
+// # Key rotation
+//
+// Every sealed value carries the id of the key that sealed it in its
+// 5-byte Tink prefix. After the tenant's keys rotate, Apply seals with the
+// new primary at once, and values under older keys keep opening as long as
+// the keyset holds those keys. Store.Rewrap re-seals the older values under
+// the primary in small transactions while Apply and reads go on, resumably
+// (the m/rewrap cursor); Store.KeyUsage counts values per key id, to show
+// that none is left under a key before it is destroyed.
 //
 // # Projections
 //

@@ -73,6 +73,10 @@ func (st *Store) State(c Cipher, stream string) (State, error) {
 	}
 	var rec stateRecord
 	k := stateKey(sh)
+	if err := st.enter(); err != nil {
+		return State{}, err
+	}
+	defer st.leave()
 	err = st.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(k)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -107,6 +111,10 @@ func (st *Store) History(c Cipher, stream string, after uint64, limit int) ([]St
 		return nil, err
 	}
 	var out []StoredEvent
+	if err := st.enter(); err != nil {
+		return nil, err
+	}
+	defer st.leave()
 	err = st.db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get(stateKey(sh)); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("stream: %w", ErrNotFound)
@@ -159,6 +167,10 @@ func (st *Store) Streams(c Cipher, cursor string, limit int) ([]StreamSummary, s
 	}
 	var out []StreamSummary
 	var next string
+	if err := st.enter(); err != nil {
+		return nil, "", err
+	}
+	defer st.leave()
 	err := st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(iterOptions([]byte(prefixState), limit+1))
 		defer it.Close()
@@ -210,6 +222,10 @@ func (st *Store) Quarantine(c Cipher, cursor string, limit int) ([]Quarantined, 
 	}
 	var out []Quarantined
 	var next string
+	if err := st.enter(); err != nil {
+		return nil, "", err
+	}
+	defer st.leave()
 	err := st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(iterOptions([]byte(prefixQuarantine), limit+1))
 		defer it.Close()
@@ -241,6 +257,10 @@ func (st *Store) Quarantine(c Cipher, cursor string, limit int) ([]Quarantined, 
 // store has seen: topic → partition → offset. The Kafka offset to commit is
 // one more.
 func (st *Store) Offsets() (map[string]map[int]int64, error) {
+	if err := st.enter(); err != nil {
+		return nil, err
+	}
+	defer st.leave()
 	out := make(map[string]map[int]int64)
 	err := st.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(iterOptions([]byte(prefixOffset), 100))
@@ -277,4 +297,46 @@ func iterOptions(prefix []byte, prefetch int) badger.IteratorOptions {
 	o.Prefix = prefix
 	o.PrefetchSize = min(max(prefetch, 1), 100)
 	return o
+}
+
+// Stats counts what a store holds, e.g. for a shred receipt.
+type Stats struct {
+	Events      uint64 // entries of the event log
+	Streams     uint64 // stream state rows, tombstones of deleted streams included
+	Quarantined uint64 // quarantined entries
+}
+
+// Stats counts the store's log entries, streams and quarantined entries.
+// It walks the keys without reading or opening a value (no cipher needed),
+// in time proportional to the size of the store.
+func (st *Store) Stats() (Stats, error) {
+	if err := st.enter(); err != nil {
+		return Stats{}, err
+	}
+	defer st.leave()
+	s, err := st.stats()
+	if err != nil {
+		return Stats{}, fmt.Errorf("count store of tenant %s: %w", st.tenant, err)
+	}
+	return s, nil
+}
+
+func (st *Store) stats() (Stats, error) {
+	var s Stats
+	err := st.db.View(func(txn *badger.Txn) error {
+		for _, c := range []struct {
+			prefix string
+			n      *uint64
+		}{{prefixLog, &s.Events}, {prefixState, &s.Streams}, {prefixQuarantine, &s.Quarantined}} {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix, opts.PrefetchValues = []byte(c.prefix), false
+			it := txn.NewIterator(opts)
+			for it.Rewind(); it.Valid(); it.Next() {
+				*c.n++
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return s, err
 }

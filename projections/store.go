@@ -24,19 +24,72 @@ type Cipher interface {
 	Hash(kind string, data []byte) []byte // keyed, deterministic, 32 bytes
 }
 
+// KeyedCipher is a Cipher that also names key ids: the id of the primary
+// key, which Encrypt uses, and the id in a ciphertext's 5-byte Tink prefix
+// (0x01, then the big-endian key id). keys.TenantCipher satisfies it
+// through the vault's adapter. Rewrap and KeyUsage need it.
+type KeyedCipher interface {
+	Cipher
+	PrimaryKeyID() uint32
+	KeyIDOf(ciphertext []byte) (uint32, bool)
+}
+
 // Store is one tenant's Badger DB. Get one from Stores.Acquire; it is valid
 // until the release function is called. Reads may run concurrently; Apply
-// calls are serialised.
+// calls are serialised, and so are Rewrap calls.
+//
+// Once its DB is closed (by Stores.Remove, Close or the LRU, which all wait
+// for the handles to be released first), every method of a Store fails
+// with ErrStoreClosed instead of touching the closed DB.
 type Store struct {
 	tenant     events.TenantID
 	db         *badger.DB
 	now        func() time.Time
 	maxPayload int // largest event data or quarantined input kept: half a value log file
-	apply      sync.Mutex
+	// apply serialises the writers: Apply holds it for all its
+	// transactions, Rewrap while it commits (see rewrap.go).
+	apply sync.Mutex
 	// fits is how many records of a batch last fitted in one transaction
 	// (0: unknown), guarded by apply: a store that once overflowed starts
 	// later batches at the size that worked instead of failing again.
 	fits int
+
+	// rewrapping holds a token while a Rewrap runs (capacity 1).
+	rewrapping chan struct{}
+	// rewrapLimit overrides the number of values per rewrap batch (tests);
+	// testHookRewrapCommit, if set, runs before a rewrap batch commits.
+	rewrapLimit          int
+	testHookRewrapCommit func()
+
+	// life guards db against use after close: methods hold it for reading
+	// while they use db, closeStore takes it for writing and sets closed.
+	life   sync.RWMutex
+	closed bool
+}
+
+// enter makes sure st's DB stays open until leave; it fails with
+// ErrStoreClosed once the DB is closed. Calls must not nest.
+func (st *Store) enter() error {
+	st.life.RLock()
+	if st.closed {
+		st.life.RUnlock()
+		return fmt.Errorf("store of tenant %s: %w", st.tenant, ErrStoreClosed)
+	}
+	return nil
+}
+
+func (st *Store) leave() { st.life.RUnlock() }
+
+// markClosed waits for the methods using st to return and makes later
+// calls fail with ErrStoreClosed. It reports false if st was closed before.
+func (st *Store) markClosed() bool {
+	st.life.Lock()
+	defer st.life.Unlock()
+	if st.closed {
+		return false
+	}
+	st.closed = true
+	return true
 }
 
 // Tenant returns the tenant the store belongs to.
@@ -52,6 +105,7 @@ const (
 	prefixLog        = "l/"
 	prefixIndex      = "i/"
 	prefixQuarantine = "q/"
+	prefixMeta       = "m/"
 
 	ksState      = "state"
 	ksLog        = "log"

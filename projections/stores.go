@@ -23,6 +23,9 @@ var (
 	ErrNotFound error = events.Errorf(events.ENOTFOUND, "not found")
 	ErrExists   error = events.Errorf(events.ECONFLICT, "already exists")
 	ErrClosed   error = events.Errorf(events.EUNAVAILABLE, "tenant stores are closed")
+	// ErrStoreClosed is returned by the methods of a Store used after its
+	// handle was released and its DB closed (e.g. by Remove).
+	ErrStoreClosed error = events.Errorf(events.EUNAVAILABLE, "tenant store is closed")
 )
 
 // removingSuffix marks a store directory being deleted by Remove. The name
@@ -289,8 +292,10 @@ func (s *Stores) closeVictims(victims []*Store) {
 
 // Remove closes tenant t's store and deletes its directory. It waits for
 // the handles held on it to be released (so it must not be called while the
-// caller holds one) and makes Acquire wait meanwhile; afterwards Acquire
-// fails with ErrNotFound. Remove fails with ErrNotFound if t has no store.
+// caller holds one, and a long call on a held store, such as Rewrap, delays
+// it: cancel it first) and makes Acquire wait meanwhile; afterwards Acquire
+// fails with ErrNotFound, and a *Store kept past its release fails with
+// ErrStoreClosed. Remove fails with ErrNotFound if t has no store.
 //
 // The directory is renamed away first, so a crash halfway leaves no
 // half-deleted store behind (OpenStores deletes the leftover). Deleting the
@@ -401,10 +406,18 @@ func (s *Stores) openStore(t events.TenantID, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store of tenant %s: %w", t, err)
 	}
-	return &Store{tenant: t, db: db, now: s.now, maxPayload: int(db.Opts().ValueLogFileSize / 2)}, nil
+	return &Store{
+		tenant: t, db: db, now: s.now, maxPayload: int(db.Opts().ValueLogFileSize / 2),
+		rewrapping: make(chan struct{}, 1),
+	}, nil
 }
 
+// closeStore closes st's DB once the calls using st have returned; later
+// calls fail with ErrStoreClosed.
 func (s *Stores) closeStore(st *Store) error {
+	if !st.markClosed() {
+		return nil
+	}
 	if err := st.db.Close(); err != nil {
 		return fmt.Errorf("close store of tenant %s: %w", st.tenant, err)
 	}

@@ -6,63 +6,138 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tenantvault/tenantvault/events"
 )
 
-// testCipher is a trivial Cipher for tests: AES-256-GCM with a random nonce
-// prefix, and HMAC-SHA256 for Hash, both keyed from a seed.
+// testCipher is a Cipher for tests shaped like keys.TenantCipher: a set
+// of AES-256-GCM keys, one of them primary, whose ciphertexts carry Tink's
+// 5-byte prefix (0x01, big-endian key id), then a random nonce; and
+// HMAC-SHA256 for Hash. Keys are derived from a seed. Rotate adds a new
+// primary and Drop removes a key, swapping the key set copy-on-write under
+// callers that hold the cipher, as rotation does in keys.
 type testCipher struct {
 	name string
-	aead cipher.AEAD
 	mac  []byte
+	keys atomic.Pointer[testKeys]
 }
 
-var _ Cipher = (*testCipher)(nil)
+// testKeys is one immutable generation of a testCipher's keys.
+type testKeys struct {
+	gen     int // keys derived so far
+	primary uint32
+	aeads   map[uint32]cipher.AEAD
+}
+
+var (
+	_ Cipher      = (*testCipher)(nil)
+	_ KeyedCipher = (*testCipher)(nil)
+)
 
 // openError is what testCipher.Decrypt returns; tests find it with
 // errors.As, as vault does with the keys package's error.
-type openError struct{ cipher string }
-
-func (e *openError) Error() string {
-	return "xtest: cipher " + e.cipher + ": message authentication failed"
+type openError struct {
+	cipher string
+	keyID  uint32
 }
 
+func (e *openError) Error() string {
+	return fmt.Sprintf("xtest: cipher %s: key 0x%08x: message authentication failed", e.cipher, e.keyID)
+}
+
+// newTestCipher returns a cipher with one key, derived from seed: two
+// ciphers with the same seed open each other's values.
 func newTestCipher(tb testing.TB, seed string) *testCipher {
 	tb.Helper()
-	k := sha256.Sum256([]byte("aead|" + seed))
-	block, err := aes.NewCipher(k[:])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	m := sha256.Sum256([]byte("mac|" + seed))
-	return &testCipher{name: seed, aead: aead, mac: m[:]}
+	c := &testCipher{name: seed, mac: m[:]}
+	c.keys.Store(&testKeys{aeads: map[uint32]cipher.AEAD{}})
+	c.Rotate(tb)
+	return c
+}
+
+// Rotate adds a key and makes it the primary; the others keep decrypting.
+// It returns the new key's id.
+func (c *testCipher) Rotate(tb testing.TB) uint32 {
+	tb.Helper()
+	old := c.keys.Load()
+	next := &testKeys{gen: old.gen, aeads: maps.Clone(old.aeads)}
+	for {
+		next.gen++
+		seed := fmt.Sprintf("%s|%d", c.name, next.gen)
+		idh := sha256.Sum256([]byte("id|" + seed))
+		id := binary.BigEndian.Uint32(idh[:4])
+		if _, dup := next.aeads[id]; dup || id == 0 {
+			continue
+		}
+		k := sha256.Sum256([]byte("aead|" + seed))
+		block, err := aes.NewCipher(k[:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		next.aeads[id], next.primary = aead, id
+		break
+	}
+	if !c.keys.CompareAndSwap(old, next) {
+		tb.Fatal("testCipher: concurrent Rotate")
+	}
+	return next.primary
+}
+
+// Drop removes key id, as destroying an old key after a rewrap does.
+func (c *testCipher) Drop(id uint32) {
+	old := c.keys.Load()
+	next := &testKeys{gen: old.gen, primary: old.primary, aeads: maps.Clone(old.aeads)}
+	delete(next.aeads, id)
+	c.keys.Store(next)
+}
+
+func (c *testCipher) PrimaryKeyID() uint32 { return c.keys.Load().primary }
+
+func (c *testCipher) KeyIDOf(ciphertext []byte) (uint32, bool) {
+	if len(ciphertext) < 5 || ciphertext[0] != 0x01 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(ciphertext[1:5]), true
 }
 
 func (c *testCipher) Encrypt(plaintext, ad []byte) ([]byte, error) {
-	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plaintext)+c.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	k := c.keys.Load()
+	aead := k.aeads[k.primary]
+	n := aead.NonceSize()
+	out := make([]byte, 5+n, 5+n+len(plaintext)+aead.Overhead())
+	out[0] = 0x01
+	binary.BigEndian.PutUint32(out[1:5], k.primary)
+	if _, err := rand.Read(out[5:]); err != nil {
 		return nil, err
 	}
-	return c.aead.Seal(nonce, nonce, plaintext, ad), nil
+	return aead.Seal(out, out[5:], plaintext, ad), nil
 }
 
 func (c *testCipher) Decrypt(ciphertext, ad []byte) ([]byte, error) {
-	n := c.aead.NonceSize()
-	if len(ciphertext) < n {
-		return nil, &openError{c.name}
+	id, ok := c.KeyIDOf(ciphertext)
+	if !ok {
+		return nil, &openError{cipher: c.name}
 	}
-	pt, err := c.aead.Open(nil, ciphertext[:n], ciphertext[n:], ad)
+	aead := c.keys.Load().aeads[id]
+	if aead == nil || len(ciphertext) < 5+aead.NonceSize() {
+		return nil, &openError{cipher: c.name, keyID: id}
+	}
+	n := 5 + aead.NonceSize()
+	pt, err := aead.Open(nil, ciphertext[5:n], ciphertext[n:], ad)
 	if err != nil {
-		return nil, &openError{c.name}
+		return nil, &openError{cipher: c.name, keyID: id}
 	}
 	return pt, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -21,31 +22,11 @@ import (
 // testAdminToken is the admin credential of every test vault.
 const testAdminToken = "admin-token-0123456789abcdef"
 
-// keyStore adapts keys.Keystore to vault.Keys, as internal/server does.
-type keyStore struct{ ks *keys.Keystore }
-
-func (k keyStore) Create(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Create(t)
-	if err != nil {
-		return nil, err
-	}
-	return tenantCipher{c}, nil
-}
-
-func (k keyStore) Cipher(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Cipher(t)
-	if err != nil {
-		return nil, err
-	}
-	return tenantCipher{c}, nil
-}
-
-func (k keyStore) Owner(keyID uint32) (events.TenantID, bool) { return k.ks.Owner(keyID) }
-
-// tenantCipher adds the ciphertext key-id lookup to keys.TenantCipher.
-type tenantCipher struct{ *keys.TenantCipher }
-
-func (tenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return keys.KeyIDOf(ciphertext) }
+// keyStore and tenantCipher are the adapter internal/server uses.
+type (
+	keyStore     = keysvault.Keys
+	tenantCipher = keysvault.Cipher
+)
 
 // fakeTopics records the topics the vault creates.
 type fakeTopics struct {
@@ -125,7 +106,7 @@ func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testV
 	}
 	tb.Cleanup(func() { tv.close(tb) })
 	cfg := vault.Config{
-		DataDir: dir, Keys: keyStore{tv.ks}, Stores: tv.stores, Audit: tv.audit, Topics: tv.topics,
+		DataDir: dir, Keys: keyStore{KS: tv.ks}, Stores: tv.stores, Audit: tv.audit, Topics: tv.topics,
 		AdminToken: testAdminToken, Logger: discard,
 		OnTenantCreated: func(t events.TenantID) {
 			tv.mu.Lock()
@@ -201,7 +182,7 @@ func (tv *testVault) cipher(tb testing.TB, t string) tenantCipher {
 	if err != nil {
 		tb.Fatalf("Cipher(%q): %v", t, err)
 	}
-	return tenantCipher{c}
+	return tenantCipher{TenantCipher: c}
 }
 
 // recordsSince returns the audit records appended after the log held n.

@@ -32,18 +32,25 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 		return nil
 	}
 	t, err := events.TenantFromTopic(topic)
+	details := offsetDetails(msgs)
 	if err == nil {
-		if _, ok := v.reg.get(t); !ok {
+		e, ok := v.reg.get(t)
+		switch {
+		case !ok:
 			err = events.Errorf(events.ENOTFOUND, "unknown tenant %s", t)
+		case !e.active():
+			// Published to a shredded tenant's topic: refused, flagged;
+			// acked, so ingress retention deletes the records.
+			err = events.Errorf(events.EGONE, "tenant %s was shredded", t)
+			details[audit.DetailTenantState] = StateShredded
 		}
 	}
 	if err != nil {
 		v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
-		aerr := v.record(ctx, audit.Record{
+		return v.record(ctx, audit.Record{
 			Principal: "ingest", Tenant: topicTenant(topic), Action: "ingest.skip", Resource: "topics/" + topic,
-			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: offsetDetails(msgs),
+			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: details,
 		})
-		return aerr
 	}
 	c, err := v.cfg.Keys.Cipher(t)
 	if err != nil {
@@ -55,6 +62,14 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	defer release()
 
+	// Records at or below the stored offset were applied (and their
+	// rejections audited) before: a redelivery must not audit them again.
+	// Apply is serialised per store and a partition has one consumer, so
+	// the offsets cannot move between here and Apply.
+	applied, err := st.Offsets()
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", t, err)
+	}
 	recs := make([]projections.Record, len(msgs))
 	var rejects []audit.Record
 	for i := range msgs {
@@ -66,6 +81,9 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			continue
 		}
 		recs[i].Reject = rej
+		if off, ok := applied[m.Topic][m.Partition]; ok && m.Offset <= off {
+			continue
+		}
 		details := map[string]string{"code": rej.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10)}
 		if e.Tenant != "" {
 			details[audit.DetailEventTenant] = e.Tenant

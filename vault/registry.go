@@ -25,10 +25,29 @@ type registryEntry struct {
 	ID          events.TenantID `json:"id"`
 	Created     time.Time       `json:"created"`
 	TokenSHA256 string          `json:"token_sha256"`
+	// State is "" (active), StateShredding (a shred started: resumed at
+	// start-up if the process died) or StateShredded (a tombstone).
+	State        string     `json:"state,omitempty"`
+	ShredStarted *time.Time `json:"shred_started,omitempty"`
+	Shredded     *time.Time `json:"shredded,omitempty"`
+	ShredBy      string     `json:"shred_by,omitempty"`
 }
 
+// Tenant states.
+const (
+	StateActive    = "active"
+	StateShredding = "shredding"
+	StateShredded  = "shredded"
+)
+
+func (e registryEntry) active() bool { return e.State == "" }
+
 func (e registryEntry) info() TenantInfo {
-	return TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID)}
+	st := e.State
+	if st == "" {
+		st = StateActive
+	}
+	return TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID), State: st, Shredded: e.Shredded}
 }
 
 // registry is the set of tenants, persisted as one JSON file replaced
@@ -112,11 +131,13 @@ func (r *registry) list() []registryEntry {
 	return out
 }
 
+// ids lists the active tenants.
 func (r *registry) ids() []events.TenantID {
-	entries := r.list()
-	out := make([]events.TenantID, len(entries))
-	for i, e := range entries {
-		out[i] = e.ID
+	var out []events.TenantID
+	for _, e := range r.list() {
+		if e.active() {
+			out = append(out, e.ID)
+		}
 	}
 	return out
 }

@@ -71,16 +71,26 @@ func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, e
 		v.stats.Denied.Add(1)
 		return nil, v.auditDenied(ctx, rec, events.Errorf(events.EFORBIDDEN, "credential does not grant access to this tenant"))
 	}
-	if _, ok := v.reg.get(t); !ok {
+	e, ok := v.reg.get(t)
+	if !ok {
 		rec.Reason = "unknown tenant"
 		return nil, v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
 	}
+	if !e.active() {
+		return nil, v.gone(ctx, rec)
+	}
 	c, err := v.cfg.Keys.Cipher(t)
 	if err != nil {
+		if v.shredded(t) {
+			return nil, v.gone(ctx, rec)
+		}
 		return nil, fmt.Errorf("session %s: keys: %w", t, err)
 	}
 	st, release, err := v.cfg.Stores.Acquire(t)
 	if err != nil {
+		if v.shredded(t) {
+			return nil, v.gone(ctx, rec)
+		}
 		return nil, fmt.Errorf("session %s: %w", t, err)
 	}
 	s := &Session{v: v, p: p, tenant: t, cipher: c, store: st, release: release}
@@ -88,6 +98,22 @@ func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, e
 		s.breakGlass = breakGlass
 	}
 	return s, nil
+}
+
+// shredded reports whether t is being or was shredded.
+func (v *Vault) shredded(t events.TenantID) bool {
+	e, ok := v.reg.get(t)
+	return ok && !e.active()
+}
+
+// gone records an access to a shredded tenant (flagged) and returns EGONE.
+func (v *Vault) gone(ctx context.Context, rec audit.Record) error {
+	if rec.Details == nil {
+		rec.Details = map[string]string{}
+	}
+	rec.Details[audit.DetailTenantState] = StateShredded
+	rec.Outcome, rec.Reason = "denied", "tenant shredded"
+	return v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was shredded", rec.Tenant))
 }
 
 // Tenant is the session's tenant.
@@ -171,6 +197,13 @@ func (s *Session) read(ctx context.Context, action, resource string, fn func(pro
 		rec.Details[audit.DetailKeyOwner] = string(owner)
 		rec.Details["key_id"] = fmt.Sprint(fk.ForeignKeyID())
 		err = events.Errorf(events.EFORBIDDEN, "stored record is sealed under a key of another tenant")
+	case s.v.shredded(s.tenant):
+		rec.Outcome, rec.Reason = "denied", "tenant shredded"
+		if rec.Details == nil {
+			rec.Details = map[string]string{}
+		}
+		rec.Details[audit.DetailTenantState] = StateShredded
+		err = events.Errorf(events.EGONE, "tenant %s was shredded", s.tenant)
 	case errors.Is(err, projections.ErrNotFound):
 		rec.Outcome, rec.Reason = "error", "not found"
 		err = events.Errorf(events.ENOTFOUND, "not found")

@@ -33,8 +33,27 @@ type Cipher interface {
 type Keys interface {
 	Create(t events.TenantID) (Cipher, error)
 	Cipher(t events.TenantID) (Cipher, error)
-	// Owner names the tenant a key id belongs to.
+	// Owner names the tenant a key id belongs to (also once shredded).
 	Owner(keyID uint32) (events.TenantID, bool)
+	// Destroy destroys every key of t and returns their ids; destroying
+	// destroyed keys again returns the same ids (a resumed shred).
+	Destroy(t events.TenantID) ([]uint32, error)
+	// Recreate makes fresh keys for a shredded tenant id.
+	Recreate(t events.TenantID) (Cipher, error)
+	// Rotate adds a new primary key and returns its id.
+	Rotate(t events.TenantID) (uint32, error)
+	// Keys lists t's keys.
+	Keys(t events.TenantID) ([]KeyInfo, error)
+	// DisableKey and DestroyKey retire a key that is not the primary.
+	DisableKey(t events.TenantID, id uint32) error
+	DestroyKey(t events.TenantID, id uint32) error
+}
+
+// KeyInfo describes one key of a tenant.
+type KeyInfo struct {
+	ID      uint32 `json:"id"`
+	Primary bool   `json:"primary"`
+	Status  string `json:"status"`
 }
 
 // Topics creates ingress topics.
@@ -62,8 +81,12 @@ type Config struct {
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Ingress stops and purges a tenant's topic when it is shredded.
+	Ingress Ingress
+	// SignReceipt signs a shred receipt (a signed note by the audit key).
+	SignReceipt func(body []byte) ([]byte, error)
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -114,8 +137,13 @@ type Vault struct {
 	adminHash [32]byte
 	reg       *registry
 	stats     Stats
-	// createMu serialises tenant creation (rare, multi-step).
+	// createMu serialises tenant creation and shredding (rare, multi-step).
 	createMu sync.Mutex
+
+	jobsMu sync.Mutex
+	jobs   map[events.TenantID]*rewrapJob
+	jobsWG sync.WaitGroup
+	closed bool
 }
 
 // Stats are the vault's counters, exported on /metrics.
@@ -143,7 +171,7 @@ func Open(cfg Config) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Vault{cfg: cfg, adminHash: sha256.Sum256([]byte(cfg.AdminToken)), reg: reg}, nil
+	return &Vault{cfg: cfg, adminHash: sha256.Sum256([]byte(cfg.AdminToken)), reg: reg, jobs: make(map[events.TenantID]*rewrapJob)}, nil
 }
 
 // Tenants returns the ids of all tenants, sorted.
@@ -225,9 +253,11 @@ func (v *Vault) auditDenied(ctx context.Context, rec audit.Record, denial error)
 
 // TenantInfo describes one tenant.
 type TenantInfo struct {
-	ID      events.TenantID `json:"id"`
-	Created time.Time       `json:"created"`
-	Topic   string          `json:"topic"`
+	ID       events.TenantID `json:"id"`
+	Created  time.Time       `json:"created"`
+	Topic    string          `json:"topic"`
+	State    string          `json:"state"` // active, shredding, shredded
+	Shredded *time.Time      `json:"shredded,omitempty"`
 }
 
 // requireAdmin audits and refuses a non-admin principal.
@@ -243,6 +273,18 @@ func (v *Vault) requireAdmin(ctx context.Context, p Principal, action, resource 
 // CreateTenant creates tenant id: its keyset, its ingress topic, its store,
 // and its API token, which is returned once (only its hash is kept).
 func (v *Vault) CreateTenant(ctx context.Context, p Principal, id string) (TenantInfo, string, error) {
+	return v.create(ctx, p, id, false)
+}
+
+// RecreateTenant creates tenant id again after it was shredded: new keys,
+// an empty store, a new token. Nothing of the shredded tenant comes back
+// (its keys are destroyed and its store removed). Without the explicit ask,
+// CreateTenant refuses a shredded id with ECONFLICT.
+func (v *Vault) RecreateTenant(ctx context.Context, p Principal, id string) (TenantInfo, string, error) {
+	return v.create(ctx, p, id, true)
+}
+
+func (v *Vault) create(ctx context.Context, p Principal, id string, recreate bool) (TenantInfo, string, error) {
 	const action = "tenant.create"
 	if err := v.requireAdmin(ctx, p, action, "tenants"); err != nil {
 		return TenantInfo{}, "", err
@@ -253,12 +295,26 @@ func (v *Vault) CreateTenant(ctx context.Context, p Principal, id string) (Tenan
 	}
 	v.createMu.Lock()
 	defer v.createMu.Unlock()
-	if _, ok := v.reg.get(t); ok {
-		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: "tenant exists"},
-			events.Errorf(events.ECONFLICT, "tenant %s already exists", t))
+	rejected := func(reason string, err error) (TenantInfo, string, error) {
+		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: reason}, err)
 	}
-	info, token, keyID, err := v.createTenant(ctx, t)
+	if e, ok := v.reg.get(t); ok {
+		switch {
+		case e.State == StateShredding:
+			return rejected("shred in progress", events.Errorf(events.ECONFLICT, "tenant %s is being shredded", t))
+		case e.State == StateShredded && !recreate:
+			return rejected("tenant was shredded", events.Errorf(events.ECONFLICT, "tenant %s was shredded; re-creating it needs an explicit recreate (it will be empty)", t))
+		case e.State != StateShredded:
+			return rejected("tenant exists", events.Errorf(events.ECONFLICT, "tenant %s already exists", t))
+		}
+	} else if recreate {
+		recreate = false // nothing to re-create: a plain create
+	}
+	info, token, keyID, err := v.createTenant(ctx, t, recreate)
 	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: "ok"}
+	if recreate {
+		rec.Details = map[string]string{"recreated": "true"}
+	}
 	if err != nil {
 		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
 		if aerr := v.record(ctx, rec); aerr != nil {
@@ -273,16 +329,21 @@ func (v *Vault) CreateTenant(ctx context.Context, p Principal, id string) (Tenan
 	if v.cfg.OnTenantCreated != nil {
 		v.cfg.OnTenantCreated(t)
 	}
-	v.cfg.Logger.Info("tenant created", "tenant", t, "topic", info.Topic)
+	v.cfg.Logger.Info("tenant created", "tenant", t, "topic", info.Topic, "recreated", recreate)
 	return info, token, nil
 }
 
 // createTenant does the steps of a create. Each step is idempotent, so a
 // create interrupted by a crash can simply be repeated: the registry entry,
 // which makes the tenant exist, is written last.
-func (v *Vault) createTenant(ctx context.Context, t events.TenantID) (TenantInfo, string, uint32, error) {
-	c, err := v.cfg.Keys.Create(t)
-	if err != nil {
+func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bool) (TenantInfo, string, uint32, error) {
+	var c Cipher
+	var err error
+	if recreate {
+		if c, err = v.cfg.Keys.Recreate(t); err != nil {
+			return TenantInfo{}, "", 0, fmt.Errorf("re-create keys of tenant %s: %w", t, err)
+		}
+	} else if c, err = v.cfg.Keys.Create(t); err != nil {
 		// Keys left by an interrupted create: reuse them.
 		if c, err = v.cfg.Keys.Cipher(t); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("create keys of tenant %s: %w", t, err)

@@ -20,7 +20,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := MustOpenVault(t, nil)
 	valid := vault.Config{
-		DataDir: full.dir, Keys: keyStore{full.ks}, Stores: full.stores, Audit: full.audit,
+		DataDir: full.dir, Keys: keyStore{KS: full.ks}, Stores: full.stores, Audit: full.audit,
 		Topics: full.topics, AdminToken: testAdminToken,
 	}
 	tests := []struct {

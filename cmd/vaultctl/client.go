@@ -141,6 +141,7 @@ func (c *cli) print(v any) error {
 
 func (c *cli) tenantCreate(ctx context.Context, args []string) error {
 	fs := c.flags("tenant create")
+	recreate := fs.Bool("recreate", false, "re-create an id that was shredded (empty, new keys)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -153,7 +154,7 @@ func (c *cli) tenantCreate(ctx context.Context, args []string) error {
 		Topic string `json:"topic"`
 		Token string `json:"token"`
 	}
-	if err := c.call(ctx, http.MethodPost, "/v1/tenants", map[string]string{"id": pos[0]}, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/v1/tenants", map[string]any{"id": pos[0], "recreate": *recreate}, &out); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "tenant %s created; publish to topic %s. Its API token follows; it is shown only this once.\n", out.ID, out.Topic)

@@ -21,8 +21,19 @@ import (
 const usage = `vaultctl — the tenantvault command-line client
 
 Usage:
-  vaultctl tenant create ID          create a tenant; prints its API token once
+  vaultctl tenant create ID [--recreate]
+                                     create a tenant; prints its API token once (--recreate: an id
+                                     that was shredded, empty, with new keys)
   vaultctl tenant list               list tenants (admin)
+  vaultctl tenant shred ID --confirm ID
+                                     crypto-shred a tenant: destroy its keys, store, topic; prints the
+                                     signed receipt
+  vaultctl keys rotate ID [--rewrap] [--wait]
+                                     new primary key; --rewrap re-seals the whole store under it in the
+                                     background (--wait shows progress until done)
+  vaultctl keys list ID [--usage]    keys, their status, sealed values per key, rewrap progress
+  vaultctl keys disable ID --key K   retire an old key (refused while it still protects values)
+  vaultctl keys destroy ID --key K
   vaultctl publish --tenant T --stream S --type TYPE [--data JSON] [--id ID] [--source SRC]
                                      publish one CloudEvent to tenant.T.events over Kafka
   vaultctl streams --tenant T        list a tenant's streams
@@ -72,13 +83,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cmd, rest := args[0], args[1:]
 	if cmd == "tenant" {
 		if len(rest) == 0 {
-			return fmt.Errorf("tenant: want create, list")
+			return fmt.Errorf("tenant: want create, list, shred")
 		}
 		cmd, rest = "tenant "+rest[0], rest[1:]
 	}
 	switch cmd {
 	case "tenant create":
 		return c.tenantCreate(ctx, rest)
+	case "tenant shred":
+		return c.tenantShred(ctx, rest)
+	case "keys":
+		if len(rest) == 0 {
+			return fmt.Errorf("keys: want rotate, list, disable, destroy")
+		}
+		switch rest[0] {
+		case "rotate":
+			return c.keysRotate(ctx, rest[1:])
+		case "list":
+			return c.keysList(ctx, rest[1:])
+		case "disable":
+			return c.keysRetire(ctx, rest[1:], "disable")
+		case "destroy":
+			return c.keysRetire(ctx, rest[1:], "destroy")
+		}
+		return fmt.Errorf("unknown keys command %q (see vaultctl help)", rest[0])
 	case "tenant list":
 		return c.tenantList(ctx, rest)
 	case "publish":

@@ -4,6 +4,13 @@
 // the batch only after the vault has committed it (so offsets are committed
 // after the store and audit log are durable).
 //
+// Once a batch is acked, its records are sealed in the vault and their
+// plaintext on the broker is no longer needed: unless Config.KeepIngress,
+// the runner deletes each partition's records up to the last acked one
+// (Kafka DeleteRecords), every RetentionInterval and when Run returns.
+// Records of a batch the vault has not committed are never deleted. Remove
+// stops consuming a topic (a tenant being shredded) before it is deleted.
+//
 // It never decodes, decrypts or stores anything itself, and never logs a
 // message's payload or key.
 package ingest

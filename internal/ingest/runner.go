@@ -3,7 +3,9 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -16,7 +18,10 @@ import (
 	"github.com/tenantvault/tenantvault/vault"
 )
 
-// Subscriber is the part of a watermill Subscriber the runner uses.
+// Subscriber is the part of a watermill Subscriber the runner uses. The
+// channel Subscribe returns must close once ctx is done (kafka.Subscriber's
+// does, after leaving the topic's group): a topic's consumer waits for it
+// before it counts as stopped.
 type Subscriber interface {
 	Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error)
 }
@@ -29,6 +34,13 @@ type TopicLister interface {
 // Ingester applies a batch of one topic's records.
 type Ingester interface {
 	Ingest(ctx context.Context, topic string, msgs []vault.Message) error
+}
+
+// Deleter deletes a topic's records below an offset in each partition
+// named; an offset at or below what was deleted already is no error.
+// kafka.Admin is one.
+type Deleter interface {
+	DeleteRecords(ctx context.Context, topic string, before map[int]int64) error
 }
 
 // Config configures a Runner.
@@ -46,7 +58,22 @@ type Config struct {
 	// DiscoverInterval is how often the broker's topic list is read to find
 	// tenant topics created by others; default 1s.
 	DiscoverInterval time.Duration
-	Logger           *slog.Logger
+
+	// KeepIngress keeps the records on the broker after the vault has
+	// sealed them (vaultd's --ingress-retention=keep). By default (false)
+	// the runner deletes them: once a batch is acked (the vault committed
+	// it), the records up to it are deleted from their partitions within
+	// RetentionInterval, so the broker keeps a tenant's plaintext only
+	// until it is sealed.
+	KeepIngress bool
+	// Deleter deletes sealed records. Default: Topics, if it is a Deleter
+	// (kafka.Admin is). Required unless KeepIngress.
+	Deleter Deleter
+	// RetentionInterval is how often sealed records are deleted, with one
+	// DeleteRecords per topic whose sealed offsets moved; default 1s.
+	RetentionInterval time.Duration
+
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -59,6 +86,10 @@ func (c *Config) setDefaults() {
 	if c.Linger == 0 {
 		c.Linger = 5 * time.Millisecond
 	}
+	if c.RetentionInterval == 0 {
+		c.RetentionInterval = time.Second
+	}
+	c.Deleter = c.deleter()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,19 +107,69 @@ func (c *Config) Validate() error {
 	if c.Vault == nil {
 		errs = append(errs, errors.New("ingest: Vault is required"))
 	}
-	if c.MaxBatch < 0 || c.DiscoverInterval < 0 || c.Linger < 0 {
-		errs = append(errs, errors.New("ingest: MaxBatch, Linger and DiscoverInterval must not be negative"))
+	if !c.KeepIngress && c.deleter() == nil {
+		errs = append(errs, errors.New("ingest: Deleter is required unless KeepIngress (Topics is not one)"))
+	}
+	if c.MaxBatch < 0 || c.DiscoverInterval < 0 || c.Linger < 0 || c.RetentionInterval < 0 {
+		errs = append(errs, errors.New("ingest: MaxBatch, Linger, DiscoverInterval and RetentionInterval must not be negative"))
 	}
 	return errors.Join(errs...)
 }
 
-// Runner consumes every tenant topic until its context ends.
+// deleter returns Deleter, or else Topics if it is one.
+func (c *Config) deleter() Deleter {
+	if c.Deleter != nil {
+		return c.Deleter
+	}
+	if d, ok := c.Topics.(Deleter); ok {
+		return d
+	}
+	return nil
+}
+
+// Runner consumes every tenant topic until its context ends, and deletes
+// the records the vault has sealed (unless Config.KeepIngress).
 type Runner struct {
 	cfg  Config
 	adds chan string
 
-	mu     sync.Mutex
-	active map[string]bool
+	mu        sync.Mutex
+	consumers map[string]*consumer   // by topic
+	removed   map[string]time.Time   // topics Remove stopped, and when: discovery leaves them alone for a while
+	retention map[string]*retainment // by topic
+
+	// deleting is held while records are deleted, so that Remove can wait
+	// for a deletion of its topic to end.
+	deleting sync.Mutex
+}
+
+// consumer is the goroutine that consumes one topic.
+type consumer struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed once it has returned
+}
+
+// retainment is what the runner knows of one topic's sealed records.
+type retainment struct {
+	sealed  map[int]int64 // partition → offset after the last record acked (sealed by the vault)
+	deleted map[int]int64 // partition → offset below which DeleteRecords last succeeded
+	failing bool          // the last deletion failed (logged at Warn once)
+}
+
+// due returns the partitions whose sealed offset moved since their last
+// deletion, with that offset.
+func (rt *retainment) due() map[int]int64 {
+	var before map[int]int64
+	for p, o := range rt.sealed {
+		if d, ok := rt.deleted[p]; ok && d == o {
+			continue
+		}
+		if before == nil {
+			before = make(map[int]int64, len(rt.sealed))
+		}
+		before[p] = o
+	}
+	return before
 }
 
 // New returns a Runner.
@@ -97,11 +178,18 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, adds: make(chan string, 64), active: make(map[string]bool)}, nil
+	return &Runner{
+		cfg:       cfg,
+		adds:      make(chan string, 64),
+		consumers: make(map[string]*consumer),
+		removed:   make(map[string]time.Time),
+		retention: make(map[string]*retainment),
+	}, nil
 }
 
-// Add asks the runner to consume topic now, without waiting for discovery.
-// It never blocks: if the request queue is full, discovery finds the topic.
+// Add asks the runner to consume topic now, without waiting for discovery
+// (also a topic that Remove stopped). It never blocks: if the request queue
+// is full, discovery finds the topic.
 func (r *Runner) Add(topic string) {
 	select {
 	case r.adds <- topic:
@@ -109,39 +197,116 @@ func (r *Runner) Add(topic string) {
 	}
 }
 
-// Run discovers and consumes tenant topics until ctx is done. It returns
-// after every consumer has stopped.
+// removedGrace is how many discovery intervals discovery leaves a topic
+// that Remove stopped alone while the topic is still listed, so that the
+// caller can delete it first.
+const removedGrace = 10
+
+// Remove stops consuming topic: it cancels the topic's consumer and returns
+// once it has stopped (a batch being applied is finished and acked first:
+// no Ingest of topic is in flight when Remove returns, and none follows;
+// the consumer has left the topic's group), and forgets the topic's sealed
+// offsets, waiting for a deletion of its records in flight to end. It
+// returns ctx's error if ctx ends first; the consumer stops all the same.
+//
+// Discovery leaves the topic alone while it is still listed, for ten
+// discovery intervals, so that the caller can delete it (and its group)
+// first; once discovery has seen it gone, or after that, a topic of that
+// name is consumed again from its group's committed offset (or its start),
+// and its records sealed (or skipped) and deleted as any other. Add
+// consumes it again at once.
+func (r *Runner) Remove(ctx context.Context, topic string) error {
+	r.mu.Lock()
+	c := r.consumers[topic]
+	r.removed[topic] = time.Now()
+	r.mu.Unlock()
+	if c != nil {
+		c.cancel()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return fmt.Errorf("remove %s: %w", topic, context.Cause(ctx))
+		}
+	}
+	r.deleting.Lock()
+	r.mu.Lock()
+	delete(r.retention, topic)
+	r.mu.Unlock()
+	r.deleting.Unlock()
+	return nil
+}
+
+// SealedOffsets returns, for each partition of topic the runner has acked
+// records of, the offset after the last one: the records below it are
+// sealed by the vault, and deleted within RetentionInterval unless
+// KeepIngress. nil if none.
+func (r *Runner) SealedOffsets(topic string) map[int]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.retention[topic]
+	if rt == nil {
+		return nil
+	}
+	return maps.Clone(rt.sealed)
+}
+
+// Run discovers and consumes tenant topics until ctx is done, deleting
+// sealed records every RetentionInterval. It returns after every consumer
+// has stopped, and after deleting what was sealed since the last pass.
 func (r *Runner) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	start := func(topic string) {
+	g, gctx := errgroup.WithContext(ctx)
+	start := func(topic string, explicit bool) {
 		if !events.IsTenantTopic(topic) {
 			return
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.active[topic] {
+		if r.consumers[topic] != nil {
 			return
 		}
-		r.active[topic] = true
+		if at, ok := r.removed[topic]; ok {
+			if !explicit && time.Since(at) < removedGrace*r.cfg.DiscoverInterval {
+				return
+			}
+			delete(r.removed, topic)
+		}
+		cctx, cancel := context.WithCancel(gctx)
+		c := &consumer{cancel: cancel, done: make(chan struct{})}
+		r.consumers[topic] = c
 		g.Go(func() error {
 			defer func() {
+				cancel()
 				r.mu.Lock()
-				delete(r.active, topic)
+				if r.consumers[topic] == c {
+					delete(r.consumers, topic)
+				}
 				r.mu.Unlock()
+				close(c.done)
 			}()
-			return r.consume(ctx, topic)
+			return r.consume(cctx, topic)
 		})
 	}
 	discover := func() {
-		topics, err := r.cfg.Topics.ListTopics(ctx)
+		topics, err := r.cfg.Topics.ListTopics(gctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			if gctx.Err() == nil {
 				r.cfg.Logger.Warn("list topics", "err", err)
 			}
 			return
 		}
+		listed := make(map[string]bool, len(topics))
 		for _, t := range topics {
-			start(t)
+			listed[t] = true
+		}
+		r.mu.Lock()
+		for t := range r.removed {
+			if !listed[t] {
+				delete(r.removed, t) // gone: consume it if it comes back
+			}
+		}
+		r.mu.Unlock()
+		for _, t := range topics {
+			start(t, false)
 		}
 	}
 	g.Go(func() error {
@@ -150,27 +315,129 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-gctx.Done():
 				return nil
 			case <-tick.C:
 				discover()
 			case t := <-r.adds:
-				start(t)
+				start(t, true)
 			}
 		}
 	})
-	return g.Wait()
+	if !r.cfg.KeepIngress {
+		g.Go(func() error {
+			tick := time.NewTicker(r.cfg.RetentionInterval)
+			defer tick.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-tick.C:
+					r.deleteSealed(gctx)
+				}
+			}
+		})
+	}
+	err := g.Wait()
+	if !r.cfg.KeepIngress {
+		// What the last batches sealed, rather than at the next start
+		// (a tenant without new records would keep them until its next).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		r.deleteSealed(dctx)
+		cancel()
+	}
+	return err
 }
 
 // Active lists the topics being consumed.
 func (r *Runner) Active() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.active))
-	for t := range r.active {
+	out := make([]string, 0, len(r.consumers))
+	for t := range r.consumers {
 		out = append(out, t)
 	}
 	return out
+}
+
+// sealed records that the vault committed msgs, a batch of topic.
+func (r *Runner) sealed(topic string, msgs []vault.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.retention[topic]
+	if rt == nil {
+		rt = &retainment{sealed: make(map[int]int64), deleted: make(map[int]int64)}
+		r.retention[topic] = rt
+	}
+	// A batch holds each partition's messages in offset order: the last
+	// one counts. It may be below the offset before (the partition was
+	// read again: a rebalance, a topic created again), and then what is
+	// above it is no longer known to be this topic's sealed records.
+	for _, m := range msgs {
+		rt.sealed[m.Partition] = m.Offset + 1
+	}
+}
+
+// deleteSealed deletes the records sealed since the last pass, one
+// DeleteRecords per topic whose sealed offsets moved.
+func (r *Runner) deleteSealed(ctx context.Context) {
+	r.mu.Lock()
+	var topics []string
+	for t, rt := range r.retention {
+		if rt.due() != nil {
+			topics = append(topics, t)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range topics {
+		if ctx.Err() != nil {
+			return
+		}
+		r.deleteTopicSealed(ctx, t)
+	}
+}
+
+func (r *Runner) deleteTopicSealed(ctx context.Context, topic string) {
+	r.deleting.Lock()
+	defer r.deleting.Unlock()
+	r.mu.Lock()
+	rt := r.retention[topic]
+	var before map[int]int64
+	if rt != nil {
+		before = rt.due()
+	}
+	r.mu.Unlock()
+	if before == nil {
+		return
+	}
+	err := r.cfg.Deleter.DeleteRecords(ctx, topic, before)
+	log := r.cfg.Logger.With("topic", topic)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err == nil:
+		for p, o := range before {
+			rt.deleted[p] = o
+		}
+		if rt.failing {
+			log.Info("delete sealed ingress records: recovered")
+		}
+		rt.failing = false
+		log.Debug("deleted sealed ingress records", "before", before)
+	case errors.Is(err, kafka.ErrTopicNotFound):
+		// Gone, and its records with it. Records of a topic created
+		// again under its name are sealed and deleted afresh.
+		delete(r.retention, topic)
+		log.Debug("delete sealed ingress records: topic gone", "err", err)
+	case ctx.Err() != nil:
+	default:
+		lvl := slog.LevelWarn
+		if rt.failing {
+			lvl = slog.LevelDebug
+		}
+		rt.failing = true
+		log.Log(ctx, lvl, "delete sealed ingress records; retrying", "before", before, "err", err, "interval", r.cfg.RetentionInterval)
+	}
 }
 
 // consume reads topic's messages in batches of what is already in flight,
@@ -186,6 +453,14 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 		r.cfg.Logger.Error("subscribe", "topic", topic, "err", err)
 		return nil // discovery retries later
 	}
+	// Return only once the subscription has stopped (its channel closes
+	// after ctx is done): Remove's caller may delete the topic next, and a
+	// live consumer would create it again.
+	defer func() {
+		for m := range ch {
+			m.Nack()
+		}
+	}()
 	log := r.cfg.Logger.With("topic", topic)
 	batch := make([]*message.Message, 0, r.cfg.MaxBatch)
 	msgs := make([]vault.Message, 0, r.cfg.MaxBatch)
@@ -248,6 +523,7 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 		for _, m := range batch {
 			m.Ack()
 		}
+		r.sealed(topic, msgs)
 	}
 }
 

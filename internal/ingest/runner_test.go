@@ -102,9 +102,14 @@ type kafkaEnv struct {
 }
 
 // MustStartKafka starts an in-memory embedded broker on a free port.
-func MustStartKafka(tb testing.TB) *kafkaEnv {
+func MustStartKafka(tb testing.TB) *kafkaEnv { return mustStartKafka(tb, "") }
+
+// MustStartKafkaDir starts an embedded broker persisting to dir.
+func MustStartKafkaDir(tb testing.TB, dir string) *kafkaEnv { return mustStartKafka(tb, dir) }
+
+func mustStartKafka(tb testing.TB, dir string) *kafkaEnv {
 	tb.Helper()
-	e, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", Logger: testLogger()})
+	e, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: dir, Logger: testLogger()})
 	if err != nil {
 		tb.Fatalf("StartEmbedded: %v", err)
 	}
@@ -237,6 +242,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative", ingest.Config{Subscriber: sub, Topics: k, Vault: v, MaxBatch: -1}, []string{"must not be negative"}},
 		{"negative linger", ingest.Config{Subscriber: sub, Topics: k, Vault: v, Linger: -time.Millisecond}, []string{"must not be negative"}},
 		{"negative interval", ingest.Config{Subscriber: sub, Topics: k, Vault: v, DiscoverInterval: -time.Second}, []string{"must not be negative"}},
+		{"negative retention interval", ingest.Config{Subscriber: sub, Topics: k, Vault: v, RetentionInterval: -time.Second}, []string{"must not be negative"}},
+		{"no deleter", ingest.Config{Subscriber: sub, Topics: &countingLister{TopicLister: k}, Vault: v}, []string{"Deleter is required"}},
+		{"deleter", ingest.Config{Subscriber: sub, Topics: &countingLister{TopicLister: k}, Deleter: k, Vault: v}, nil},
+		{"keep without deleter", ingest.Config{Subscriber: sub, Topics: &countingLister{TopicLister: k}, Vault: v, KeepIngress: true}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +280,7 @@ func TestDiscovery(t *testing.T) {
 	t.Cleanup(func() { _ = sub.Close() })
 	lister := &countingLister{TopicLister: k.admin}
 	v := &fakeIngester{}
-	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Vault: v, DiscoverInterval: 100 * time.Millisecond})
+	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Deleter: k.admin, Vault: v, DiscoverInterval: 100 * time.Millisecond})
 
 	waitFor(t, "first discovery", func() bool { return lister.n.Load() >= 1 })
 	passes := lister.n.Load()
@@ -302,7 +311,7 @@ func TestAdd(t *testing.T) {
 	t.Cleanup(func() { _ = sub.Close() })
 	lister := &countingLister{TopicLister: k.admin}
 	v := &fakeIngester{}
-	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Vault: v, DiscoverInterval: time.Hour})
+	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Deleter: k.admin, Vault: v, DiscoverInterval: time.Hour})
 	waitFor(t, "first discovery", func() bool { return lister.n.Load() >= 1 })
 
 	const topic = "tenant.acme.events"

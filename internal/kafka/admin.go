@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,122 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
 		return fmt.Errorf("delete topic %s: %w", topic, ErrTopicNotFound)
 	case err != nil:
 		return fmt.Errorf("delete topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// DeleteRecords deletes the records of topic whose offset is below
+// before[partition], in each partition named: Kafka's DeleteRecords, which
+// moves the partition's log start offset to before[partition]. On the
+// embedded broker their bytes leave the disk with it (see
+// EmbeddedConfig.SegmentBytes); on a Kafka cluster, when the broker
+// deletes their segment files.
+//
+// It is idempotent: an offset at or below the partition's log start offset
+// deletes nothing and is not an error. An offset past the partition's end
+// offset is an error wrapping kerr.OffsetOutOfRange and deletes nothing in
+// that partition (the offset was not read from this topic: it was deleted
+// and created again, smaller); so is a negative offset. Other partitions
+// are done all the same. A topic that does not exist is an error wrapping
+// ErrTopicNotFound.
+func (a *Admin) DeleteRecords(ctx context.Context, topic string, before map[int]int64) error {
+	offsets := make(kadm.Offsets, 1)
+	var errs []error
+	for p, o := range before {
+		if o < 0 { // kadm's -1 would mean "up to the end"
+			errs = append(errs, fmt.Errorf("partition %d: negative offset %d: %w", p, o, kerr.OffsetOutOfRange))
+			continue
+		}
+		offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: o, LeaderEpoch: -1})
+	}
+	if len(offsets) == 0 {
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("delete records of %s: %w", topic, err)
+		}
+		return nil
+	}
+	resps, err := a.adm.DeleteRecords(ctx, offsets)
+	if len(resps[topic]) == 0 && err != nil {
+		if isUnknownTopic(err) {
+			a.cl.PurgeTopicsFromClient(topic)
+			err = ErrTopicNotFound
+		}
+		return fmt.Errorf("delete records of %s: %w", topic, err)
+	}
+	var outOfRange []int32
+	for p, o := range offsets[topic] {
+		r, ok := resps[topic][p]
+		switch {
+		case !ok: // a shard error: an unknown partition, a broker that failed
+			errs = append(errs, fmt.Errorf("partition %d: offset %d: not deleted: %w", p, o.At, cmp.Or(err, errors.New("no answer"))))
+		case errors.Is(r.Err, kerr.OffsetOutOfRange):
+			outOfRange = append(outOfRange, p)
+		case r.Err != nil:
+			errs = append(errs, fmt.Errorf("partition %d: %w", p, r.Err))
+		}
+	}
+	if len(outOfRange) > 0 {
+		// Kafka refuses an offset below the log start offset: those
+		// records are gone already, which is what was asked.
+		starts, err := a.adm.ListStartOffsets(ctx, topic)
+		if err == nil {
+			err = starts.Error()
+		}
+		for _, p := range outOfRange {
+			o := offsets[topic][p].At
+			switch s, ok := starts.Lookup(topic, p); {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o, kerr.OffsetOutOfRange, err))
+			case ok && o <= s.Offset:
+			default:
+				errs = append(errs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o, kerr.OffsetOutOfRange))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete records of %s: %w", topic, err)
+	}
+	return nil
+}
+
+// LogStartOffsets returns the log start offset of each of topic's
+// partitions: the offset of its earliest record that was not deleted (its
+// end offset if all were). A topic that does not exist is an error wrapping
+// ErrTopicNotFound.
+func (a *Admin) LogStartOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	listed, err := a.adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err == nil && len(listed[topic]) == 0 {
+		err = kerr.UnknownTopicOrPartition
+	}
+	if err != nil {
+		if isUnknownTopic(err) {
+			a.cl.PurgeTopicsFromClient(topic)
+			err = ErrTopicNotFound
+		}
+		return nil, fmt.Errorf("log start offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]int64, len(listed[topic]))
+	for p, o := range listed[topic] {
+		out[int(p)] = o.Offset
+	}
+	return out, nil
+}
+
+func isUnknownTopic(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
+}
+
+// DeleteGroup deletes the consumer group and its committed offsets. A group
+// that does not exist is not an error. A group with members is (wrapping
+// kerr.NonEmptyGroup): stop its consumers first (Subscriber.Unsubscribe,
+// or the ingest runner's Remove).
+func (a *Admin) DeleteGroup(ctx context.Context, group string) error {
+	_, err := a.adm.DeleteGroup(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return fmt.Errorf("delete group %s: %w", group, err)
 	}
 	return nil
 }

@@ -24,4 +24,18 @@
 // own goroutine) does not process them in order; a consumer that needs
 // per-stream order must process each partition's messages sequentially, or
 // set MaxInFlight to 1.
+//
+// A partition whose position is out of range (its records were deleted
+// below it, as the vault does once it has sealed them, or its topic was
+// deleted and created again with fewer records) does not stall: it resumes
+// at the partition's earliest offset, logged at Info, and that position is
+// committed (Kafka's auto.offset.reset=earliest).
+//
+// # Deleting records
+//
+// Admin.DeleteRecords deletes a partition's records below an offset and
+// Admin.DeleteTopic a whole topic. On the embedded broker their bytes leave
+// the DataDir when the call returns: every produced batch is a segment file
+// of its own (EmbeddedConfig.SegmentBytes), removed as soon as all of its
+// records are deleted.
 package kafka

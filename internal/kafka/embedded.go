@@ -7,11 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +40,22 @@ type EmbeddedConfig struct {
 	// meaningful with DataDir.
 	SyncWrites bool
 
+	// SegmentBytes is the size from which a partition's log starts a new
+	// segment file. Deleting records (Admin.DeleteRecords) only moves the
+	// partition's log start offset: their bytes leave the disk when the
+	// whole segment holding them is deleted, which kfake does at once, in
+	// DeleteRecords itself. The default, 1, gives every produced batch a
+	// segment of its own, so a deleted record's bytes are gone from the
+	// DataDir when DeleteRecords returns (unless a batch straddles the
+	// deletion point: its bytes stay until the rest of it is deleted too).
+	// Its cost is two small files (records and index) per batch kept, and
+	// an open file handle for each kept segment that was read since the
+	// broker started: when records are kept (no DeleteRecords), set it
+	// large, e.g. 64 MiB; a deleted record then stays on disk until every
+	// record of its segment is deleted. kfake rolls segments by size only
+	// (it ignores segment.ms).
+	SegmentBytes int64
+
 	// Logger receives the broker's warnings and errors. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -50,6 +64,9 @@ type EmbeddedConfig struct {
 func (c *EmbeddedConfig) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = DefaultEmbeddedAddr
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = 1
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -73,6 +90,9 @@ func (c *EmbeddedConfig) Validate() error {
 	if c.SyncWrites && c.DataDir == "" {
 		errs = append(errs, errors.New("sync writes need a data dir"))
 	}
+	if c.SegmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("negative segment bytes %d", c.SegmentBytes))
+	}
 	return errors.Join(errs...)
 }
 
@@ -83,7 +103,9 @@ func (c *EmbeddedConfig) Validate() error {
 //
 // Unlike kfake on its own, topics created automatically are persisted as
 // they are created, so they (and their records) survive the process being
-// killed; see StartEmbedded.
+// killed; see StartEmbedded. And records deleted with DeleteRecords leave
+// the disk at once (see EmbeddedConfig.SegmentBytes); a deleted topic's
+// directory is removed by kfake itself.
 type Embedded struct {
 	c    *kfake.Cluster
 	addr string
@@ -91,8 +113,9 @@ type Embedded struct {
 
 	closeOnce sync.Once
 
-	mu    sync.Mutex
-	known map[string]struct{} // topics the auto-create hook has seen persisted
+	mu     sync.Mutex
+	known  map[string]struct{} // topics the auto-create hook has seen persisted
+	floors *logStarts          // nil without a DataDir
 }
 
 // StartEmbedded starts the broker and returns once it listens.
@@ -124,6 +147,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(1),
 		kfake.WithLogger(kfakeLogger{cfg.Logger}),
+		// A broker default, so it applies to every topic (topics created
+		// with their own segment.bytes keep theirs); it overrides what a
+		// DataDir's broker_configs.json holds.
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(cfg.SegmentBytes, 10)}),
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -131,21 +158,34 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	var floors *logStarts
+	if cfg.DataDir != "" {
+		var err error
+		if floors, err = loadLogStarts(cfg.DataDir, cfg.SyncWrites); err != nil {
+			return nil, fmt.Errorf("start embedded broker: %w", err)
+		}
+		if err := floors.restoreEmptied(cfg.Logger); err != nil {
+			return nil, fmt.Errorf("start embedded broker: %w", err)
+		}
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Addr, err)
 	}
-	e := &Embedded{c: c, log: cfg.Logger, known: make(map[string]struct{})}
+	e := &Embedded{c: c, log: cfg.Logger, known: make(map[string]struct{}), floors: floors}
 	if addrs := c.ListenAddrs(); len(addrs) > 0 {
 		e.addr = addrs[0]
 	}
 	if cfg.DataDir != "" {
 		c.ControlKey(int16(kmsg.Metadata), e.persistAutoCreated)
 		c.ControlKey(int16(kmsg.DeleteTopics), e.forgetDeleted)
+		c.ControlKey(int16(kmsg.DeleteRecords), e.recordDeleted)
 		if err := e.quarantineOrphans(cfg.DataDir); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start embedded broker: %w", err)
 		}
+		// No client is served yet: nothing else touches floors.
+		floors.forgetUnless(func(topic string, p int32) bool { return c.LeaderFor(topic, p) >= 0 })
 	}
 	close(gl.open)
 	return e, nil
@@ -174,19 +214,11 @@ func (e *Embedded) quarantineOrphans(dataDir string) error {
 			continue
 		}
 		name := ent.Name()
-		i := strings.LastIndexByte(name, '-')
-		if i <= 0 {
+		topic, p, ok := parsePartitionName(name)
+		if !ok {
 			continue
 		}
-		topic, err := url.PathUnescape(name[:i])
-		if err != nil {
-			continue
-		}
-		p, err := strconv.ParseInt(name[i+1:], 10, 32)
-		if err != nil {
-			continue
-		}
-		if e.c.LeaderFor(topic, int32(p)) >= 0 {
+		if e.c.LeaderFor(topic, p) >= 0 {
 			continue // loaded
 		}
 		dst := filepath.Join(dataDir, "orphaned", name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
@@ -271,13 +303,34 @@ func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool)
 	defer e.mu.Unlock()
 	for _, t := range req.TopicNames {
 		delete(e.known, t)
+		e.floors.forgetTopic(t)
 	}
 	for _, t := range req.Topics {
 		if t.Topic == nil {
 			clear(e.known) // deleted by topic ID: we cannot tell which
-			break
+			continue       // (its log starts stay: see logStarts)
 		}
 		delete(e.known, *t.Topic)
+		e.floors.forgetTopic(*t.Topic)
+	}
+	return nil, nil, false
+}
+
+// recordDeleted observes DeleteRecords requests and keeps the log start
+// offsets they ask for (see logStarts).
+func (e *Embedded) recordDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
+	req, ok := kreq.(*kmsg.DeleteRecordsRequest)
+	if !ok {
+		return nil, nil, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if err := e.floors.raise(t.Topic, p.Partition, p.Offset); err != nil {
+				e.log.Warn("embedded broker: keep log start offset", "topic", t.Topic, "partition", p.Partition, "err", err)
+			}
+		}
 	}
 	return nil, nil, false
 }

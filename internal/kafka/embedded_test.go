@@ -378,7 +378,7 @@ func readPayloads(t *testing.T, addr, topic string) []string {
 	}
 }
 
-// TestEmbeddedConfig checks the address rules.
+// TestEmbeddedConfig checks the config rules.
 func TestEmbeddedConfig(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -389,6 +389,7 @@ func TestEmbeddedConfig(t *testing.T) {
 		{EmbeddedConfig{Addr: ":0"}, true},
 		{EmbeddedConfig{Addr: "127.0.0.1"}, true},
 		{EmbeddedConfig{Addr: "127.0.0.1:0", SyncWrites: true}, true},
+		{EmbeddedConfig{Addr: "127.0.0.1:0", SegmentBytes: -1}, true},
 		{EmbeddedConfig{Addr: "127.0.0.1:0"}, false},
 	} {
 		e, err := StartEmbedded(tc.cfg)
@@ -436,5 +437,77 @@ func TestEmbeddedQuarantinesOrphans(t *testing.T) {
 	got := readPayloads(t, e.Addr(), topic)
 	if want := []string{"0:1000", "1:1001", "2:1002"}; !slices.Equal(got, want) {
 		t.Fatalf("re-created %s reads back %v, want %v", topic, got, want)
+	}
+}
+
+// TestEmbeddedKeepsOffsetsOfEmptiedPartitions: a partition whose records
+// were all deleted comes back from a restart (clean or killed) at its end
+// offset, not at 0 (kfake on its own forgets them): new records get new
+// offsets. A partition with records left, and a topic deleted and created
+// again, are as kfake has them.
+func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts broker processes")
+	}
+	t.Parallel()
+	const (
+		emptied = "tenant.emptied.events"
+		partial = "tenant.partial.events"
+		again   = "tenant.again.events"
+	)
+	for _, kill := range []bool{false, true} {
+		t.Run(map[bool]string{false: "close", true: "kill"}[kill], func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			b := startBrokerProc(t, dir, false, false)
+			ctx := context.Background()
+			adm := MustNewAdmin(t, b.addr)
+			pub, err := NewPublisher(PublisherConfig{Brokers: []string{b.addr}, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, topic := range []string{emptied, partial, again} {
+				for i := 0; i < 5; i++ {
+					mustPublish(t, pub, topic, i, 1)
+				}
+			}
+			_ = pub.Close()
+			for topic, before := range map[string]int64{emptied: 5, partial: 3, again: 5} {
+				if err := adm.DeleteRecords(ctx, topic, map[int]int64{0: before}); err != nil {
+					t.Fatalf("DeleteRecords(%s): %v", topic, err)
+				}
+			}
+			// Deleted and created again (empty): starts at 0 again.
+			if err := adm.DeleteTopic(ctx, again); err != nil {
+				t.Fatalf("DeleteTopic: %v", err)
+			}
+			if err := adm.CreateTopic(ctx, again, 1); err != nil {
+				t.Fatalf("CreateTopic: %v", err)
+			}
+			if kill {
+				b.kill()
+			} else {
+				b.stop(t)
+			}
+
+			b2 := startBrokerProc(t, dir, false, false)
+			adm2 := MustNewAdmin(t, b2.addr)
+			for topic, want := range map[string][2]int64{emptied: {5, 5}, partial: {3, 5}, again: {0, 0}} {
+				if got := [2]int64{startOffset(t, adm2, topic, 0), endOffset(t, adm2, topic, 0)}; got != want {
+					t.Errorf("%s after restart: log start and end offsets %v, want %v", topic, got, want)
+				}
+			}
+			mustPublish(t, MustNewPublisher(t, b2.addr), emptied, 100, 2)
+			if got, want := readPayloads(t, b2.addr, emptied), []string{"5:100", "6:101"}; !slices.Equal(got, want) {
+				t.Errorf("%s after restart reads %v, want %v", emptied, got, want)
+			}
+			b2.stop(t)
+
+			// Once it holds records again, kfake finds its offsets in them.
+			b3 := startBrokerProc(t, dir, false, false)
+			if got, want := readPayloads(t, b3.addr, emptied), []string{"5:100", "6:101"}; !slices.Equal(got, want) {
+				t.Errorf("%s after a second restart reads %v, want %v", emptied, got, want)
+			}
+		})
 	}
 }

@@ -1,11 +1,15 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +162,68 @@ func waitCommitted(tb testing.TB, addr, group, topic string, want int64) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	tb.Fatalf("committed offset of %s in %s = %d, want %d", topic, group, got, want)
+}
+
+// logBuffer collects a logger's lines (Info and above), safe for use from
+// several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logger returns a logger that writes Info and above to b.
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// startOffset returns the log start offset of topic's partition.
+func startOffset(tb testing.TB, a *Admin, topic string, partition int) int64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := a.LogStartOffsets(ctx, topic)
+	if err != nil {
+		tb.Fatalf("LogStartOffsets(%s): %v", topic, err)
+	}
+	o, ok := offs[partition]
+	if !ok {
+		tb.Fatalf("LogStartOffsets(%s) = %v: no partition %d", topic, offs, partition)
+	}
+	return o
+}
+
+// filesHolding returns the files under dir whose bytes contain s.
+func filesHolding(tb testing.TB, dir, s string) []string {
+	tb.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			rel, _ := filepath.Rel(dir, path)
+			hits = append(hits, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("scan %s: %v", dir, err)
+	}
+	return hits
 }

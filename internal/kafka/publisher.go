@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 )
 
 // Metadata keys the adapter reads and sets. Publish takes the record key from
@@ -80,6 +81,7 @@ func (c *PublisherConfig) Validate() error {
 // for concurrent use; concurrent Publish calls share batches.
 type Publisher struct {
 	w       *kafkago.Writer
+	tr      *kafkago.Transport // the Writer's own: see NewPublisher
 	timeout time.Duration
 
 	mu     sync.RWMutex
@@ -94,14 +96,21 @@ var _ message.Publisher = (*Publisher)(nil)
 // Records are keyed by MetadataKey and spread over partitions with the
 // murmur2 hash Java clients and franz-go use, so one stream's events land in
 // one partition (and keep their order) whichever of these clients produced
-// them. Topics that do not exist are auto-created where the broker allows it.
+// them. Topics that do not exist are auto-created where the broker allows it,
+// also one deleted since the Publisher last wrote to it.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("publisher config: %w", err)
 	}
+	// A Transport of its own: kafka-go's DefaultTransport caches
+	// metadata for every Writer of the process, so a topic deleted (and
+	// to be auto-created again) was still known there, and writes to it
+	// failed until the cache expired.
+	tr := &kafkago.Transport{}
 	w := &kafkago.Writer{
 		Addr:                   kafkago.TCP(cfg.Brokers...),
+		Transport:              tr,
 		Balancer:               &kafkago.Murmur2Balancer{},
 		BatchSize:              4096,
 		BatchTimeout:           cfg.BatchTimeout,
@@ -110,7 +119,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		ErrorLogger:            kafkaGoLogger(cfg.Logger, slog.LevelWarn),
 		Logger:                 kafkaGoLogger(cfg.Logger, slog.LevelDebug),
 	}
-	return &Publisher{w: w, timeout: cfg.WriteTimeout}, nil
+	return &Publisher{w: w, tr: tr, timeout: cfg.WriteTimeout}, nil
 }
 
 // Publish writes msgs to topic in one Writer.WriteMessages call and returns
@@ -136,10 +145,36 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	if err := p.w.WriteMessages(ctx, recs...); err != nil {
+	err := p.w.WriteMessages(ctx, recs...)
+	if failed := noTopic(err, recs); failed != nil && ctx.Err() == nil {
+		// The topic was deleted since the Writer last saw it: its retries
+		// refreshed the metadata, and a new write auto-creates it.
+		err = p.w.WriteMessages(ctx, failed...)
+	}
+	if err != nil {
 		return fmt.Errorf("publish %d messages to %s: %w", len(msgs), topic, err)
 	}
 	return nil
+}
+
+// noTopic returns the records of a failed write of recs if every one of
+// them failed because its topic does not exist, nil otherwise.
+func noTopic(err error, recs []kafkago.Message) []kafkago.Message {
+	var werrs kafkago.WriteErrors
+	if !errors.As(err, &werrs) || werrs.Count() == 0 || len(werrs) != len(recs) {
+		return nil
+	}
+	var failed []kafkago.Message
+	for i, e := range werrs {
+		switch {
+		case e == nil:
+		case errors.Is(e, protocol.ErrNoTopic) || errors.Is(e, kafkago.UnknownTopicOrPartition):
+			failed = append(failed, recs[i])
+		default:
+			return nil
+		}
+	}
+	return failed
 }
 
 // toRecord converts a watermill message to a kafka-go record for topic.
@@ -175,7 +210,9 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.closed = true
-	if err := p.w.Close(); err != nil {
+	err := p.w.Close()
+	p.tr.CloseIdleConnections()
+	if err != nil {
 		return fmt.Errorf("close publisher: %w", err)
 	}
 	return nil

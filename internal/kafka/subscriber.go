@@ -148,6 +148,12 @@ type Subscriber struct {
 	subs   map[string]map[*subscription]struct{} // by topic
 	admin  *Admin                                // for SubscribeInitialize, made on first use
 	wg     sync.WaitGroup                        // one per subscription's run
+
+	// offsets looks up partitions' log start and end offsets when a
+	// read position may be out of range; its connections are closed on
+	// Close.
+	offsets   *kafkago.Client
+	transport *kafkago.Transport
 }
 
 var (
@@ -161,10 +167,13 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("subscriber config: %w", err)
 	}
+	tr := &kafkago.Transport{}
 	return &Subscriber{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		subs: make(map[string]map[*subscription]struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		subs:      make(map[string]map[*subscription]struct{}),
+		transport: tr,
+		offsets:   &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: tr},
 	}, nil
 }
 
@@ -295,6 +304,7 @@ func (s *Subscriber) Close() error {
 	a := s.admin
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.transport.CloseIdleConnections()
 	if a != nil {
 		return a.Close()
 	}
@@ -470,7 +480,7 @@ func (p *problem) resolved(ctx context.Context) {
 // partState is one assigned partition's commit position.
 type partState struct {
 	id            int
-	next          atomic.Int64 // offset after the last contiguously acked message; -1 none yet
+	next          atomic.Int64 // offset after the last contiguously acked message (or the position a reposition chose); -1 none yet
 	lastCommitted int64        // owned by runGeneration
 }
 
@@ -518,7 +528,9 @@ func (sub *subscription) runGeneration(ctx context.Context, gen *kafkago.Generat
 func (sub *subscription) commit(gen *kafkago.Generation, parts []*partState, committing *problem) {
 	var offsets map[int]int64
 	for _, st := range parts {
-		if n := st.next.Load(); n > st.lastCommitted {
+		// n is below the committed offset only when the partition was
+		// repositioned to its earliest offset (see runPartition).
+		if n := st.next.Load(); n >= 0 && n != st.lastCommitted {
 			if offsets == nil {
 				offsets = make(map[int]int64, len(parts))
 			}
@@ -542,9 +554,17 @@ func (sub *subscription) commit(gen *kafkago.Generation, parts []*partState, com
 
 // runPartition reads one partition from start until ctx is done, starting
 // over from the first un-acked offset after each Nack.
+//
+// A position out of the partition's range (records deleted below it, or the
+// topic deleted and created again with fewer records) would stall kafka-go's
+// reader, or skip records silently: each read starts with a check, and a
+// position out of range moves to the partition's earliest offset, logged at
+// Info (auto.offset.reset=earliest). So does a reader that finds itself past
+// the end while reading.
 func (sub *subscription) runPartition(ctx context.Context, st *partState, start int64) {
 	cfg := &sub.s.cfg
-	r := kafkago.NewReader(kafkago.ReaderConfig{
+	events := &readerWatch{log: sub.log, debug: kafkaGoLogger(sub.log, slog.LevelDebug), partition: st.id}
+	rcfg := kafkago.ReaderConfig{
 		Brokers:        cfg.Brokers,
 		Topic:          sub.topic,
 		Partition:      st.id,
@@ -554,32 +574,167 @@ func (sub *subscription) runPartition(ctx context.Context, st *partState, start 
 		QueueCapacity:  1024,
 		ReadBackoffMin: 50 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		Logger:         kafkaGoLogger(sub.log, slog.LevelDebug),
-		ErrorLogger:    kafkaGoLogger(sub.log, slog.LevelDebug),
-	})
+		// Report a start past the end instead of waiting there for
+		// records that may never come (the reader stops).
+		OffsetOutOfRangeError: true,
+		Logger:                kafkaGoLogger(sub.log, slog.LevelDebug),
+		ErrorLogger:           kafkago.LoggerFunc(events.observe),
+	}
+	r := kafkago.NewReader(rcfg)
 	defer func() { _ = r.Close() }()
 	pos := start
 	for {
+		pos = sub.inRange(ctx, st, pos)
 		// SetOffset only fails for group readers and closed readers.
 		if err := r.SetOffset(pos); err != nil {
 			sub.log.Error("kafka subscriber: set offset", "partition", st.id, "offset", pos, "err", err)
 			return
 		}
-		next, nacked := sub.readPartition(ctx, r, st)
-		if !nacked || ctx.Err() != nil {
+		next, why := sub.readPartition(ctx, r, st, events)
+		if ctx.Err() != nil {
 			return
 		}
-		sub.log.Debug("kafka subscriber: nack, redelivering", "partition", st.id, "offset", next)
-		pos = next
-		t := time.NewTimer(cfg.NackResendSleep)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		switch why {
+		case stopNacked:
+			sub.log.Debug("kafka subscriber: nack, redelivering", "partition", st.id, "offset", next)
+			pos = next
+			t := time.NewTimer(cfg.NackResendSleep)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		case stopOutOfRange:
+			// Resume at the first un-acked offset, which inRange
+			// moves to the earliest one if it is out of range, with
+			// a new reader: the old one may have stopped.
+			if n := st.next.Load(); n >= 0 {
+				pos = n
+			}
+			sub.log.Debug("kafka subscriber: read position out of range", "partition", st.id, "offset", pos)
+			_ = r.Close()
+			r = kafkago.NewReader(rcfg)
+			t := time.NewTimer(cfg.MaxWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		default:
 			return
-		case <-t.C:
 		}
 	}
 }
+
+// inRange returns pos if it is within the partition's offsets (from its log
+// start offset to its end offset), or else the log start offset, recorded
+// as the partition's commit position and logged. Negative positions (the
+// group's "first offset" for a partition it never committed) and positions
+// whose range cannot be looked up are returned as they are: the reader
+// starts there, and reports an out-of-range position again.
+func (sub *subscription) inRange(ctx context.Context, st *partState, pos int64) int64 {
+	if pos < 0 {
+		return pos
+	}
+	first, last, err := sub.bounds(ctx, st.id)
+	if err != nil {
+		if ctx.Err() == nil {
+			sub.log.Debug("kafka subscriber: look up offsets", "partition", st.id, "err", err)
+		}
+		return pos
+	}
+	if pos >= first && pos <= last {
+		return pos
+	}
+	why := "the records before it were deleted"
+	if pos > last {
+		why = "it is past the end of the partition (the topic was deleted and created again?)"
+	}
+	sub.log.Info("kafka subscriber: read position out of range; resuming at the earliest offset",
+		"partition", st.id, "offset", pos, "earliest", first, "end", last, "reason", why)
+	st.next.Store(first)
+	return first
+}
+
+// bounds returns a partition's log start offset and end offset.
+func (sub *subscription) bounds(ctx context.Context, partition int) (first, last int64, err error) {
+	resp, err := sub.s.offsets.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
+		Topics: map[string][]kafkago.OffsetRequest{
+			sub.topic: {kafkago.FirstOffsetOf(partition), kafkago.LastOffsetOf(partition)},
+		},
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, po := range resp.Topics[sub.topic] {
+		if po.Partition != partition {
+			continue
+		}
+		if po.Error != nil {
+			return 0, 0, po.Error
+		}
+		if po.FirstOffset < 0 || po.LastOffset < po.FirstOffset {
+			return 0, 0, fmt.Errorf("offsets [%d, %d] of partition %d", po.FirstOffset, po.LastOffset, partition)
+		}
+		return po.FirstOffset, po.LastOffset, nil
+	}
+	return 0, 0, fmt.Errorf("no offsets of partition %d in the answer", partition)
+}
+
+// The error log lines of kafka-go's partition reader that report what it
+// reports nowhere else.
+const (
+	kafkaGoSkipDeleted = "the kafka reader is reading before the first offset for partition %d of %s, skipping from offset %d to %d (%d messages)"
+	kafkaGoPastEnd     = "the kafka reader is reading passed the last offset for partition %d of %s at offset %d"
+)
+
+// readerWatch learns from a partition reader's error log that it skipped
+// deleted records (logged at Info: kafka-go moves on by itself) or that it
+// is reading past the partition's end, where it would wait for records
+// that may never come (pastEnd is called), and passes the log on.
+type readerWatch struct {
+	log       *slog.Logger
+	debug     kafkago.Logger // nil: debug logging off
+	partition int
+
+	mu      sync.Mutex
+	pastEnd func() // set while a read runs
+}
+
+func (w *readerWatch) observe(format string, args ...any) {
+	switch {
+	case format == kafkaGoSkipDeleted && len(args) == 5:
+		w.log.Info("kafka subscriber: read position out of range; resuming at the earliest offset",
+			"partition", w.partition, "offset", fmt.Sprint(args[2]), "earliest", args[3], "reason", "the records before it were deleted")
+	case format == kafkaGoPastEnd:
+		w.mu.Lock()
+		f := w.pastEnd
+		w.mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+	if w.debug != nil {
+		w.debug.Printf(format, args...)
+	}
+}
+
+func (w *readerWatch) onPastEnd(f func()) {
+	w.mu.Lock()
+	w.pastEnd = f
+	w.mu.Unlock()
+}
+
+// stopReason is why readPartition returned.
+type stopReason int
+
+const (
+	stopDone       stopReason = iota // ctx is done
+	stopNacked                       // a message was nacked
+	stopOutOfRange                   // the reader's position is out of range
+)
 
 // inflight is a message handed out and not yet seen acked by the watcher.
 type inflight struct {
@@ -588,12 +743,18 @@ type inflight struct {
 	cancel context.CancelFunc // the message's context
 }
 
-// readPartition hands out one partition's messages from r until ctx is done
-// or a message is nacked; then it reports the nacked offset, which is the
-// partition's first un-acked one.
-func (sub *subscription) readPartition(ctx context.Context, r *kafkago.Reader, st *partState) (nackedAt int64, nacked bool) {
+// readPartition hands out one partition's messages from r until ctx is done,
+// a message is nacked (then it reports the nacked offset, which is the
+// partition's first un-acked one) or the reader's position is out of range.
+func (sub *subscription) readPartition(ctx context.Context, r *kafkago.Reader, st *partState, events *readerWatch) (nackedAt int64, why stopReason) {
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var outOfRange atomic.Bool
+	events.onPastEnd(func() {
+		outOfRange.Store(true)
+		cancel()
+	})
+	defer events.onPastEnd(nil)
 
 	pending := make(chan *inflight, cap(sub.sem))
 	nackCh := make(chan int64, 1)
@@ -610,6 +771,11 @@ fetch:
 		m, err := r.FetchMessage(ectx)
 		if err != nil {
 			if ectx.Err() != nil {
+				break
+			}
+			if errors.Is(err, kafkago.OffsetOutOfRange) { // the reader has stopped
+				outOfRange.Store(true)
+				cancel()
 				break
 			}
 			fetching.report(ectx, err, "partition", st.id)
@@ -661,10 +827,13 @@ fetch:
 	}
 	select {
 	case off := <-nackCh:
-		return off, ctx.Err() == nil
+		return off, stopNacked
 	default:
-		return 0, false
 	}
+	if outOfRange.Load() {
+		return 0, stopOutOfRange
+	}
+	return 0, stopDone
 }
 
 // watch follows one partition's handed-out messages in order. When the

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 const recvTimeout = 15 * time.Second
@@ -471,4 +473,118 @@ func TestNackOneInFlight(t *testing.T) {
 		}
 		m.Ack()
 	}
+}
+
+// TestOutOfRangeResumesAtEarliest: a partition whose position is out of
+// range does not stall: it resumes at the partition's earliest offset, says
+// so at Info, and commits from there. Its committed offset may be below the
+// log start (records deleted after the last commit), past the end (the
+// group's offset outlived the topic's records), or the topic may be deleted
+// and created again under a live subscription.
+func TestOutOfRangeResumesAtEarliest(t *testing.T) {
+	t.Parallel()
+	e := MustStartEmbedded(t)
+	a := MustNewAdmin(t, e.Addr())
+	pub := MustNewPublisher(t, e.Addr())
+	ctx := context.Background()
+
+	// consume reads n messages of topic in group and checks their offsets
+	// start at from; then it waits for the commit of from+n.
+	consume := func(t *testing.T, sub *Subscriber, ch <-chan *message.Message, group, topic string, from, n int64) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			m := recv(t, ch, recvTimeout)
+			if got := offsetOf(t, m); got != i {
+				t.Fatalf("offset %d, want %d", got, i)
+			}
+			m.Ack()
+		}
+		waitCommitted(t, e.Addr(), group, topic, from+n)
+	}
+
+	t.Run("below the log start", func(t *testing.T) {
+		t.Parallel()
+		const topic = "tenant.below.events"
+		for i := 0; i < 10; i++ {
+			mustPublish(t, pub, topic, i, 1)
+		}
+		sub := MustNewSubscriber(t, e.Addr(), "vault", nil)
+		ch, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		consume(t, sub, ch, "vault."+topic, topic, 0, 3)
+		if err := sub.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := a.DeleteRecords(ctx, topic, map[int]int64{0: 6}); err != nil {
+			t.Fatalf("DeleteRecords: %v", err)
+		}
+		var logs logBuffer
+		sub2 := MustNewSubscriber(t, e.Addr(), "vault", func(c *SubscriberConfig) { c.Logger = logs.logger() })
+		ch2, err := sub2.Subscribe(ctx, topic)
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		consume(t, sub2, ch2, "vault."+topic, topic, 6, 4)
+		if l := logs.String(); !strings.Contains(l, "level=INFO") || !strings.Contains(l, "read position out of range") || !strings.Contains(l, "offset=3 earliest=6") {
+			t.Errorf("log = %q, want an Info line on the move from 3 to 6", l)
+		}
+	})
+
+	t.Run("past the end", func(t *testing.T) {
+		t.Parallel()
+		const topic, group = "tenant.past.events", "vault.tenant.past.events"
+		mustPublish(t, pub, topic, 0, 5)
+		offs := make(kadm.Offsets)
+		offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 50, LeaderEpoch: -1})
+		if _, err := a.adm.CommitOffsets(ctx, group, offs); err != nil {
+			t.Fatalf("CommitOffsets: %v", err)
+		}
+		var logs logBuffer
+		sub := MustNewSubscriber(t, e.Addr(), "vault", func(c *SubscriberConfig) { c.Logger = logs.logger() })
+		ch, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		consume(t, sub, ch, group, topic, 0, 5)
+		if l := logs.String(); !strings.Contains(l, "read position out of range") || !strings.Contains(l, "offset=50 earliest=0") {
+			t.Errorf("log = %q, want an Info line on the move from 50 to 0", l)
+		}
+	})
+
+	t.Run("topic created again", func(t *testing.T) {
+		t.Parallel()
+		const topic, group = "tenant.again.events", "vault.tenant.again.events"
+		if err := a.CreateTopic(ctx, topic, 1); err != nil {
+			t.Fatalf("CreateTopic: %v", err)
+		}
+		mustPublish(t, pub, topic, 0, 10)
+		var logs logBuffer
+		sub := MustNewSubscriber(t, e.Addr(), "vault", func(c *SubscriberConfig) { c.Logger = logs.logger() })
+		ch, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		consume(t, sub, ch, group, topic, 0, 10)
+		if err := a.DeleteTopic(ctx, topic); err != nil {
+			t.Fatalf("DeleteTopic: %v", err)
+		}
+		// The live subscription may have created it again already.
+		if err := a.CreateTopic(ctx, topic, 1); err != nil {
+			t.Fatalf("CreateTopic: %v", err)
+		}
+		mustPublish(t, pub, topic, 100, 3)
+		for i := int64(0); i < 3; i++ {
+			m := recv(t, ch, recvTimeout)
+			if got, want := fmt.Sprintf("%d:%s", offsetOf(t, m), m.Payload), fmt.Sprintf("%d:%d", i, 100+i); got != want {
+				t.Fatalf("after the topic was created again: %s, want %s", got, want)
+			}
+			m.Ack()
+		}
+		waitCommitted(t, e.Addr(), group, topic, 3)
+		if l := logs.String(); !strings.Contains(l, "read position out of range") || !strings.Contains(l, "offset=10 earliest=0") {
+			t.Errorf("log = %q, want an Info line on the move from 10 to 0", l)
+		}
+	})
 }

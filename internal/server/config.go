@@ -42,6 +42,12 @@ type Config struct {
 	// origin line and the verifier key's name); default tenantvault/audit.
 	// The signing key is bound to it: it cannot change for a data dir.
 	AuditOrigin string
+	// IngressRetention is "delete" (default): ingress records are deleted
+	// from the broker once sealed; or "keep".
+	IngressRetention string
+	// KeyCacheTTL bounds how long an unwrapped tenant keyset stays in
+	// memory; default 5m.
+	KeyCacheTTL time.Duration
 	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
@@ -77,6 +83,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 1
+	}
+	if c.IngressRetention == "" {
+		c.IngressRetention = "delete"
+	}
+	if c.KeyCacheTTL == 0 {
+		c.KeyCacheTTL = 5 * time.Minute
 	}
 	if c.AuditOrigin == "" {
 		c.AuditOrigin = "tenantvault/audit"
@@ -119,6 +131,12 @@ func (c *Config) Validate() error {
 	if c.AlertWebhook != "" && !strings.HasPrefix(c.AlertWebhook, "http://") && !strings.HasPrefix(c.AlertWebhook, "https://") {
 		errs = append(errs, fmt.Errorf("--alert-webhook %q is not an http(s) URL", c.AlertWebhook))
 	}
+	if c.IngressRetention != "delete" && c.IngressRetention != "keep" {
+		errs = append(errs, fmt.Errorf("--ingress-retention %q: want delete or keep", c.IngressRetention))
+	}
+	if c.KeyCacheTTL < 0 {
+		errs = append(errs, errors.New("--key-cache-ttl must not be negative"))
+	}
 	if c.MaxOpenStores < 1 {
 		errs = append(errs, errors.New("--max-open-stores must be at least 1"))
 	}
@@ -141,11 +159,15 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 		}
 		return def
 	}
+	var envErrs []error
 	envInt := func(flagName string, def int) int {
 		if v := env(flagName, ""); v != "" {
-			if n, err := strconv.Atoi(v); err == nil {
-				return n
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s%s=%q is not an integer", EnvPrefix, strings.ToUpper(strings.ReplaceAll(flagName, "-", "_")), v))
+				return def
 			}
+			return n
 		}
 		return def
 	}
@@ -161,6 +183,9 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", env("alert-webhook", ""), "URL that receives each boundary-violation alert as a JSON POST (env TENANTVAULT_ALERT_WEBHOOK)")
 	fs.StringVar(&c.AlertTopic, "alert-topic", env("alert-topic", "vault.alerts"), "Kafka topic of boundary-violation alerts; - disables (env TENANTVAULT_ALERT_TOPIC)")
 	fs.StringVar(&c.AuditOrigin, "audit-origin", env("audit-origin", "tenantvault/audit"), "origin (log name) of the audit log's signed checkpoints; fixed for a data dir (env TENANTVAULT_AUDIT_ORIGIN)")
+	fs.StringVar(&c.IngressRetention, "ingress-retention", env("ingress-retention", "delete"), "delete ingress records from the broker once sealed (delete), or keep them (keep) (env TENANTVAULT_INGRESS_RETENTION)")
+	var ttl string
+	fs.StringVar(&ttl, "key-cache-ttl", env("key-cache-ttl", "5m"), "how long an unwrapped tenant keyset stays in memory (env TENANTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
@@ -170,6 +195,11 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	if d, err := time.ParseDuration(ttl); err != nil {
+		envErrs = append(envErrs, fmt.Errorf("--key-cache-ttl %q is not a duration", ttl))
+	} else {
+		c.KeyCacheTTL = d
+	}
 	c.Brokers = nil
 	for _, b := range strings.Split(brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -178,5 +208,5 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	}
 	c.AdminToken = getenv(EnvPrefix + "ADMIN_TOKEN")
 	c.setDefaults()
-	return c.Validate()
+	return errors.Join(append(envErrs, c.Validate())...)
 }

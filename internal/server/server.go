@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -27,6 +28,7 @@ import (
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -78,7 +80,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
 		return err
 	}
-	if s.keystore, err = keys.OpenKeystore(filepath.Join(cfg.DataDir, "keys"), cfg.MasterKey, s.Logger); err != nil {
+	if s.keystore, err = keys.Open(keys.Config{Dir: filepath.Join(cfg.DataDir, "keys"), MasterKeyURI: cfg.MasterKey, CacheTTL: cfg.KeyCacheTTL, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
 	s.brokers = cfg.Brokers
@@ -121,7 +123,11 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: keyStore{s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: keysvault.Keys{KS: s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		Ingress: ingress{s},
+		SignReceipt: func(body []byte) ([]byte, error) {
+			return note.Sign(&note.Note{Text: string(body) + "\n"}, signer)
+		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
@@ -134,8 +140,17 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := s.vault.EnsureTopics(ctx); err != nil {
 		return err
 	}
-	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, Vault: s.vault, Logger: s.Logger}); err != nil {
+	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, Vault: s.vault, Logger: s.Logger,
+		Deleter: s.admin, KeepIngress: cfg.IngressRetention == "keep"}); err != nil {
 		return err
+	}
+	// A shred that a crash interrupted is finished before anything else;
+	// a rewrap that one interrupted resumes in the background.
+	if err := s.vault.ResumeShreds(ctx); err != nil {
+		return err
+	}
+	if err := s.vault.ResumeRewraps(); err != nil {
+		s.Logger.Error("resume rewraps", "err", err)
 	}
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -182,6 +197,9 @@ func (s *Server) Run(ctx context.Context) error {
 // Run has returned.
 func (s *Server) Close() error {
 	var errs []error
+	if s.vault != nil {
+		errs = append(errs, s.vault.Close())
+	}
 	if s.listener != nil && s.http == nil {
 		errs = append(errs, s.listener.Close())
 	}
@@ -274,35 +292,24 @@ func adminToken(cfg *Config, log *slog.Logger) (string, error) {
 	return tok, nil
 }
 
-// keyStore adapts keys.Keystore to the vault's Keys interface.
-type keyStore struct{ ks *keys.Keystore }
+// ingress is the Kafka side of a shred: the runner stops consuming the
+// tenant's topic, the admin deletes it and its consumer group.
+type ingress struct{ s *Server }
 
-func (k keyStore) Create(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Create(t)
-	if err != nil {
-		return nil, err
-	}
-	return tenantCipher{c}, nil
+func (i ingress) Stop(ctx context.Context, t events.TenantID) error {
+	return i.s.runner.Remove(ctx, events.TopicFor(t))
 }
 
-func (k keyStore) Cipher(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Cipher(t)
-	if err != nil {
-		return nil, err
+func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
+	topic := events.TopicFor(t)
+	if err := i.s.admin.DeleteTopic(ctx, topic); err != nil && !errors.Is(err, kafka.ErrTopicNotFound) {
+		return err
 	}
-	return tenantCipher{c}, nil
+	return i.s.admin.DeleteGroup(ctx, i.s.Config.ConsumerGroup+"."+topic)
 }
-
-func (k keyStore) Owner(keyID uint32) (events.TenantID, bool) { return k.ks.Owner(keyID) }
-
-// tenantCipher adds the ciphertext key-id lookup to keys.TenantCipher.
-type tenantCipher struct{ *keys.TenantCipher }
-
-func (tenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return keys.KeyIDOf(ciphertext) }
 
 var (
-	_ vault.Keys        = keyStore{}
-	_ vault.Cipher      = tenantCipher{}
+	_ vault.Ingress     = ingress{}
 	_ vault.Topics      = (*kafka.Admin)(nil)
 	_ ingest.Subscriber = (*kafka.Subscriber)(nil)
 )

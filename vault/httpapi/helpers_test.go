@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -23,31 +24,11 @@ import (
 
 const testAdminToken = "admin-token-0123456789abcdef"
 
-// keyStore adapts keys.Keystore to vault.Keys, as internal/server does.
-type keyStore struct{ ks *keys.Keystore }
-
-func (k keyStore) Create(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Create(t)
-	if err != nil {
-		return nil, err
-	}
-	return tenantCipher{c}, nil
-}
-
-func (k keyStore) Cipher(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.ks.Cipher(t)
-	if err != nil {
-		return nil, err
-	}
-	return tenantCipher{c}, nil
-}
-
-func (k keyStore) Owner(keyID uint32) (events.TenantID, bool) { return k.ks.Owner(keyID) }
-
-// tenantCipher adds the ciphertext key-id lookup to keys.TenantCipher.
-type tenantCipher struct{ *keys.TenantCipher }
-
-func (tenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return keys.KeyIDOf(ciphertext) }
+// keyStore and tenantCipher are the adapter internal/server uses.
+type (
+	keyStore     = keysvault.Keys
+	tenantCipher = keysvault.Cipher
+)
 
 // nopTopics accepts every topic.
 type nopTopics struct{}
@@ -100,7 +81,7 @@ func MustStartAPI(tb testing.TB) *testAPI {
 			tb.Errorf("close: %v", err)
 		}
 	})
-	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: keyStore{ks}, Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
+	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: keyStore{KS: ks}, Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
 	if err != nil {
 		tb.Fatalf("vault.Open: %v", err)
 	}

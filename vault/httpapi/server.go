@@ -55,6 +55,11 @@ func New(v *vault.Vault, opts Options) *Handler {
 	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/tenants", h.createTenant)
 	h.mux.HandleFunc("GET /v1/tenants", h.listTenants)
+	h.mux.HandleFunc("DELETE /v1/tenants/{tenant}", h.shredTenant)
+	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/rotate", h.rotateKeys)
+	h.mux.HandleFunc("GET /v1/tenants/{tenant}/keys", h.getKeys)
+	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/disable", h.retireKey(false))
+	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/destroy", h.retireKey(true))
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams", h.listStreams)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}", h.getStream)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents)
@@ -123,13 +128,18 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		ID string `json:"id"`
+		ID       string `json:"id"`
+		Recreate bool   `json:"recreate"` // re-create a shredded id (empty, new keys)
 	}
 	if err := decodeBody(r, &req); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	info, token, err := h.v.CreateTenant(r.Context(), p, req.ID)
+	create := h.v.CreateTenant
+	if req.Recreate {
+		create = h.v.RecreateTenant
+	}
+	info, token, err := create(r.Context(), p, req.ID)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -151,6 +161,83 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tenants": ts})
+}
+
+// shredTenant crypto-shreds a tenant: DELETE /v1/tenants/{t}?confirm={t}.
+func (h *Handler) shredTenant(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	p, ok := h.auth(w, r, "tenant.shred", "tenants/"+tenant)
+	if !ok {
+		return
+	}
+	receipt, err := h.v.Shred(r.Context(), p, tenant, r.URL.Query().Get("confirm"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, receipt)
+}
+
+func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	p, ok := h.auth(w, r, "keys.rotate", "tenants/"+tenant+"/keys")
+	if !ok {
+		return
+	}
+	var req struct {
+		Rewrap bool `json:"rewrap"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &req); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	st, err := h.v.RotateKeys(r.Context(), p, tenant, req.Rewrap)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *Handler) getKeys(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	p, ok := h.auth(w, r, "keys.read", "tenants/"+tenant+"/keys")
+	if !ok {
+		return
+	}
+	st, err := h.v.KeysStatus(r.Context(), p, tenant, r.URL.Query().Get("usage") == "true")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *Handler) retireKey(destroy bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tenant := r.PathValue("tenant")
+		p, ok := h.auth(w, r, "keys.retire", "tenants/"+tenant+"/keys")
+		if !ok {
+			return
+		}
+		id, err := strconv.ParseUint(r.PathValue("id"), 10, 32)
+		if err != nil {
+			h.fail(w, r, events.Errorf(events.EINVALID, "key id must be a 32-bit unsigned integer"))
+			return
+		}
+		if err := h.v.RetireKey(r.Context(), p, tenant, uint32(id), destroy); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		st, err := h.v.KeysStatus(r.Context(), p, tenant, false)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	}
 }
 
 type streamJSON struct {

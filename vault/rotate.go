@@ -1,0 +1,281 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/projections"
+)
+
+// RewrapStatus is the progress of a tenant's rewrap job.
+type RewrapStatus struct {
+	Running   bool   `json:"running"`
+	Scanned   uint64 `json:"scanned"`
+	Rewrapped uint64 `json:"rewrapped"`
+	Total     uint64 `json:"total"`
+	Done      bool   `json:"done"`
+	Error     string `json:"error,omitempty"`
+}
+
+// KeysStatus is a tenant's keys and its rewrap job.
+type KeysStatus struct {
+	Tenant events.TenantID   `json:"tenant"`
+	Keys   []KeyInfo         `json:"keys"`
+	Usage  map[string]uint64 `json:"values_per_key,omitempty"` // key id → sealed values under it
+	Rewrap *RewrapStatus     `json:"rewrap,omitempty"`
+}
+
+// rewrapJob is one background rewrap. Its goroutine is owned by the vault
+// (jobs) and stopped by cancel.
+type rewrapJob struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	st     RewrapStatus
+}
+
+func (j *rewrapJob) status() RewrapStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.st
+}
+
+// keyedCipher adds the key-id lookups projections.Rewrap needs.
+type keyedCipher interface {
+	projections.KeyedCipher
+}
+
+// adminTenant checks an admin request on tenant and returns its id and
+// registry entry, auditing a refusal.
+func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action string) (events.TenantID, error) {
+	resource := "tenants/" + tenant + "/keys"
+	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+		return "", err
+	}
+	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	t, err := events.ParseTenantID(tenant)
+	if err != nil {
+		rec.Reason = "invalid tenant id"
+		return "", v.auditDenied(ctx, rec, err)
+	}
+	e, ok := v.reg.get(t)
+	switch {
+	case !ok:
+		rec.Reason = "unknown tenant"
+		return "", v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
+	case !e.active():
+		return "", v.gone(ctx, rec)
+	}
+	return t, nil
+}
+
+// RotateKeys adds a new primary key to tenant's keyset: new writes use it
+// at once, older keys keep decrypting. With rewrap, a background job
+// re-seals the tenant's whole store under the new key (KeysStatus shows its
+// progress; it resumes after a crash).
+func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewrap bool) (KeysStatus, error) {
+	const action = "keys.rotate"
+	t, err := v.adminTenant(ctx, p, tenant, action)
+	if err != nil {
+		return KeysStatus{}, err
+	}
+	id, err := v.cfg.Keys.Rotate(t)
+	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: "ok",
+		KeyIDs: []uint32{id}, Details: map[string]string{"rewrap": strconv.FormatBool(rewrap)}}
+	if err != nil {
+		rec.Outcome, rec.Reason, rec.KeyIDs = "error", "rotate failed", nil
+		return KeysStatus{}, errors.Join(fmt.Errorf("rotate keys of %s: %w", t, err), v.record(ctx, rec))
+	}
+	if err := v.record(ctx, rec); err != nil {
+		return KeysStatus{}, err
+	}
+	if rewrap {
+		if err := v.startRewrap(t); err != nil {
+			return KeysStatus{}, err
+		}
+	}
+	return v.keysStatus(t, false)
+}
+
+// KeysStatus lists tenant's keys, how many sealed values each still
+// protects (usage, which scans the store), and its rewrap job.
+func (v *Vault) KeysStatus(ctx context.Context, p Principal, tenant string, usage bool) (KeysStatus, error) {
+	t, err := v.adminTenant(ctx, p, tenant, "keys.read")
+	if err != nil {
+		return KeysStatus{}, err
+	}
+	return v.keysStatus(t, usage)
+}
+
+func (v *Vault) keysStatus(t events.TenantID, usage bool) (KeysStatus, error) {
+	ks, err := v.cfg.Keys.Keys(t)
+	if err != nil {
+		return KeysStatus{}, fmt.Errorf("keys of %s: %w", t, err)
+	}
+	out := KeysStatus{Tenant: t, Keys: ks}
+	v.jobsMu.Lock()
+	if j := v.jobs[t]; j != nil {
+		st := j.status()
+		out.Rewrap = &st
+	}
+	v.jobsMu.Unlock()
+	if usage {
+		c, err := v.cfg.Keys.Cipher(t)
+		if err != nil {
+			return KeysStatus{}, err
+		}
+		st, release, err := v.cfg.Stores.Acquire(t)
+		if err != nil {
+			return KeysStatus{}, err
+		}
+		defer release()
+		u, err := st.KeyUsage(c)
+		if err != nil {
+			return KeysStatus{}, fmt.Errorf("key usage of %s: %w", t, err)
+		}
+		out.Usage = make(map[string]uint64, len(u))
+		for id, n := range u {
+			out.Usage[strconv.FormatUint(uint64(id), 10)] = n
+		}
+	}
+	return out, nil
+}
+
+// RetireKey disables (destroy=false) or destroys an old key of tenant.
+// A key that still protects sealed values is refused: rewrap first.
+func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id uint32, destroy bool) error {
+	action := "keys.disable"
+	if destroy {
+		action = "keys.destroy"
+	}
+	t, err := v.adminTenant(ctx, p, tenant, action)
+	if err != nil {
+		return err
+	}
+	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: "ok", KeyIDs: []uint32{id}}
+	st, err := v.keysStatus(t, true)
+	if err != nil {
+		return err
+	}
+	if n := st.Usage[strconv.FormatUint(uint64(id), 10)]; n > 0 {
+		rec.Outcome, rec.Reason = "rejected", "key still protects sealed values"
+		return v.auditDenied(ctx, rec, events.Errorf(events.ECONFLICT, "key %d still protects %d sealed values: rewrap first", id, n))
+	}
+	if destroy {
+		err = v.cfg.Keys.DestroyKey(t, id)
+	} else {
+		err = v.cfg.Keys.DisableKey(t, id)
+	}
+	if err != nil {
+		rec.Outcome, rec.Reason = "rejected", events.ErrorMessage(err)
+		if events.ErrorCode(err) == events.EINTERNAL {
+			rec.Outcome, rec.Reason = "error", "internal error"
+		}
+		return errors.Join(err, v.record(ctx, rec))
+	}
+	return v.record(ctx, rec)
+}
+
+// startRewrap starts (or restarts) t's rewrap job in the background.
+func (v *Vault) startRewrap(t events.TenantID) error {
+	c, err := v.cfg.Keys.Cipher(t)
+	if err != nil {
+		return err
+	}
+	kc, ok := c.(keyedCipher)
+	if !ok {
+		return fmt.Errorf("rewrap %s: cipher cannot name key ids", t)
+	}
+	v.jobsMu.Lock()
+	defer v.jobsMu.Unlock()
+	if v.closed {
+		return events.Errorf(events.EUNAVAILABLE, "vault is closing")
+	}
+	if j := v.jobs[t]; j != nil && j.status().Running {
+		return nil // already running: it rewraps to the newest primary when it reaches the end
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j := &rewrapJob{cancel: cancel, done: make(chan struct{}), st: RewrapStatus{Running: true}}
+	v.jobs[t] = j
+	v.jobsWG.Add(1)
+	go func() {
+		defer v.jobsWG.Done()
+		defer close(j.done)
+		st, release, err := v.cfg.Stores.Acquire(t)
+		if err == nil {
+			_, err = st.Rewrap(ctx, kc, func(p projections.RewrapProgress) {
+				j.mu.Lock()
+				j.st.Scanned, j.st.Rewrapped, j.st.Total = p.Scanned, p.Rewrapped, p.Total
+				j.mu.Unlock()
+			})
+			release()
+		}
+		j.mu.Lock()
+		j.st.Running = false
+		j.st.Done = err == nil
+		if err != nil && ctx.Err() == nil {
+			j.st.Error = events.ErrorMessage(err)
+			v.cfg.Logger.Error("rewrap failed", "tenant", t, "err", err)
+		}
+		j.mu.Unlock()
+		if err == nil {
+			v.record(context.Background(), audit.Record{Principal: "vault", Tenant: string(t), Action: "keys.rewrap", Resource: "tenants/" + string(t) + "/keys",
+				Outcome: "ok", KeyIDs: []uint32{kc.PrimaryKeyID()}, Count: int(min(j.st.Rewrapped, 1<<31-1))})
+		}
+	}()
+	return nil
+}
+
+// stopRewrap cancels t's rewrap job and waits for it.
+func (v *Vault) stopRewrap(t events.TenantID) {
+	v.jobsMu.Lock()
+	j := v.jobs[t]
+	delete(v.jobs, t)
+	v.jobsMu.Unlock()
+	if j != nil {
+		j.cancel()
+		<-j.done
+	}
+}
+
+// ResumeRewraps restarts the rewrap of every tenant whose store holds an
+// unfinished one (the process died during it).
+func (v *Vault) ResumeRewraps() error {
+	var errs []error
+	for _, t := range v.reg.ids() {
+		st, release, err := v.cfg.Stores.Acquire(t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pending, err := st.RewrapPending()
+		release()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if pending {
+			v.cfg.Logger.Info("resuming rewrap", "tenant", t)
+			errs = append(errs, v.startRewrap(t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the vault's background jobs (rewraps; their progress is kept
+// and they resume at the next start) and waits for them.
+func (v *Vault) Close() error {
+	v.jobsMu.Lock()
+	v.closed = true
+	for _, j := range v.jobs {
+		j.cancel()
+	}
+	v.jobsMu.Unlock()
+	v.jobsWG.Wait()
+	return nil
+}

@@ -1,0 +1,203 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// Ingress is the Kafka side of a tenant, as a shred needs it.
+type Ingress interface {
+	// Stop stops consuming the tenant's topic; no ingest batch of the
+	// tenant is in flight when it returns.
+	Stop(ctx context.Context, t events.TenantID) error
+	// Purge deletes the tenant's topic (with every record the broker still
+	// retains) and its consumer group.
+	Purge(ctx context.Context, t events.TenantID) error
+}
+
+// Receipt is the record of a crypto-shred, signed by the audit log's key
+// and appended to the audit log.
+type Receipt struct {
+	Tenant      events.TenantID `json:"tenant"`
+	Operator    string          `json:"operator"`
+	Started     time.Time       `json:"started"`
+	Unreadable  time.Time       `json:"unreadable"` // when the keys were destroyed
+	Completed   time.Time       `json:"completed"`
+	KeyIDs      []uint32        `json:"key_ids_destroyed"`
+	Events      uint64          `json:"events"`
+	Streams     uint64          `json:"streams"`
+	Quarantined uint64          `json:"quarantined"`
+	// DestroyKeysNanos is how long destroying the keys took: the time to
+	// make the tenant unreadable, which does not depend on its data.
+	DestroyKeysNanos int64  `json:"destroy_keys_ns"`
+	Resumed          bool   `json:"resumed,omitempty"`
+	AuditIndex       uint64 `json:"audit_index"`
+	// Signature is the receipt's JSON (without this field and AuditIndex)
+	// as a signed note by the audit log's checkpoint key.
+	Signature string `json:"signature,omitempty"`
+}
+
+// Shred crypto-shreds tenant: destroys its keys (from that moment nothing
+// it ever wrote can be read), stops its ingest, removes its store, purges
+// its topic from the broker, tombstones its id, and appends a signed
+// receipt to the audit log. confirm must repeat the tenant id. Every step
+// is idempotent: a shred interrupted by a crash is finished by
+// ResumeShreds at the next start.
+func (v *Vault) Shred(ctx context.Context, p Principal, tenant, confirm string) (Receipt, error) {
+	const action = "tenant.shred"
+	resource := "tenants/" + tenant
+	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+		return Receipt{}, err
+	}
+	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	t, err := events.ParseTenantID(tenant)
+	if err != nil {
+		rec.Reason = "invalid tenant id"
+		return Receipt{}, v.auditDenied(ctx, rec, err)
+	}
+	if confirm != tenant {
+		rec.Reason = "confirmation does not repeat the tenant id"
+		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.EINVALID, "shred of %s needs confirm=%s", t, t))
+	}
+	v.createMu.Lock()
+	defer v.createMu.Unlock()
+	e, ok := v.reg.get(t)
+	switch {
+	case !ok:
+		rec.Reason = "unknown tenant"
+		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
+	case e.State == StateShredded:
+		rec.Reason = "already shredded"
+		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was already shredded", t))
+	}
+	return v.shred(ctx, e, p.String())
+}
+
+// shred runs (or resumes) the steps of a shred. Called with createMu held.
+func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Receipt, error) {
+	t := e.ID
+	r := Receipt{Tenant: t, Operator: operator, Resumed: e.State == StateShredding}
+	now := v.cfg.Now().UTC()
+	if e.State != StateShredding {
+		e.State, e.ShredStarted, e.ShredBy = StateShredding, &now, operator
+		if err := v.reg.put(e); err != nil { // the journal: from here the shred is finished even across a crash
+			return Receipt{}, err
+		}
+	}
+	r.Started = *e.ShredStarted
+
+	// Counts for the receipt, before the store goes (metadata only).
+	if st, release, err := v.cfg.Stores.Acquire(t); err == nil {
+		if s, err := st.Stats(); err == nil {
+			r.Events, r.Streams, r.Quarantined = s.Events, s.Streams, s.Quarantined
+		}
+		release()
+	}
+
+	// 1. Destroy the keys: unreadable from this moment, everywhere.
+	t0 := time.Now()
+	ids, err := v.cfg.Keys.Destroy(t)
+	if err != nil {
+		return Receipt{}, v.shredFailed(ctx, r, "destroy keys", err)
+	}
+	r.DestroyKeysNanos = time.Since(t0).Nanoseconds()
+	r.Unreadable = v.cfg.Now().UTC()
+	r.KeyIDs = ids
+
+	// 2. Stop ingest and any rewrap, then close and physically remove the
+	// store (this waits for reads in flight: none returns data after Shred
+	// returns).
+	v.stopRewrap(t)
+	if v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Stop(ctx, t); err != nil {
+			return Receipt{}, v.shredFailed(ctx, r, "stop ingest", err)
+		}
+	}
+	if err := v.cfg.Stores.Remove(t); err != nil && !isNotFound(err) {
+		return Receipt{}, v.shredFailed(ctx, r, "remove store", err)
+	}
+	// 3. Nothing of the tenant left on the broker.
+	if v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Purge(ctx, t); err != nil {
+			return Receipt{}, v.shredFailed(ctx, r, "purge topic", err)
+		}
+	}
+	// 4. Tombstone.
+	done := v.cfg.Now().UTC()
+	e.State, e.Shredded = StateShredded, &done
+	if err := v.reg.put(e); err != nil {
+		return Receipt{}, v.shredFailed(ctx, r, "tombstone", err)
+	}
+	r.Completed = done
+
+	// 5. The signed receipt, in the audit log.
+	body, err := json.Marshal(r)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if v.cfg.SignReceipt != nil {
+		sig, err := v.cfg.SignReceipt(body)
+		if err != nil {
+			return Receipt{}, fmt.Errorf("sign shred receipt: %w", err)
+		}
+		r.Signature = string(sig)
+	}
+	rec := audit.Record{
+		Principal: operator, Tenant: string(t), Action: "tenant.shred", Resource: "tenants/" + string(t), Outcome: "ok",
+		KeyIDs: ids, Count: int(min(r.Events, uint64(1<<31-1))),
+		Details: map[string]string{
+			"receipt":         r.Signature,
+			"events":          strconv.FormatUint(r.Events, 10),
+			"streams":         strconv.FormatUint(r.Streams, 10),
+			"quarantined":     strconv.FormatUint(r.Quarantined, 10),
+			"destroy_keys_ns": strconv.FormatInt(r.DestroyKeysNanos, 10),
+			"resumed":         strconv.FormatBool(r.Resumed),
+		},
+	}
+	appended, err := v.cfg.Audit.Append(ctx, rec)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("audit: %w", err)
+	}
+	r.AuditIndex = appended.Index
+	v.cfg.Logger.Info("tenant shredded", "tenant", t, "key_ids", ids, "destroy_keys", time.Duration(r.DestroyKeysNanos), "resumed", r.Resumed)
+	return r, nil
+}
+
+// shredFailed audits a shred step that failed; the shred stays journaled
+// and is finished at the next start (or by repeating the request).
+func (v *Vault) shredFailed(ctx context.Context, r Receipt, step string, err error) error {
+	rec := audit.Record{Principal: r.Operator, Tenant: string(r.Tenant), Action: "tenant.shred", Resource: "tenants/" + string(r.Tenant),
+		Outcome: "error", Reason: "shred step failed: " + step, KeyIDs: r.KeyIDs}
+	if aerr := v.record(ctx, rec); aerr != nil {
+		return errors.Join(fmt.Errorf("shred %s: %s: %w", r.Tenant, step, err), aerr)
+	}
+	return fmt.Errorf("shred %s: %s (it will be resumed): %w", r.Tenant, step, err)
+}
+
+// ResumeShreds finishes every shred a crash interrupted. Call it at start.
+func (v *Vault) ResumeShreds(ctx context.Context) error {
+	v.createMu.Lock()
+	defer v.createMu.Unlock()
+	var errs []error
+	for _, e := range v.reg.list() {
+		if e.State != StateShredding {
+			continue
+		}
+		if _, err := v.shred(ctx, e, e.ShredBy); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNotFound(err error) bool {
+	return events.ErrorCode(err) == events.ENOTFOUND || strings.Contains(err.Error(), "not found")
+}
