@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/tenantvault/tenantvault/audit"
@@ -278,4 +279,28 @@ func (v *Vault) Close() error {
 	v.jobsMu.Unlock()
 	v.jobsWG.Wait()
 	return nil
+}
+
+// RotateMasterKey re-wraps every tenant keyset (and the audit signer) under
+// the master key newURI, without touching tenant data. The vault uses the
+// new master key at once; it must be restarted with --master-key newURI.
+// The audit record names the new key's scheme only (a URI may carry
+// credentials or, for test KMSs, key material).
+func (v *Vault) RotateMasterKey(ctx context.Context, p Principal, newURI string) error {
+	const action = "master.rotate"
+	if err := v.requireAdmin(ctx, p, action, "master-key"); err != nil {
+		return err
+	}
+	scheme, _, ok := strings.Cut(newURI, "://")
+	rec := audit.Record{Principal: p.String(), Action: action, Resource: "master-key", Outcome: "ok", Details: map[string]string{"scheme": scheme}}
+	if !ok || scheme == "" || v.cfg.RotateMaster == nil {
+		rec.Outcome, rec.Reason, rec.Details = "rejected", "not a master key URI", nil
+		return v.auditDenied(ctx, rec, events.Errorf(events.EINVALID, "new master key must be a URI such as local://PATH or aws-kms://ARN"))
+	}
+	if err := v.cfg.RotateMaster(ctx, newURI); err != nil {
+		rec.Outcome, rec.Reason = "error", "master key rotation failed"
+		return errors.Join(err, v.record(ctx, rec))
+	}
+	v.cfg.Logger.Warn("master key rotated: restart vaultd with the new --master-key", "scheme", scheme)
+	return v.record(ctx, rec)
 }

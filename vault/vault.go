@@ -85,8 +85,10 @@ type Config struct {
 	Ingress Ingress
 	// SignReceipt signs a shred receipt (a signed note by the audit key).
 	SignReceipt func(body []byte) ([]byte, error)
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// RotateMaster re-wraps every keyset under a new master key URI.
+	RotateMaster func(ctx context.Context, newURI string) error
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 func (c *Config) setDefaults() {

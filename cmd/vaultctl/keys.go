@@ -121,3 +121,19 @@ func (c *cli) keysRetire(ctx context.Context, args []string, verb string) error 
 	}
 	return c.print(out)
 }
+
+func (c *cli) rotateMaster(ctx context.Context, args []string) error {
+	fs := c.flags("keys rotate-master")
+	to := fs.String("to", "", "the new master key URI (local://PATH, hcvault://..., aws-kms://..., gcp-kms://...)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return errors.New("usage: vaultctl keys rotate-master --to URI")
+	}
+	var out any
+	if err := c.call(ctx, http.MethodPost, "/v1/master-key/rotate", map[string]string{"new_master_key": *to}, &out); err != nil {
+		return err
+	}
+	return c.print(out)
+}

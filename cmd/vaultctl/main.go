@@ -34,6 +34,9 @@ Usage:
   vaultctl keys list ID [--usage]    keys, their status, sealed values per key, rewrap progress
   vaultctl keys disable ID --key K   retire an old key (refused while it still protects values)
   vaultctl keys destroy ID --key K
+  vaultctl keys rotate-master --to URI
+                                     re-wrap every keyset under a new master key (then restart vaultd
+                                     with --master-key URI)
   vaultctl publish --tenant T --stream S --type TYPE [--data JSON] [--id ID] [--source SRC]
                                      publish one CloudEvent to tenant.T.events over Kafka
   vaultctl streams --tenant T        list a tenant's streams
@@ -105,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return c.keysRetire(ctx, rest[1:], "disable")
 		case "destroy":
 			return c.keysRetire(ctx, rest[1:], "destroy")
+		case "rotate-master":
+			return c.rotateMaster(ctx, rest[1:])
 		}
 		return fmt.Errorf("unknown keys command %q (see vaultctl help)", rest[0])
 	case "tenant list":

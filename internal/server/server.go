@@ -124,7 +124,8 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	}
 	if s.vault, err = vault.Open(vault.Config{
 		DataDir: cfg.DataDir, Keys: keysvault.Keys{KS: s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
-		Ingress: ingress{s},
+		Ingress:      ingress{s},
+		RotateMaster: s.keystore.RotateMaster,
 		SignReceipt: func(body []byte) ([]byte, error) {
 			return note.Sign(&note.Note{Text: string(body) + "\n"}, signer)
 		},

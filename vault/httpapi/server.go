@@ -56,6 +56,7 @@ func New(v *vault.Vault, opts Options) *Handler {
 	h.mux.HandleFunc("POST /v1/tenants", h.createTenant)
 	h.mux.HandleFunc("GET /v1/tenants", h.listTenants)
 	h.mux.HandleFunc("DELETE /v1/tenants/{tenant}", h.shredTenant)
+	h.mux.HandleFunc("POST /v1/master-key/rotate", h.rotateMaster)
 	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/rotate", h.rotateKeys)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/keys", h.getKeys)
 	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/disable", h.retireKey(false))
@@ -176,6 +177,27 @@ func (h *Handler) shredTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, receipt)
+}
+
+// rotateMaster re-wraps every keyset under a new master key:
+// POST /v1/master-key/rotate {"new_master_key":"URI"}.
+func (h *Handler) rotateMaster(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.auth(w, r, "master.rotate", "master-key")
+	if !ok {
+		return
+	}
+	var req struct {
+		NewMasterKey string `json:"new_master_key"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.v.RotateMasterKey(r.Context(), p, req.NewMasterKey); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "rotated", "next": "restart vaultd with --master-key set to the new URI"})
 }
 
 func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
