@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/vault"
@@ -63,4 +64,48 @@ func BenchmarkRead(b *testing.B) {
 		})
 		report(b)
 	})
+}
+
+// BenchmarkShred measures crypto-shredding tenants of 1k, 100k and 1M
+// events: "unreadable-ns" is the time to make the tenant unreadable (the key
+// destruction, step 1, which touches no data: it must stay flat), and
+// "shred-ns" the whole shred (which removes the store, so it grows with
+// it). Building the 1M-event tenant takes a while; run with -benchtime=1x.
+func BenchmarkShred(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			tv := MustOpenVault(b, nil)
+			ctx := context.Background()
+			admin := tv.admin(b)
+			var unreadable, total float64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				id := fmt.Sprintf("t%d", i)
+				tv.mustCreateTenant(b, id)
+				topic := "tenant." + id + ".events"
+				for off := 0; off < n; off += 2000 {
+					msgs := make([]vault.Message, 0, 2000)
+					for j := off; j < min(off+2000, n); j++ {
+						msgs = append(msgs, vault.Message{Topic: topic, Offset: int64(j), Value: event(b, fmt.Sprint(j), fmt.Sprintf("s-%d", j%1000), `{"n":1}`)})
+					}
+					if err := tv.v.Ingest(ctx, topic, msgs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				start := time.Now()
+				r, err := tv.v.Shred(ctx, admin, id, id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += float64(time.Since(start).Nanoseconds())
+				unreadable += float64(r.DestroyKeysNanos)
+				if r.Events != uint64(n) {
+					b.Fatalf("receipt counts %d events, want %d", r.Events, n)
+				}
+			}
+			b.ReportMetric(unreadable/float64(b.N), "unreadable-ns")
+			b.ReportMetric(total/float64(b.N), "shred-ns")
+		})
+	}
 }

@@ -176,7 +176,7 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("http-addr", "127.0.0.1:8080"), "HTTP API listen address (env TENANTVAULT_HTTP_ADDR)")
 	fs.StringVar(&c.KafkaAddr, "kafka-addr", env("kafka-addr", "127.0.0.1:9092"), "embedded Kafka-protocol broker listen address, used when --brokers is empty (env TENANTVAULT_KAFKA_ADDR)")
 	fs.StringVar(&brokers, "brokers", env("brokers", ""), "external Kafka brokers host:port,...; empty runs the embedded broker (env TENANTVAULT_BROKERS)")
-	fs.StringVar(&c.MasterKey, "master-key", env("master-key", ""), "master key URI, local://PATH (default local://<data-dir>/master.key, development only) (env TENANTVAULT_MASTER_KEY)")
+	fs.StringVar(&c.MasterKey, "master-key", env("master-key", ""), "master key (KEK) URI: local://PATH (development only; default local://<data-dir>/master.key), hcvault://HOST/MOUNT/keys/NAME, aws-kms://ARN, gcp-kms://projects/.../cryptoKeys/K; {tenant} in the URI gives each tenant its own KMS key (env TENANTVAULT_MASTER_KEY)")
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group prefix (env TENANTVAULT_CONSUMER_GROUP)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
