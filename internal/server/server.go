@@ -85,7 +85,13 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	}
 	s.brokers = cfg.Brokers
 	if len(s.brokers) == 0 {
-		s.broker, err = kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger})
+		ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
+		if cfg.IngressRetention == "keep" {
+			// Records are kept: ordinary segments. (With deletion, one
+			// batch a segment file lets deleted bytes leave the disk.)
+			ec.SegmentBytes = 64 << 20
+		}
+		s.broker, err = kafka.StartEmbedded(ec)
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
