@@ -17,6 +17,8 @@ import (
 	"sync"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // On-disk layout of the checkpoints, under <dir>/checkpoints/:
@@ -374,32 +376,8 @@ func (s *checkpointStore) close() error {
 
 // writeFileAtomic replaces path with data (mode 0600): a temporary file in
 // the same directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(path)+"-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+func writeFileAtomic(path string, data []byte) error {
+	return atomicfile.WriteFile(path, data, atomicfile.Options{TmpPrefix: tmpPrefix})
 }
 
 // checkpointMismatch is the error for records that chain correctly but do

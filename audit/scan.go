@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -249,14 +251,4 @@ func truncateSync(path string, size int64) error {
 }
 
 // syncDir makes the creation of a file in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

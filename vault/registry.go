@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // registryEntry is one tenant as the registry file holds it: no secrets,
@@ -160,7 +160,7 @@ func (r *registry) put(e registryEntry) error {
 	if err != nil {
 		return fmt.Errorf("encode tenant registry: %w", err)
 	}
-	if err := writeFileAtomic(r.path, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(r.path, b, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("write tenant registry: %w", err)
 	}
 	s := buildSnapshot(entries)
@@ -168,44 +168,6 @@ func (r *registry) put(e registryEntry) error {
 	r.snap = s
 	r.rmu.Unlock()
 	return nil
-}
-
-// writeFileAtomic writes b to path through a synced temporary file and a
-// rename, then syncs the directory, so a crash leaves the old or the new file.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // newToken returns a fresh tenant API token and its SHA-256.
