@@ -39,7 +39,7 @@ type Receipt struct {
 	// make the tenant unreadable, which does not depend on its data.
 	DestroyKeysNanos int64  `json:"destroy_keys_ns"`
 	Resumed          bool   `json:"resumed,omitempty"`
-	AuditIndex       uint64 `json:"audit_index"`
+	AuditIndex       uint64 `json:"audit_index,omitempty"`
 	// Signature is the receipt's JSON (without this field and AuditIndex)
 	// as a signed note by the audit log's checkpoint key.
 	Signature string `json:"signature,omitempty"`
