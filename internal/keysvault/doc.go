@@ -1,0 +1,5 @@
+// Package keysvault adapts the keys package to the interfaces the vault
+// declares (vault.Keys, vault.Cipher), so that vault depends on keys only
+// through them. It is the one place that converts between the two; the
+// server and the tests of vault and its HTTP API all use it.
+package keysvault
