@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,22 +20,12 @@ import (
 // reads and ingest. After the restart the audit log verifies, and every
 // request that was answered with success has its audit record.
 func TestCrashDuringReadsAndWrites(t *testing.T) {
-	dir := t.TempDir()
-	httpAddr, kafkaAddr := freePort(t), freePort(t)
-	base := "http://" + httpAddr
-	p := startVaultd(t, dir, httpAddr, kafkaAddr)
-	adminTok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(adminTok))
-	var created struct{ Token string }
-	if st := api(t, "POST", base+"/v1/tenants", admin, `{"id":"busy"}`, &created); st != 201 {
-		t.Fatalf("create tenant = %d", st)
-	}
-	tok := created.Token
+	f := startWithTenant(t, "busy")
+	dir, httpAddr, kafkaAddr, base, p, tok := f.dir, f.httpAddr, f.kafkaAddr, f.base, f.p, f.token
 	publishN(t, kafkaAddr, "busy", 0, 200)
 	waitTotal(t, base, "busy", tok, 200)
 
-	// Readers count the successes they see, by request id (a distinct
-	// stream per request, so each success maps to one audit resource).
+	// Readers count the successes they see, per audit action.
 	var ok atomic.Int64
 	var mu sync.Mutex
 	succeeded := map[string]int{} // action → successes

@@ -146,6 +146,32 @@ func apiQuiet(url, token string, out any) int {
 	return resp.StatusCode
 }
 
+// fixture is a vaultd child process on a fresh data dir with one tenant.
+type fixture struct {
+	dir, httpAddr, kafkaAddr, base string
+	admin, token                  string
+	p                             *proc
+}
+
+// startWithTenant starts vaultd and creates tenant through the API.
+func startWithTenant(t *testing.T, tenant string) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir(), httpAddr: freePort(t), kafkaAddr: freePort(t)}
+	f.base = "http://" + f.httpAddr
+	f.p = startVaultd(t, f.dir, f.httpAddr, f.kafkaAddr)
+	b, err := os.ReadFile(filepath.Join(f.dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.admin = strings.TrimSpace(string(b))
+	var created struct{ Token string }
+	if st := api(t, "POST", f.base+"/v1/tenants", f.admin, `{"id":"`+tenant+`"}`, &created); st != 201 {
+		t.Fatalf("create tenant %s = %d", tenant, st)
+	}
+	f.token = created.Token
+	return f
+}
+
 // totalVersions adds up the versions of all streams of tenant.
 func totalVersions(t *testing.T, base, tenant, token string) uint64 {
 	t.Helper()
@@ -225,10 +251,9 @@ func waitTotal(t *testing.T, base, tenant, token string, want uint64) {
 // of ingest loses and duplicates nothing (the embedded broker, the stores
 // and the audit log come back), and SIGTERM shuts down cleanly.
 func TestProcessCrashAndSignals(t *testing.T) {
-	dir := t.TempDir()
-	httpAddr, kafkaAddr := freePort(t), freePort(t)
-	base := "http://" + httpAddr
-	p := startVaultd(t, dir, httpAddr, kafkaAddr)
+	f := startWithTenant(t, "crashy")
+	dir, httpAddr, kafkaAddr, base, p := f.dir, f.httpAddr, f.kafkaAddr, f.base, f.p
+	admin, tok := f.admin, f.token
 	if !strings.Contains(p.log(), "DEVELOPMENT ONLY") {
 		t.Errorf("first start did not warn that the local master key is development only; log:\n%s", p.log())
 	}
@@ -238,13 +263,6 @@ func TestProcessCrashAndSignals(t *testing.T) {
 			t.Fatalf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
 		}
 	}
-	adminTok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(adminTok))
-	var created struct{ Token string }
-	if st := api(t, "POST", base+"/v1/tenants", admin, `{"id":"crashy"}`, &created); st != 201 {
-		t.Fatalf("create tenant = %d", st)
-	}
-	tok := created.Token
 
 	publishN(t, kafkaAddr, "crashy", 0, 3000)
 	// Kill -9 while the batches are being applied.

@@ -3,9 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,17 +31,8 @@ type keysStatus struct {
 // lost, and that once every value is under the new key the old key can be
 // destroyed with everything still readable.
 func TestRotateUnderLoadWithCrash(t *testing.T) {
-	dir := t.TempDir()
-	httpAddr, kafkaAddr := freePort(t), freePort(t)
-	base := "http://" + httpAddr
-	p := startVaultd(t, dir, httpAddr, kafkaAddr)
-	adminTok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(adminTok))
-	var created struct{ Token string }
-	if st := api(t, "POST", base+"/v1/tenants", admin, `{"id":"rot"}`, &created); st != 201 {
-		t.Fatalf("create = %d", st)
-	}
-	tok := created.Token
+	f := startWithTenant(t, "rot")
+	dir, httpAddr, kafkaAddr, base, p, admin, tok := f.dir, f.httpAddr, f.kafkaAddr, f.base, f.p, f.admin, f.token
 	publishN(t, kafkaAddr, "rot", 0, 6000)
 	waitTotal(t, base, "rot", tok, 6000)
 
