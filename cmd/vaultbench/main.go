@@ -44,7 +44,7 @@ type config struct {
 	events, tenants, payload, streams, publishers, chunk int
 	dir                                                  string
 	skipBaseline                                         bool
-	out                                                  string
+	out, memprofile                                      string
 }
 
 func main() {
@@ -58,6 +58,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -233,6 +234,17 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	res.VaultSeconds = time.Since(start).Seconds()
 	res.VaultEventsPerSec = float64(total) / res.VaultSeconds
 	res.PeakRSSMiB = rssMiB("VmHWM:")
+	if c.memprofile != "" {
+		f, err := os.Create(c.memprofile)
+		if err != nil {
+			return err
+		}
+		err = pprof.WriteHeapProfile(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
 	res.Batches = stats.Batches.Load()
 
 	// Every event is queryable: the versions of each tenant's streams add up.
