@@ -146,6 +146,7 @@ type applier struct {
 	offsets map[string]*offsetState
 	offKeys []string
 	states  map[string]*streamState
+	byName  map[string]*streamState // the same, by stream id
 	order   []*streamState
 	nextSeq uint64 // next quarantine seq; 0 until loaded
 	res     Result
@@ -209,6 +210,7 @@ func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct
 		st: st, c: c, txn: txn, now: st.now(),
 		offsets: make(map[string]*offsetState),
 		states:  make(map[string]*streamState),
+		byName:  make(map[string]*streamState),
 	}
 	for i := range records {
 		if err := a.record(&records[i]); err != nil {
@@ -353,11 +355,15 @@ func (a *applier) offset(topic string, partition int) (*offsetState, error) {
 // state returns the state of stream, opening it on first use in this
 // transaction.
 func (a *applier) state(stream string) (*streamState, error) {
+	if s, ok := a.byName[stream]; ok {
+		return s, nil // one keyed hash per stream and transaction
+	}
 	sh, err := hash(a.c, hashStream, stream)
 	if err != nil {
 		return nil, err
 	}
 	if s, ok := a.states[string(sh)]; ok {
+		a.byName[stream] = s
 		return s, nil
 	}
 	s := &streamState{hash: sh, rec: stateRecord{Stream: stream}}
@@ -377,6 +383,7 @@ func (a *applier) state(stream string) (*streamState, error) {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
 	a.states[string(sh)] = s
+	a.byName[stream] = s
 	a.order = append(a.order, s)
 	return s, nil
 }
