@@ -46,11 +46,6 @@ func (j *rewrapJob) status() RewrapStatus {
 	return j.st
 }
 
-// keyedCipher adds the key-id lookups projections.Rewrap needs.
-type keyedCipher interface {
-	projections.KeyedCipher
-}
-
 // adminTenant checks an admin request on tenant and returns its id and
 // registry entry, auditing a refusal.
 func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action string) (events.TenantID, error) {
@@ -188,10 +183,7 @@ func (v *Vault) startRewrap(t events.TenantID) error {
 	if err != nil {
 		return err
 	}
-	kc, ok := c.(keyedCipher)
-	if !ok {
-		return fmt.Errorf("rewrap %s: cipher cannot name key ids", t)
-	}
+	var kc projections.KeyedCipher = c // a vault Cipher names key ids
 	v.jobsMu.Lock()
 	defer v.jobsMu.Unlock()
 	if v.closed {

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/projections"
 )
 
 // Ingress is the Kafka side of a tenant, as a shred needs it.
@@ -121,7 +121,7 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 			return Receipt{}, v.shredFailed(ctx, r, "stop ingest", err)
 		}
 	}
-	if err := v.cfg.Stores.Remove(t); err != nil && !isNotFound(err) {
+	if err := v.cfg.Stores.Remove(t); err != nil && !errors.Is(err, projections.ErrNotFound) {
 		return Receipt{}, v.shredFailed(ctx, r, "remove store", err)
 	}
 	// 3. Nothing of the tenant left on the broker.
@@ -196,8 +196,4 @@ func (v *Vault) ResumeShreds(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func isNotFound(err error) bool {
-	return events.ErrorCode(err) == events.ENOTFOUND || strings.Contains(err.Error(), "not found")
 }

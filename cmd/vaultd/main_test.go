@@ -149,8 +149,8 @@ func apiQuiet(url, token string, out any) int {
 // fixture is a vaultd child process on a fresh data dir with one tenant.
 type fixture struct {
 	dir, httpAddr, kafkaAddr, base string
-	admin, token                  string
-	p                             *proc
+	admin, token                   string
+	p                              *proc
 }
 
 // startWithTenant starts vaultd and creates tenant through the API.
