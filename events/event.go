@@ -112,48 +112,99 @@ func Decode(value []byte, headers []Header, maxBytes int) (Event, error) {
 	return DecodeStructured(value)
 }
 
-// wireEvent is the structured-mode JSON shape, decoded in one pass.
-type wireEvent struct {
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	SpecVersion     string          `json:"specversion"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject"`
-	Time            string          `json:"time"`
-	DataContentType string          `json:"datacontenttype"`
-	DataSchema      string          `json:"dataschema"`
-	Tenant          string          `json:"tenant"`
-	Data            json.RawMessage `json:"data"`
-	DataBase64      *string         `json:"data_base64"`
-}
-
 // DecodeStructured decodes a structured-mode CloudEvent (JSON object).
-// Unknown extension attributes are accepted and ignored.
+// Unknown extension attributes are accepted and ignored. Attribute names are
+// matched exactly (CloudEvents names are lower case); when one is repeated,
+// the last wins, and a null attribute is as if absent. data is kept as
+// written.
 func DecodeStructured(b []byte) (Event, error) {
-	var w wireEvent
-	if err := json.Unmarshal(b, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return Event{}, Errorf(EINVALID, "attribute %.40s must be a string", te.Field)
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		if ValidJSON(b) {
+			return Event{}, Errorf(EINVALID, "event is not a JSON object: not an object")
 		}
-		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", jsonErrorKind(err))
+		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", syntaxErrorAt(b))
 	}
-	e := Event{
-		ID: w.ID, Source: w.Source, SpecVersion: w.SpecVersion, Type: w.Type, Subject: w.Subject,
-		DataContentType: w.DataContentType, DataSchema: w.DataSchema, Tenant: w.Tenant,
+	var (
+		e          Event
+		timeAttr   []byte
+		dataBase64 []byte
+	)
+	it := objectIter{b: b, i: i}
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			break
+		}
+		name := k[1 : len(k)-1]
+		if it.escaped {
+			name = []byte(unquote(k, true))
+		}
+		var dst *string
+		switch string(name) {
+		case "id":
+			dst = &e.ID
+		case "source":
+			dst = &e.Source
+		case "specversion":
+			dst = &e.SpecVersion
+		case "type":
+			dst = &e.Type
+		case "subject":
+			dst = &e.Subject
+		case "datacontenttype":
+			dst = &e.DataContentType
+		case "dataschema":
+			dst = &e.DataSchema
+		case "tenant":
+			dst = &e.Tenant
+		case "time":
+			if err := stringAttr("time", v); err != nil {
+				return Event{}, err
+			}
+			timeAttr = v
+			if isNull(v) {
+				timeAttr = nil
+			}
+			continue
+		case "data_base64":
+			if err := stringAttr("data_base64", v); err != nil {
+				return Event{}, err
+			}
+			dataBase64 = v
+			if isNull(v) {
+				dataBase64 = nil
+			}
+			continue
+		case "data":
+			e.Data = v
+			continue
+		default:
+			continue // an extension attribute
+		}
+		if err := stringAttr(string(name), v); err != nil {
+			return Event{}, err
+		}
+		if !isNull(v) {
+			*dst = unquote(v, bytes.IndexByte(v, '\\') >= 0)
+		}
 	}
-	if w.Time != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if it.bad || skipSpace(b, it.i) != len(b) {
+		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", syntaxErrorAt(b))
+	}
+	if len(e.Data) > 0 {
+		e.Data = append(json.RawMessage(nil), e.Data...)
+	}
+	if timeAttr != nil {
+		t, err := time.Parse(time.RFC3339Nano, unquote(timeAttr, bytes.IndexByte(timeAttr, '\\') >= 0))
 		if err != nil {
 			return Event{}, Errorf(EINVALID, "attribute time is not RFC 3339")
 		}
 		e.Time = t
 	}
-	if len(w.Data) > 0 {
-		e.Data = w.Data
-	}
-	if w.DataBase64 != nil {
-		bin, err := base64.StdEncoding.DecodeString(*w.DataBase64)
+	if dataBase64 != nil {
+		s := unquote(dataBase64, bytes.IndexByte(dataBase64, '\\') >= 0)
+		bin, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
 			return Event{}, Errorf(EINVALID, "attribute data_base64 is not base64")
 		}
@@ -163,6 +214,24 @@ func DecodeStructured(b []byte) (Event, error) {
 		return Event{}, err
 	}
 	return e, nil
+}
+
+// stringAttr refuses an attribute value that is neither a string nor null.
+func stringAttr(name string, v []byte) error {
+	if v[0] != '"' && !isNull(v) {
+		return Errorf(EINVALID, "attribute %.40s must be a string", name)
+	}
+	return nil
+}
+
+// syntaxErrorAt describes why b is not valid JSON without quoting it.
+func syntaxErrorAt(b []byte) string {
+	var v any
+	err := json.Unmarshal(b, &v)
+	if err == nil {
+		return "a string is not valid UTF-8"
+	}
+	return jsonErrorKind(err)
 }
 
 // decodeBinary decodes a binary-mode CloudEvent: attributes in ce_* headers,
@@ -199,7 +268,7 @@ func decodeBinary(value []byte, headers []Header) (Event, error) {
 	if len(value) > 0 {
 		ct := e.DataContentType
 		if ct == "" || strings.HasPrefix(ct, "application/json") || strings.HasSuffix(strings.SplitN(ct, ";", 2)[0], "+json") {
-			if !json.Valid(value) {
+			if !ValidJSON(value) {
 				return Event{}, Errorf(EINVALID, "data is not valid JSON for content type %.60q", ct)
 			}
 			e.Data = append(json.RawMessage(nil), value...)

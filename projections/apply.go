@@ -190,14 +190,12 @@ type quarantineRecord struct {
 	At        time.Time `json:"at"`
 }
 
-// streamState is a stream's state while a transaction works on it. doc is
-// the decoded document, valid once decoded is set; it is encoded back into
-// rec.Data when the state is written.
+// streamState is a stream's state while a transaction works on it: rec.Data
+// is the current document, compact JSON, replaced (never modified in place)
+// by each event's merge patch.
 type streamState struct {
-	hash    []byte
-	rec     stateRecord
-	doc     any
-	decoded bool
+	hash []byte
+	rec  stateRecord
 }
 
 // applyPart applies records in one transaction and commits it. On
@@ -225,6 +223,9 @@ func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct
 	}
 	for _, s := range a.order {
 		touched[string(s.hash)] = struct{}{}
+		if s.rec.Version > 0 {
+			st.states.put(s)
+		}
 	}
 	return a.res, len(records), nil
 }
@@ -268,12 +269,14 @@ func (a *applier) record(r *Record) error {
 	version := s.rec.Version + 1
 	switch {
 	case ev.IsDelete():
-		s.doc, s.decoded = nil, true
-		s.rec.Deleted = true
+		s.rec.Data, s.rec.Deleted = nil, true
 	case len(ev.Data) > 0:
-		if err := a.merge(s, ev.Data); err != nil {
-			return err
+		var target []byte
+		if !s.rec.Deleted {
+			target = s.rec.Data
 		}
+		s.rec.Data = events.AppendMergePatch(make([]byte, 0, len(target)+len(ev.Data)), target, ev.Data)
+		s.rec.Deleted = false
 	}
 	s.rec.Version = version
 	s.rec.UpdatedAt = a.now
@@ -304,7 +307,7 @@ func (a *applier) check(ev *events.Event) error {
 	if n := len(ev.Data) + len(ev.DataBase64); n > a.st.maxPayload {
 		return events.Errorf(events.ETOOLARGE, "event data of %d bytes is over the store's limit of %d bytes", n, a.st.maxPayload)
 	}
-	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+	if len(ev.Data) > 0 && !events.ValidJSON(ev.Data) {
 		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
 	}
 	if ev.Tenant != "" && ev.Tenant != string(a.st.tenant) {
@@ -316,7 +319,7 @@ func (a *applier) check(ev *events.Event) error {
 // rawEvent is the best-effort encoding of an event being quarantined.
 func rawEvent(ev *events.Event) []byte {
 	e := *ev
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
+	if len(e.Data) > 0 && !events.ValidJSON(e.Data) {
 		e.DataBase64, e.Data = append([]byte(nil), e.Data...), nil
 	}
 	b, err := json.Marshal(e)
@@ -353,10 +356,17 @@ func (a *applier) offset(topic string, partition int) (*offsetState, error) {
 }
 
 // state returns the state of stream, opening it on first use in this
-// transaction.
+// transaction: from the store's cache of recently applied states, else
+// from Badger.
 func (a *applier) state(stream string) (*streamState, error) {
 	if s, ok := a.byName[stream]; ok {
 		return s, nil // one keyed hash per stream and transaction
+	}
+	if s := a.st.states.get(stream); s != nil {
+		a.states[string(s.hash)] = s
+		a.byName[stream] = s
+		a.order = append(a.order, s)
+		return s, nil
 	}
 	sh, err := hash(a.c, hashStream, stream)
 	if err != nil {
@@ -386,29 +396,6 @@ func (a *applier) state(stream string) (*streamState, error) {
 	a.byName[stream] = s
 	a.order = append(a.order, s)
 	return s, nil
-}
-
-// merge applies a JSON merge patch to the stream's document, decoding the
-// stored document on first use.
-func (a *applier) merge(s *streamState, data json.RawMessage) error {
-	if !s.decoded {
-		s.doc = nil
-		if !s.rec.Deleted && len(s.rec.Data) > 0 {
-			doc, err := decodeJSON(s.rec.Data)
-			if err != nil {
-				return events.Errorf(events.EINTERNAL, "state %x: malformed document", s.hash)
-			}
-			s.doc = doc
-		}
-		s.decoded = true
-	}
-	patch, err := decodeJSON(data)
-	if err != nil {
-		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
-	}
-	s.doc = mergePatch(s.doc, patch)
-	s.rec.Deleted = false
-	return nil
 }
 
 func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
@@ -461,13 +448,6 @@ func (a *applier) flush() error {
 	for _, s := range a.order {
 		if s.rec.Version == 0 {
 			continue // only read, never applied to
-		}
-		if s.decoded {
-			data, err := encodeJSON(s.doc)
-			if err != nil {
-				return events.Errorf(events.EINTERNAL, "state %x: cannot encode document", s.hash)
-			}
-			s.rec.Data = data
 		}
 		k := stateKey(s.hash)
 		sealed, err := a.st.seal(a.c, ksState, k, s.rec)

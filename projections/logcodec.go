@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -140,4 +141,77 @@ func (d *logDecoder) bytes() []byte {
 	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
+}
+
+// The sealed state of a stream is rewritten by every transaction that
+// touches the stream, so it too is binary:
+//
+//	0x02 | uvarint version | varint updated-at (Unix ns) | flags | bytes stream | [bytes data]
+//
+// flags: bit 0 deleted, bit 1 data present. States written as JSON by
+// earlier versions (first byte '{') are still read.
+const stateCodecV1 = 0x02
+
+const (
+	stateDeleted = 1 << iota
+	stateHasData
+)
+
+var (
+	_ encoding.BinaryMarshaler   = stateRecord{}
+	_ encoding.BinaryUnmarshaler = (*stateRecord)(nil)
+)
+
+// MarshalBinary encodes r.
+func (r stateRecord) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 32+len(r.Stream)+len(r.Data))
+	b = append(b, stateCodecV1)
+	b = binary.AppendUvarint(b, r.Version)
+	b = binary.AppendVarint(b, r.UpdatedAt.UnixNano())
+	var flags byte
+	if r.Deleted {
+		flags |= stateDeleted
+	}
+	if r.Data != nil {
+		flags |= stateHasData
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(r.Stream)))
+	b = append(b, r.Stream...)
+	if r.Data != nil {
+		b = binary.AppendUvarint(b, uint64(len(r.Data)))
+		b = append(b, r.Data...)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded, or the JSON encoding
+// of earlier versions. It copies what it keeps.
+func (r *stateRecord) UnmarshalBinary(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		type jsonState stateRecord // without this method
+		var j jsonState
+		if err := json.Unmarshal(b, &j); err != nil {
+			return errMalformedLog
+		}
+		*r = stateRecord(j)
+		return nil
+	}
+	if len(b) == 0 || b[0] != stateCodecV1 {
+		return errMalformedLog
+	}
+	d := logDecoder{b: b[1:]}
+	r.Version = d.uvarint()
+	r.UpdatedAt = time.Unix(0, d.varint()).UTC()
+	flags := d.byte()
+	r.Deleted = flags&stateDeleted != 0
+	r.Stream = string(d.bytes())
+	r.Data = nil
+	if flags&stateHasData != 0 {
+		r.Data = append(json.RawMessage{}, d.bytes()...)
+	}
+	if d.err != nil || len(d.b) != 0 || flags&^(stateDeleted|stateHasData) != 0 {
+		return errMalformedLog
+	}
+	return nil
 }

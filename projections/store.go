@@ -53,6 +53,8 @@ type Store struct {
 	// (0: unknown), guarded by apply: a store that once overflowed starts
 	// later batches at the size that worked instead of failing again.
 	fits int
+	// states caches recently applied stream states, guarded by apply.
+	states stateCache
 
 	// rewrapping holds a token while a Rewrap runs (capacity 1).
 	rewrapping chan struct{}

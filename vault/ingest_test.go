@@ -64,7 +64,7 @@ func TestIngest(t *testing.T) {
 
 	// Applied events are readable through a session.
 	s := tv.mustSession(t, acme, "acme")
-	for stream, want := range map[string]string{"order-1": `{"paid":true,"total":12}`, "order/2": `{"n":1}`, "order-3": `{"n":3}`} {
+	for stream, want := range map[string]string{"order-1": `{"total":12,"paid":true}`, "order/2": `{"n":1}`, "order-3": `{"n":3}`} {
 		st, err := s.State(ctx, stream)
 		if err != nil || string(st.Data) != want {
 			t.Errorf("State(%q) = %s, %v, want %s", stream, st.Data, err, want)

@@ -134,7 +134,7 @@ func TestSessionReadsAudited(t *testing.T) {
 	}{
 		{audit.ActionStreamRead, 1, func(s *vault.Session) error {
 			st, err := s.State(ctx, "order-1")
-			if err == nil && (st.Version != 2 || string(st.Data) != `{"paid":true,"total":12}`) {
+			if err == nil && (st.Version != 2 || string(st.Data) != `{"total":12,"paid":true}`) {
 				err = fmt.Errorf("state = %+v, want version 2", st)
 			}
 			return err

@@ -44,7 +44,7 @@ type config struct {
 	events, tenants, payload, streams, publishers, chunk int
 	dir                                                  string
 	skipBaseline                                         bool
-	out, memprofile                                      string
+	out, memprofile, cpuprofile                          string
 }
 
 func main() {
@@ -59,22 +59,9 @@ func main() {
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "vaultbench:", err)
-			os.Exit(1)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "vaultbench:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	if err := run(context.Background(), c, os.Stdout); err != nil {
-		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "vaultbench:", err)
 		os.Exit(1)
 	}
@@ -200,6 +187,11 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	}
 
 	res.RSSBeforeMiB = rssMiB("VmRSS:")
+	stopProfile, err := startCPUProfile(c.cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	total := int64(perTenant * len(tenants))
 	stats := srv.Vault().Stats()
 	start := time.Now()
@@ -233,6 +225,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	}
 	res.VaultSeconds = time.Since(start).Seconds()
 	res.VaultEventsPerSec = float64(total) / res.VaultSeconds
+	stopProfile()
 	res.PeakRSSMiB = rssMiB("VmHWM:")
 	if c.memprofile != "" {
 		f, err := os.Create(c.memprofile)
@@ -322,6 +315,29 @@ func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant in
 	res.BaselineSeconds = time.Since(start).Seconds()
 	res.BaselineEventsPerSec = float64(perTenant*len(tenants)) / res.BaselineSeconds
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path ("": none) and returns
+// the function that stops it; calling that more than once is harmless.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }
 
 func call(ctx context.Context, method, url, token, body string, out any) error {

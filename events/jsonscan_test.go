@@ -1,0 +1,298 @@
+package events
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestValidJSON(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{`{}`, true}, {` {"a" : [1, -2.5e+3, true, false, null, "x\u00e9\n"]} `, true},
+		{`"\ud83d\ude00"`, true}, {`0`, true}, {`-0.0E-0`, true}, {`"é"`, true},
+		{``, false}, {` `, false}, {`{`, false}, {`{"a"}`, false}, {`{"a":1,}`, false}, {`[1,]`, false},
+		{`01`, false}, {`1.`, false}, {`.5`, false}, {`1e`, false}, {`-`, false}, {`+1`, false},
+		{`tru`, false}, {`nul`, false}, {`"a`, false}, {`"\x"`, false}, {`"\u12"`, false},
+		{"\"\x01\"", false}, {"\"\xff\"", false}, {`{} {}`, false}, {`{'a':1}`, false},
+		{strings.Repeat("[", 10000) + strings.Repeat("]", 10000), true},
+		{strings.Repeat("[", 10001) + strings.Repeat("]", 10001), false},
+	}
+	for _, tt := range tests {
+		if got := ValidJSON([]byte(tt.in)); got != tt.want {
+			t.Errorf("ValidJSON(%.40q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2,{"b":null}]}`, `"\u00e9"`, `1e5`, `[`, `{"a":1,}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, want := ValidJSON(b), json.Valid(b)
+		if !utf8.Valid(b) {
+			want = want && false // RFC 8259 strings: stricter than encoding/json
+			if got {
+				t.Fatalf("ValidJSON(%q) accepted invalid UTF-8", b)
+			}
+			return
+		}
+		if got != want {
+			t.Fatalf("ValidJSON(%q) = %v, json.Valid = %v", b, got, want)
+		}
+		if got {
+			c := AppendCompactJSON(nil, b)
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, b); err != nil || !bytes.Equal(c, buf.Bytes()) {
+				t.Fatalf("AppendCompactJSON(%q) = %q, json.Compact = %q", b, c, buf.Bytes())
+			}
+		}
+	})
+}
+
+// mergeStd is RFC 7386 on documents decoded by encoding/json: the
+// reference AppendMergePatch is checked against.
+func mergeStd(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(t, k)
+			continue
+		}
+		t[k] = mergeStd(t[k], v)
+	}
+	return t
+}
+
+func decodeAny(tb testing.TB, b []byte) any {
+	tb.Helper()
+	if len(b) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		tb.Fatalf("decode %q: %v", b, err)
+	}
+	return v
+}
+
+func TestAppendMergePatch(t *testing.T) {
+	tests := []struct{ target, patch, want string }{
+		// RFC 7386, Appendix A, in order.
+		{`{"a":"b"}`, `{"a":"c"}`, `{"a":"c"}`},
+		{`{"a":"b"}`, `{"b":"c"}`, `{"a":"b","b":"c"}`},
+		{`{"a":"b"}`, `{"a":null}`, `{}`},
+		{`{"a":"b","b":"c"}`, `{"a":null}`, `{"b":"c"}`},
+		{`{"a":["b"]}`, `{"a":"c"}`, `{"a":"c"}`},
+		{`{"a":"c"}`, `{"a":["b"]}`, `{"a":["b"]}`},
+		{`{"a":{"b":"c"}}`, `{"a":{"b":"d","c":null}}`, `{"a":{"b":"d"}}`},
+		{`{"a":[{"b":"c"}]}`, `{"a":[1]}`, `{"a":[1]}`},
+		{`["a","b"]`, `["c","d"]`, `["c","d"]`},
+		{`{"a":"b"}`, `["c"]`, `["c"]`},
+		{`{"a":"foo"}`, `null`, `null`},
+		{`{"a":"foo"}`, `"bar"`, `"bar"`},
+		{`{"e":null}`, `{"a":1}`, `{"e":null,"a":1}`},
+		{`[1,2]`, `{"a":"b","c":null}`, `{"a":"b"}`},
+		{`{}`, `{"a":{"bb":{"ccc":null}}}`, `{"a":{"bb":{}}}`},
+		// Beyond the appendix.
+		{``, `{"a":1,"b":null}`, `{"a":1}`},
+		{``, ` 42 `, `42`},
+		{`{"a":{"x":1,"y":{"z":2}},"k":true}`, `{"a":{"y":{"w":3}}}`, `{"a":{"x":1,"y":{"z":2,"w":3}},"k":true}`},
+		{`{"n":1}`, `{"big":12345678901234567890123,"f":1.50}`, `{"n":1,"big":12345678901234567890123,"f":1.50}`},
+		{`{"a":1}`, `{ "b" : null , "c" : [ 1 , "x y" ] }`, `{"a":1,"c":[1,"x y"]}`},
+		{`{"a":1}`, `{"a":2,"a":3}`, `{"a":3}`},
+		{`{"a":1}`, `{"\u0061":2}`, `{"a":2}`},
+		{`{"a":{"b":1}}`, `{"a":{"c":1},"a":null}`, `{}`},
+	}
+	for _, tt := range tests {
+		got := AppendMergePatch(nil, []byte(tt.target), []byte(tt.patch))
+		if string(got) != tt.want {
+			t.Errorf("AppendMergePatch(%s, %s) = %s, want %s", tt.target, tt.patch, got, tt.want)
+		}
+	}
+}
+
+func FuzzAppendMergePatch(f *testing.F) {
+	f.Add([]byte(`{"a":{"b":1},"c":[1]}`), []byte(`{"a":{"b":null,"d":2},"e":null}`))
+	f.Add([]byte(``), []byte(`{"x":{"y":null}}`))
+	f.Add([]byte(`[1]`), []byte(`"s"`))
+	f.Fuzz(func(t *testing.T, target, patch []byte) {
+		if len(target) > 0 && !ValidJSON(target) || !ValidJSON(patch) {
+			return
+		}
+		got := AppendMergePatch([]byte("prefix"), target, patch)
+		if !bytes.HasPrefix(got, []byte("prefix")) {
+			t.Fatalf("AppendMergePatch lost dst")
+		}
+		got = got[len("prefix"):]
+		if !ValidJSON(got) || !bytes.Equal(AppendCompactJSON(nil, got), got) {
+			t.Fatalf("AppendMergePatch(%q, %q) = %q: not compact JSON", target, patch, got)
+		}
+		if again := AppendMergePatch(nil, got, patch); !bytes.Equal(again, got) {
+			t.Fatalf("merge patch %q is not idempotent: %q, then %q", patch, got, again)
+		}
+		want := mergeStd(decodeAny(t, target), decodeAny(t, patch))
+		if g := decodeAny(t, got); !reflect.DeepEqual(g, want) {
+			t.Fatalf("AppendMergePatch(%q, %q) = %q, want %v", target, patch, got, want)
+		}
+	})
+}
+
+// decodeStd is the encoding/json decoder DecodeStructured replaced: the
+// reference it is checked against.
+func decodeStd(b []byte) (Event, error) {
+	var w struct {
+		ID, Source, SpecVersion, Type, Subject, Time, DataContentType, DataSchema, Tenant string
+		Data                                                                              json.RawMessage
+		DataBase64                                                                        *string `json:"data_base64"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Event{}, Errorf(EINVALID, "%v", err)
+	}
+	e := Event{ID: w.ID, Source: w.Source, SpecVersion: w.SpecVersion, Type: w.Type, Subject: w.Subject,
+		DataContentType: w.DataContentType, DataSchema: w.DataSchema, Tenant: w.Tenant}
+	if w.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Time)
+		if err != nil {
+			return Event{}, Errorf(EINVALID, "time")
+		}
+		e.Time = t
+	}
+	if len(w.Data) > 0 {
+		e.Data = w.Data
+	}
+	if w.DataBase64 != nil {
+		bin, err := base64.StdEncoding.DecodeString(*w.DataBase64)
+		if err != nil {
+			return Event{}, Errorf(EINVALID, "data_base64")
+		}
+		e.DataBase64 = bin
+	}
+	return e, e.Validate()
+}
+
+// foldedName reports whether b's top-level object has a member name that
+// encoding/json would match to an attribute case-insensitively but
+// DecodeStructured, matching exactly, would not.
+func foldedName(b []byte) bool {
+	names := []string{"id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema", "tenant", "data", "data_base64"}
+	it := objectIter{b: b, i: skipSpace(b, 0)}
+	for {
+		k, _, ok := it.next()
+		if !ok {
+			return false
+		}
+		name := unquote(k, it.escaped)
+		for _, n := range names {
+			if name != n && (strings.EqualFold(name, n) || !isASCII(name)) {
+				return true
+			}
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzDecodeStructured(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"e1","source":"s","type":"t","subject":"x","data":{"a":[1,2]}}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"e\u0031","source":"s","type":"t","subject":"x","time":"2026-01-02T03:04:05Z","data_base64":"AAEC","ext":{"a":1}}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"e1","id":null,"source":"s","type":"t","subject":"x","data":null}`))
+	f.Add([]byte(`{"specversion":1}`))
+	f.Add([]byte(` [1] `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) || foldedName(b) {
+			return // the two documented departures from encoding/json
+		}
+		got, err := DecodeStructured(b)
+		want, werr := decodeStd(b)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("DecodeStructured(%q) error %v, encoding/json %v", b, err, werr)
+		}
+		if err != nil {
+			if c := ErrorCode(err); c != EINVALID {
+				t.Fatalf("DecodeStructured(%q) error code %s", b, c)
+			}
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("DecodeStructured(%q) = %+v, encoding/json %+v", b, got, want)
+		}
+	})
+}
+
+func TestDecodeStructuredErrors(t *testing.T) {
+	tests := []struct{ in, msg string }{
+		{`{"specversion":1}`, "attribute specversion must be a string"},
+		{`[1]`, "event is not a JSON object: not an object"},
+		{`{"id":"x"`, "event is not a JSON object: "},
+		{"{\"id\":\"\xff\"}", "event is not a JSON object: a string is not valid UTF-8"},
+		{`{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"x","time":"yesterday"}`, "attribute time is not RFC 3339"},
+	}
+	for _, tt := range tests {
+		_, err := DecodeStructured([]byte(tt.in))
+		var e *Error
+		if !errors.As(err, &e) || e.Code != EINVALID || !strings.Contains(e.Message, tt.msg) {
+			t.Errorf("DecodeStructured(%q) = %v, want EINVALID %q", tt.in, err, tt.msg)
+		}
+	}
+}
+
+func BenchmarkValidJSON(b *testing.B) {
+	doc := []byte(`{"n":12345,"pad":"` + strings.Repeat("x", 230) + `","nested":{"a":[1,2.5,true,null],"s":"caf\u00e9 é"}}`)
+	b.Run("events.ValidJSON", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			ValidJSON(doc)
+		}
+	})
+	b.Run("json.Valid", func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		for b.Loop() {
+			json.Valid(doc)
+		}
+	})
+}
+
+// TestScanStringEveryPosition puts each kind of byte the fast path must
+// stop at at every position of strings long enough for it, on both sides
+// of eight-byte boundaries.
+func TestScanStringEveryPosition(t *testing.T) {
+	specials := []string{`"`, `\`, `\n`, `\u00e9`, "\x01", "\x1f", "é", "\xff", "\xc3", "\x7f", "\x80"}
+	for n := 0; n < 40; n++ {
+		for p := 0; p <= n; p++ {
+			for _, sp := range specials {
+				s := `"` + strings.Repeat("a", p) + sp + strings.Repeat("b", n-p) + `"`
+				b := []byte(s)
+				want := json.Valid(b) && utf8.Valid(b)
+				if got := ValidJSON(b); got != want {
+					t.Fatalf("ValidJSON(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}
