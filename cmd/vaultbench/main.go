@@ -25,9 +25,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -43,7 +46,7 @@ import (
 type config struct {
 	events, tenants, payload, streams, publishers, chunk int
 	dir                                                  string
-	skipBaseline                                         bool
+	skipBaseline, skipTransport                          bool
 	out, memprofile, cpuprofile                          string
 }
 
@@ -57,6 +60,7 @@ func main() {
 	flag.IntVar(&c.chunk, "chunk", 1000, "records per publish call")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
+	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
@@ -65,6 +69,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vaultbench:", err)
 		os.Exit(1)
 	}
+}
+
+// Phase is a measured run of the same records.
+type Phase struct {
+	Seconds, EventsPerSec, CPUSeconds float64
+	Ratio                             float64 `json:",omitempty"` // events/s against the baseline's
 }
 
 // Results are one run's figures.
@@ -78,7 +88,18 @@ type Results struct {
 	PeakRSSMiB                    float64
 	RSSBeforeMiB                  float64 // RSS when publishing starts: the vault idle with its stores open, plus the prepared messages
 	PublishSeconds                float64
-	Batches                       int64 // store transactions of ingest batches
+	VaultCPUSeconds               float64 // user+system CPU of the process over the vault's window
+	BaselineCPUSeconds            float64 `json:",omitempty"`
+	Batches                       int64   // store transactions of ingest batches
+	// KafkaOnly: the same records through the same broker, Publisher and
+	// Subscriber with no vault behind them, each message acked as it
+	// arrives: what Kafka alone costs on this machine.
+	KafkaOnly *Phase `json:",omitempty"`
+	// KafkaBadger: the same again, each topic's messages written in
+	// batches to its tenant's Badger DB as the baseline writes them (no
+	// decoding, hashing, sealing, merging or audit) and acked after the
+	// commit: an upper bound for any vault built on these components.
+	KafkaBadger *Phase `json:",omitempty"`
 }
 
 func run(ctx context.Context, c config, w io.Writer) error {
@@ -106,15 +127,40 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	if err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB)\n",
-		res.VaultEventsPerSec, res.VaultSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB)
+	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB)\n",
+		res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB)
 	if !c.skipBaseline {
 		if err := benchBaseline(c, filepath.Join(dir, "baseline"), tenants, perTenant, &res); err != nil {
 			return err
 		}
 		res.Ratio = res.VaultEventsPerSec / res.BaselineEventsPerSec
-		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs)\n", res.BaselineEventsPerSec, res.BaselineSeconds)
+		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs, %.2f CPU-s)\n", res.BaselineEventsPerSec, res.BaselineSeconds, res.BaselineCPUSeconds)
+	}
+	if !c.skipTransport {
+		for _, ph := range []struct {
+			name   string
+			badger bool
+			into   **Phase
+		}{{"kafka only", false, &res.KafkaOnly}, {"kafka -> badger", true, &res.KafkaBadger}} {
+			p, err := benchTransport(ctx, c, filepath.Join(dir, strings.ReplaceAll(ph.name, " ", "")), tenants, perTenant, ph.badger)
+			if err != nil {
+				return fmt.Errorf("%s: %w", ph.name, err)
+			}
+			*ph.into = p
+			fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s)\n", ph.name+":", p.EventsPerSec, p.Seconds, p.CPUSeconds)
+		}
+	}
+	if !c.skipBaseline {
 		fmt.Fprintf(w, "ratio vault/baseline: %.2f\n", res.Ratio)
+		for _, p := range []struct {
+			name string
+			p    *Phase
+		}{{"kafka-only", res.KafkaOnly}, {"kafka->badger", res.KafkaBadger}} {
+			if p.p != nil {
+				p.p.Ratio = p.p.EventsPerSec / res.BaselineEventsPerSec
+				fmt.Fprintf(w, "ratio %s/baseline: %.2f\n", p.name, p.p.Ratio)
+			}
+		}
 	}
 	if c.out != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
@@ -170,21 +216,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	}
 	defer pub.Close()
 
-	// The producers' work of encoding events is theirs, not the vault's:
-	// build every record before the clock starts.
-	batches := make([][][]*message.Message, len(tenants))
-	for i, t := range tenants {
-		for j := 0; j < perTenant; j += c.chunk {
-			msgs := make([]*message.Message, 0, c.chunk)
-			for k := j; k < min(j+c.chunk, perTenant); k++ {
-				stream, b := record(t, k, c.streams, c.payload)
-				m := message.NewMessage(strconv.Itoa(k), b)
-				m.Metadata.Set(kafka.MetadataKey, stream)
-				msgs = append(msgs, m)
-			}
-			batches[i] = append(batches[i], msgs)
-		}
-	}
+	batches := prepare(c, tenants, perTenant)
 
 	res.RSSBeforeMiB = rssMiB("VmRSS:")
 	stopProfile, err := startCPUProfile(c.cpuprofile)
@@ -194,24 +226,9 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	defer stopProfile()
 	total := int64(perTenant * len(tenants))
 	stats := srv.Vault().Stats()
+	cpu0 := cpuSeconds()
 	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.publishers)
-	for i, t := range tenants {
-		g.Go(func() error {
-			topic := events.TopicFor(t)
-			for _, msgs := range batches[i] {
-				if err := pub.Publish(topic, msgs...); err != nil {
-					return fmt.Errorf("publish %s: %w", topic, err)
-				}
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := publishAll(ctx, c, pub, tenants, batches); err != nil {
 		return err
 	}
 	batches = nil
@@ -225,6 +242,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	}
 	res.VaultSeconds = time.Since(start).Seconds()
 	res.VaultEventsPerSec = float64(total) / res.VaultSeconds
+	res.VaultCPUSeconds = cpuSeconds() - cpu0
 	stopProfile()
 	res.PeakRSSMiB = rssMiB("VmHWM:")
 	if c.memprofile != "" {
@@ -259,6 +277,179 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	return nil
 }
 
+// prepare builds every record before the clock starts: the producers'
+// work of encoding events is theirs, not the vault's.
+func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.Message {
+	batches := make([][][]*message.Message, len(tenants))
+	for i, t := range tenants {
+		for j := 0; j < perTenant; j += c.chunk {
+			msgs := make([]*message.Message, 0, c.chunk)
+			for k := j; k < min(j+c.chunk, perTenant); k++ {
+				stream, b := record(t, k, c.streams, c.payload)
+				m := message.NewMessage(strconv.Itoa(k), b)
+				m.Metadata.Set(kafka.MetadataKey, stream)
+				msgs = append(msgs, m)
+			}
+			batches[i] = append(batches[i], msgs)
+		}
+	}
+	return batches
+}
+
+// publishAll publishes each tenant's batches to its topic, c.publishers
+// tenants at a time.
+func publishAll(ctx context.Context, c config, pub *kafka.Publisher, tenants []events.TenantID, batches [][][]*message.Message) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.publishers)
+	for i, t := range tenants {
+		g.Go(func() error {
+			topic := events.TopicFor(t)
+			for _, msgs := range batches[i] {
+				if err := pub.Publish(topic, msgs...); err != nil {
+					return fmt.Errorf("publish %s: %w", topic, err)
+				}
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// benchTransport measures Kafka without the vault: an embedded broker
+// configured as vaultd configures its own (data dir, one batch a segment
+// for ingress retention), the same Publisher, and the same Subscriber with
+// one subscription per tenant topic. Without toBadger each message is
+// acked as it arrives; with it, each topic's messages are gathered as the
+// ingest runner gathers them (up to 512, waiting 5ms for more), written to
+// the tenant's Badger DB in transactions of baselineBatch, with the vault's options, as benchBaseline
+// writes them, then acked. The clock runs from the first publish to the
+// last message acked.
+func benchTransport(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, toBadger bool) (*Phase, error) {
+	broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "broker"),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return nil, err
+	}
+	defer broker.Close()
+	brokers := []string{broker.Addr()}
+	admin, err := kafka.NewAdmin(brokers)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: brokers, ConsumerGroup: "vaultbench"})
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Close()
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: brokers})
+	if err != nil {
+		return nil, err
+	}
+	defer pub.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	errs := make(chan error, len(tenants))
+	for _, t := range tenants {
+		topic := events.TopicFor(t)
+		if err := admin.CreateTopic(ctx, topic, 1); err != nil {
+			return nil, err
+		}
+		var db *badger.DB
+		if toBadger {
+			cfg := projections.Config{Dir: dir}
+			if db, err = badger.Open(cfg.BadgerOptionsFor(filepath.Join(dir, string(t)))); err != nil {
+				return nil, err
+			}
+			defer db.Close()
+		}
+		ch, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if db == nil {
+				for m := range ch {
+					m.Ack()
+					acked.Add(1)
+				}
+				return
+			}
+			var seq int
+			linger := time.NewTimer(time.Hour)
+			for m := range ch {
+				batch := []*message.Message{m}
+				linger.Reset(5 * time.Millisecond)
+			gather:
+				for len(batch) < 512 {
+					select {
+					case m, ok := <-ch:
+						if !ok {
+							break gather
+						}
+						batch = append(batch, m)
+					case <-linger.C:
+						break gather
+					}
+				}
+				linger.Stop()
+				for part := range slices.Chunk(batch, baselineBatch) {
+					if err := db.Update(func(txn *badger.Txn) error {
+						for _, m := range part {
+							if err := writeBaselineRecord(txn, seq, c.streams, m.Payload); err != nil {
+								return err
+							}
+							seq++
+						}
+						return nil
+					}); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+				}
+				for _, m := range batch {
+					m.Ack()
+				}
+				acked.Add(int64(len(batch)))
+			}
+		}()
+	}
+
+	batches := prepare(c, tenants, perTenant)
+	total := int64(perTenant * len(tenants))
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	if err := publishAll(ctx, c, pub, tenants, batches); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for acked.Load() < total {
+		select {
+		case err := <-errs:
+			return nil, err
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d messages acked after 10 minutes", acked.Load(), total)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	p := &Phase{Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0}
+	p.EventsPerSec = float64(total) / p.Seconds
+	return p, nil
+}
+
 // benchBaseline writes the same records into one Badger DB per tenant, with
 // the vault's store options (fsync included), one transaction per batch,
 // tenants in parallel. Per event it makes the writes the vault's store
@@ -266,7 +457,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 // with the raw event as the value: what the vault does minus Kafka,
 // decoding, encryption, projection logic and audit.
 func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant int, res *Results) error {
-	const batch = 256 // 3 writes of ~400 B per event: under the 300 KiB transaction limit
+	const batch = baselineBatch
 	cfg := projections.Config{Dir: dir}
 	dbs := make([]*badger.DB, len(tenants))
 	for i, t := range tenants {
@@ -284,6 +475,7 @@ func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant in
 			_, payloads[i][j] = record(t, j, c.streams, c.payload)
 		}
 	}
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(tenants))
@@ -294,13 +486,8 @@ func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant in
 			for j := 0; j < perTenant && errs[i] == nil; j += batch {
 				errs[i] = dbs[i].Update(func(txn *badger.Txn) error {
 					for k := j; k < min(j+batch, perTenant); k++ {
-						stream := []byte(fmt.Sprintf("s/%032d", k%c.streams))
-						logKey := binary.BigEndian.AppendUint64(append([]byte("l/"), stream[2:]...), uint64(k))
-						idKey := []byte(fmt.Sprintf("i/%032d", k))
-						for _, kv := range [][2][]byte{{logKey, payloads[i][k]}, {idKey, logKey}, {stream, payloads[i][k]}} {
-							if err := txn.Set(kv[0], kv[1]); err != nil {
-								return err
-							}
+						if err := writeBaselineRecord(txn, k, c.streams, payloads[i][k]); err != nil {
+							return err
 						}
 					}
 					return nil
@@ -314,6 +501,7 @@ func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant in
 	}
 	res.BaselineSeconds = time.Since(start).Seconds()
 	res.BaselineEventsPerSec = float64(perTenant*len(tenants)) / res.BaselineSeconds
+	res.BaselineCPUSeconds = cpuSeconds() - cpu0
 	return nil
 }
 
@@ -340,6 +528,26 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
+// baselineBatch is the events per transaction of the Badger-only writers: 3
+// writes of ~400 B per event stay under the 300 KiB transaction limit of
+// the vault's store options.
+const baselineBatch = 256
+
+// writeBaselineRecord makes the writes the vault's store makes for the
+// k-th event of a tenant — the log entry, the event-id index entry, the
+// stream's state row — with the raw event as the value.
+func writeBaselineRecord(txn *badger.Txn, k, streams int, value []byte) error {
+	stream := []byte(fmt.Sprintf("s/%032d", k%streams))
+	logKey := binary.BigEndian.AppendUint64(append([]byte("l/"), stream[2:]...), uint64(k))
+	idKey := []byte(fmt.Sprintf("i/%032d", k))
+	for _, kv := range [][2][]byte{{logKey, value}, {idKey, logKey}, {stream, value}} {
+		if err := txn.Set(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func call(ctx context.Context, method, url, token, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
@@ -356,6 +564,15 @@ func call(ctx context.Context, method, url, token, body string, out any) error {
 		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
 	}
 	return json.Unmarshal(b, out)
+}
+
+// cpuSeconds is the user and system CPU time the process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // rssMiB reads a resident-set figure of the process from /proc/self/status:
