@@ -252,6 +252,8 @@ func TestDecodeStructuredErrors(t *testing.T) {
 		{`{"id":"x"`, "event is not a JSON object: "},
 		{"{\"id\":\"\xff\"}", "event is not a JSON object: a string is not valid UTF-8"},
 		{`{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"x","time":"yesterday"}`, "attribute time is not RFC 3339"},
+		// CloudEvents attribute names are lower case: "ID" is an extension.
+		{`{"specversion":"1.0","ID":"e","source":"s","type":"t","subject":"x"}`, "missing required attribute id"},
 	}
 	for _, tt := range tests {
 		_, err := DecodeStructured([]byte(tt.in))
