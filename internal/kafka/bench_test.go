@@ -123,3 +123,42 @@ func BenchmarkConsume(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConsumeBatchAck is BenchmarkConsume with acks as the ingest
+// runner gives them: 256 messages received, then all acked.
+func BenchmarkConsumeBatchAck(b *testing.B) {
+	e := MustStartEmbedded(b)
+	pub := MustNewPublisher(b, e.Addr())
+	batch := benchMessages(1000)
+	total := b.N + 1
+	for i := 0; i < total; i += len(batch) {
+		if err := pub.Publish("bench", batch[:min(len(batch), total-i)]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sub := MustNewSubscriber(b, e.Addr(), "bench", func(c *SubscriberConfig) {
+		c.CommitInterval = 200 * time.Millisecond
+	})
+	ch, err := sub.Subscribe(context.Background(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	recv(b, ch, 30*time.Second).Ack()
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	start := time.Now()
+	held := make([]*message.Message, 0, 256)
+	for i := 0; i < b.N; i++ {
+		m, ok := <-ch
+		if !ok {
+			b.Fatal("channel closed")
+		}
+		if held = append(held, m); len(held) == cap(held) || i == b.N-1 {
+			for _, m := range held {
+				m.Ack()
+			}
+			held = held[:0]
+		}
+	}
+	reportRate(b, start)
+}

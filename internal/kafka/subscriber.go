@@ -740,7 +740,42 @@ const (
 type inflight struct {
 	msg    *message.Message
 	offset int64
-	cancel context.CancelFunc // the message's context
+	ctx    *ackContext
+}
+
+// ackContext is a handed-out message's context: done once the watcher has
+// seen the message acked or nacked, or once its reading stopped (which
+// every subscription end causes), as watermill's contract wants. Unlike
+// context.WithCancel it does not register each message with its parent,
+// which cost more than the rest of handing a message out.
+type ackContext struct {
+	context.Context // the subscription's: Deadline and Value
+	done            chan struct{}
+	closed          atomic.Bool
+}
+
+func newAckContext(parent context.Context) *ackContext {
+	return &ackContext{Context: parent, done: make(chan struct{})}
+}
+
+func (c *ackContext) Done() <-chan struct{} { return c.done }
+
+func (c *ackContext) Err() error {
+	select {
+	case <-c.done:
+		if err := c.Context.Err(); err != nil {
+			return err
+		}
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func (c *ackContext) cancel() {
+	if c.closed.CompareAndSwap(false, true) {
+		close(c.done)
+	}
 }
 
 // readPartition hands out one partition's messages from r until ctx is done,
@@ -789,37 +824,40 @@ fetch:
 			continue
 		}
 		fetching.resolved(ectx)
+		// Each channel operation tries without blocking first: a select
+		// on two channels costs several times a plain send.
 		select {
 		case sub.sem <- struct{}{}:
-		case <-ectx.Done():
-			break fetch
+		default:
+			select {
+			case sub.sem <- struct{}{}:
+			case <-ectx.Done():
+				break fetch
+			}
 		}
 		if ectx.Err() != nil { // a nack stopped us while we waited
 			<-sub.sem
 			break
 		}
 		msg := toMessage(sub.topic, partition, &m)
-		mctx, mcancel := context.WithCancel(sub.ctx)
+		mctx := newAckContext(sub.ctx)
 		msg.SetContext(mctx)
-		in := &inflight{msg: msg, offset: m.Offset, cancel: mcancel}
-		select {
-		case pending <- in: // never waits: each pending message holds a token
-		case <-ectx.Done():
-			mcancel()
-			<-sub.sem
-			break fetch
-		}
+		pending <- &inflight{msg: msg, offset: m.Offset, ctx: mctx} // never waits: each pending message holds a token
 		select {
 		case sub.out <- msg:
-		case <-ectx.Done():
-			break fetch // in is in pending: released below
+		default:
+			select {
+			case sub.out <- msg:
+			case <-ectx.Done():
+				break fetch // the message is in pending: released below
+			}
 		}
 	}
 	<-watched
 	for drained := false; !drained; {
 		select {
 		case in := <-pending:
-			in.cancel()
+			in.ctx.cancel()
 			<-sub.sem
 		default:
 			drained = true
@@ -844,22 +882,34 @@ fetch:
 func (sub *subscription) watch(ctx context.Context, stop context.CancelFunc, st *partState, pending <-chan *inflight, nackCh chan<- int64) {
 	for {
 		var in *inflight
-		select {
+		select { // without blocking first, as in readPartition
 		case in = <-pending:
-		case <-ctx.Done():
-			return
+		default:
+			select {
+			case in = <-pending:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select { // acks come in batches: most are in already
+		case <-in.msg.Acked():
+			st.next.Store(in.offset + 1)
+			in.ctx.cancel()
+			<-sub.sem
+			continue
+		default:
 		}
 		select {
 		case <-in.msg.Acked():
 			st.next.Store(in.offset + 1)
-			in.cancel()
+			in.ctx.cancel()
 			<-sub.sem
 		case <-in.msg.Nacked():
 			// Stop before returning the token, so the fetch loop that
 			// takes it sees the stop and hands out nothing more.
 			nackCh <- in.offset
 			stop()
-			in.cancel()
+			in.ctx.cancel()
 			<-sub.sem
 			return
 		case <-ctx.Done():
@@ -868,7 +918,7 @@ func (sub *subscription) watch(ctx context.Context, stop context.CancelFunc, st 
 				st.next.Store(in.offset + 1)
 			default:
 			}
-			in.cancel()
+			in.ctx.cancel()
 			<-sub.sem
 			return
 		}
