@@ -100,6 +100,9 @@ type Results struct {
 	// decoding, hashing, sealing, merging or audit) and acked after the
 	// commit: an upper bound for any vault built on these components.
 	KafkaBadger *Phase `json:",omitempty"`
+	// CeilingRatio is the vault's events/s against KafkaBadger's: how close
+	// the vault comes to the ceiling its components set.
+	CeilingRatio float64 `json:",omitempty"`
 }
 
 func run(ctx context.Context, c config, w io.Writer) error {
@@ -161,6 +164,10 @@ func run(ctx context.Context, c config, w io.Writer) error {
 				fmt.Fprintf(w, "ratio %s/baseline: %.2f\n", p.name, p.p.Ratio)
 			}
 		}
+	}
+	if res.KafkaBadger != nil {
+		res.CeilingRatio = res.VaultEventsPerSec / res.KafkaBadger.EventsPerSec
+		fmt.Fprintf(w, "ratio vault/(kafka->badger): %.2f\n", res.CeilingRatio)
 	}
 	if c.out != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")

@@ -20,7 +20,7 @@ func TestRunSmall(t *testing.T) {
 	if err := run(context.Background(), c, &w); err != nil {
 		t.Fatalf("run: %v\n%s", err, w.String())
 	}
-	for _, want := range []string{"vault end-to-end:", "badger baseline:", "kafka only:", "kafka -> badger:", "ratio vault/baseline:", "ratio kafka->badger/baseline:"} {
+	for _, want := range []string{"vault end-to-end:", "badger baseline:", "kafka only:", "kafka -> badger:", "ratio vault/baseline:", "ratio kafka->badger/baseline:", "ratio vault/(kafka->badger):"} {
 		if !strings.Contains(w.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, w.String())
 		}
