@@ -51,5 +51,14 @@
 // the row as a tombstone (Deleted, Version), so the version and history of a
 // stream continue across a delete; a later JSON event starts again from an
 // empty document. Events without JSON data (data_base64, or no data) are
-// appended to the history and bump the version only.
+// appended to the history and bump the version only. The merge works on the
+// raw JSON (events.AppendMergePatch), and the state is sealed in a compact
+// binary record (logcodec.go), as the log entries are.
+//
+// Each open Store keeps the states it last applied in memory (statecache.go,
+// at most 1 MiB a store), so that consecutive batches on a stream neither
+// read, open nor hash its state again. The cache is filled after commit,
+// only by Apply, the only writer of states; it holds in memory what Apply
+// holds while it works, and goes with the Store when the store is closed or
+// removed (a shred).
 package projections
