@@ -391,66 +391,40 @@ func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
 // AppendMergePatch appends to dst the result of applying the JSON merge
 // patch (RFC 7386) patch to target, compact. Both must be valid JSON
 // (ValidJSON); target may be empty, meaning no document. Members keep the
-// target's order, new ones follow in the patch's; when a patch repeats a
-// member name, the last one wins, as it does when the patch is decoded. The
-// result of a null patch is null.
+// target's order, new ones follow in the patch's. Where an object repeats a
+// member name, the last one wins, in the first one's place, as when the
+// object is decoded. The result of a null patch is null.
 func AppendMergePatch(dst, target, patch []byte) []byte {
 	patch = bytes.TrimRight(patch[skipSpace(patch, 0):], " \t\r\n")
 	if len(patch) == 0 || patch[0] != '{' {
 		return AppendCompactJSON(dst, patch)
 	}
-	type member struct {
-		key, value []byte
-		esc, used  bool
+	var pbuf, tbuf [16]member
+	pm := members(pbuf[:0], patch)
+	var tm []member
+	if target = target[skipSpace(target, 0):]; len(target) > 0 && target[0] == '{' {
+		tm = members(tbuf[:0], target)
 	}
-	var buf [16]member
-	pm := buf[:0]
-	it := objectIter{b: patch}
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			break
-		}
-		dup := false
-		for j := range pm {
-			if keysEqual(pm[j].key, pm[j].esc, k, it.escaped) {
-				pm[j].value, dup = v, true // last wins, in the first one's place
-				break
-			}
-		}
-		if !dup {
-			pm = append(pm, member{key: k, value: v, esc: it.escaped})
-		}
-	}
-
 	dst = append(dst, '{')
 	open := len(dst) // no member written while len(dst) == open
-	target = target[skipSpace(target, 0):]
-	if len(target) > 0 && target[0] == '{' {
-		tt := objectIter{b: target}
-		for {
-			k, v, ok := tt.next()
-			if !ok {
+	for _, t := range tm {
+		var p *member
+		for j := range pm {
+			if !pm[j].used && keysEqual(pm[j].key, pm[j].esc, t.key, t.esc) {
+				p = &pm[j]
 				break
 			}
-			var p *member
-			for j := range pm {
-				if !pm[j].used && keysEqual(pm[j].key, pm[j].esc, k, tt.escaped) {
-					p = &pm[j]
-					break
-				}
-			}
-			switch {
-			case p == nil:
-				dst = appendKey(dst, open, k)
-				dst = AppendCompactJSON(dst, v)
-			case isNull(p.value):
-				p.used = true
-			default:
-				p.used = true
-				dst = appendKey(dst, open, k)
-				dst = AppendMergePatch(dst, v, p.value)
-			}
+		}
+		switch {
+		case p == nil:
+			dst = appendKey(dst, open, t.key)
+			dst = AppendCompactJSON(dst, t.value)
+		case isNull(p.value):
+			p.used = true
+		default:
+			p.used = true
+			dst = appendKey(dst, open, t.key)
+			dst = AppendMergePatch(dst, t.value, p.value)
 		}
 	}
 	for j := range pm {
@@ -460,6 +434,35 @@ func AppendMergePatch(dst, target, patch []byte) []byte {
 		}
 	}
 	return append(dst, '}')
+}
+
+// member is an object member as written: key with its quotes, value.
+type member struct {
+	key, value []byte
+	esc, used  bool // esc: the key holds escapes
+}
+
+// members appends to ms the members of the valid JSON object obj, one per
+// name: a repeated name keeps the first one's place and the last one's
+// value.
+func members(ms []member, obj []byte) []member {
+	it := objectIter{b: obj}
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			return ms
+		}
+		dup := false
+		for j := range ms {
+			if keysEqual(ms[j].key, ms[j].esc, k, it.escaped) {
+				ms[j].value, dup = v, true
+				break
+			}
+		}
+		if !dup {
+			ms = append(ms, member{key: k, value: v, esc: it.escaped})
+		}
+	}
 }
 
 // appendKey appends an object member's key and colon, after a comma unless

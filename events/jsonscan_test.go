@@ -121,6 +121,8 @@ func TestAppendMergePatch(t *testing.T) {
 		{`{"a":1}`, `{"a":2,"a":3}`, `{"a":3}`},
 		{`{"a":1}`, `{"\u0061":2}`, `{"a":2}`},
 		{`{"a":{"b":1}}`, `{"a":{"c":1},"a":null}`, `{}`},
+		{`{"":{},"":[]}`, `{"":null}`, `{}`},           // the target's last "" wins, and goes
+		{`{"a":1,"b":2,"a":3}`, `{}`, `{"a":3,"b":2}`}, // as decoding the target would
 	}
 	for _, tt := range tests {
 		got := AppendMergePatch(nil, []byte(tt.target), []byte(tt.patch))
