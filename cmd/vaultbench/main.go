@@ -45,6 +45,7 @@ import (
 
 type config struct {
 	events, tenants, payload, streams, publishers, chunk int
+	runs                                                 int
 	dir                                                  string
 	skipBaseline, skipTransport                          bool
 	out, memprofile, cpuprofile                          string
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&c.streams, "streams", 100, "streams per tenant")
 	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
 	flag.IntVar(&c.chunk, "chunk", 1000, "records per publish call")
+	flag.IntVar(&c.runs, "runs", 1, "run every phase this many times, one run after the other, and report the medians")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
@@ -105,9 +107,15 @@ type Results struct {
 	CeilingRatio float64 `json:",omitempty"`
 }
 
+// Report is what -json writes: every run, and the medians of the ratios.
+type Report struct {
+	Runs                                                    []Results
+	MedianRatio, MedianKafkaBadgerRatio, MedianCeilingRatio float64 `json:",omitempty"`
+}
+
 func run(ctx context.Context, c config, w io.Writer) error {
-	if c.events < c.tenants || c.tenants < 1 || c.payload < 16 {
-		return errors.New("want -events >= -tenants >= 1 and -payload >= 16")
+	if c.events < c.tenants || c.tenants < 1 || c.payload < 16 || c.runs < 1 {
+		return errors.New("want -events >= -tenants >= 1, -payload >= 16 and -runs >= 1")
 	}
 	dir := c.dir
 	if dir == "" {
@@ -123,18 +131,74 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		tenants[i] = events.TenantID(fmt.Sprintf("bench-%04d", i))
 	}
 	perTenant := c.events / c.tenants
-	n := perTenant * c.tenants
-	res := Results{Events: n, Tenants: c.tenants, PayloadBytes: c.payload}
+	fmt.Fprintf(w, "vaultbench: %d events, %d tenants, %d streams/tenant, %d-byte data\n", perTenant*c.tenants, c.tenants, c.streams, c.payload)
 
-	fmt.Fprintf(w, "vaultbench: %d events, %d tenants, %d streams/tenant, %d-byte data\n", n, c.tenants, c.streams, c.payload)
+	var rep Report
+	for i := range c.runs {
+		if c.runs > 1 {
+			fmt.Fprintf(w, "\nrun %d of %d\n", i+1, c.runs)
+		}
+		runDir := filepath.Join(dir, fmt.Sprintf("run-%d", i+1))
+		res, err := runOnce(ctx, c, runDir, tenants, perTenant, w)
+		if err != nil {
+			return err
+		}
+		if c.dir == "" {
+			os.RemoveAll(runDir) // the next run's disk, and its page cache, start clean
+		}
+		rep.Runs = append(rep.Runs, res)
+	}
+	medians := []struct {
+		name string
+		get  func(Results) float64
+		into *float64
+	}{
+		{"vault/baseline", func(r Results) float64 { return r.Ratio }, &rep.MedianRatio},
+		{"kafka->badger/baseline", func(r Results) float64 {
+			if r.KafkaBadger == nil {
+				return 0
+			}
+			return r.KafkaBadger.Ratio
+		}, &rep.MedianKafkaBadgerRatio},
+		{"vault/(kafka->badger)", func(r Results) float64 { return r.CeilingRatio }, &rep.MedianCeilingRatio},
+	}
+	for _, m := range medians {
+		vals := make([]float64, 0, len(rep.Runs))
+		for _, r := range rep.Runs {
+			if v := m.get(r); v > 0 {
+				vals = append(vals, v)
+			}
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		slices.Sort(vals)
+		*m.into = vals[len(vals)/2]
+		if len(vals)%2 == 0 {
+			*m.into = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
+		}
+		if c.runs > 1 {
+			fmt.Fprintf(w, "median ratio %s over %d runs: %.2f (%.2f-%.2f)\n", m.name, len(vals), *m.into, vals[0], vals[len(vals)-1])
+		}
+	}
+	if c.out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		return os.WriteFile(c.out, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// runOnce runs every phase once, in dir.
+func runOnce(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, w io.Writer) (Results, error) {
+	res := Results{Events: perTenant * len(tenants), Tenants: len(tenants), PayloadBytes: c.payload}
 	if err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB)\n",
 		res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB)
 	if !c.skipBaseline {
 		if err := benchBaseline(c, filepath.Join(dir, "baseline"), tenants, perTenant, &res); err != nil {
-			return err
+			return res, err
 		}
 		res.Ratio = res.VaultEventsPerSec / res.BaselineEventsPerSec
 		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs, %.2f CPU-s)\n", res.BaselineEventsPerSec, res.BaselineSeconds, res.BaselineCPUSeconds)
@@ -147,7 +211,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		}{{"kafka only", false, &res.KafkaOnly}, {"kafka -> badger", true, &res.KafkaBadger}} {
 			p, err := benchTransport(ctx, c, filepath.Join(dir, strings.ReplaceAll(ph.name, " ", "")), tenants, perTenant, ph.badger)
 			if err != nil {
-				return fmt.Errorf("%s: %w", ph.name, err)
+				return res, fmt.Errorf("%s: %w", ph.name, err)
 			}
 			*ph.into = p
 			fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s)\n", ph.name+":", p.EventsPerSec, p.Seconds, p.CPUSeconds)
@@ -169,11 +233,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		res.CeilingRatio = res.VaultEventsPerSec / res.KafkaBadger.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/(kafka->badger): %.2f\n", res.CeilingRatio)
 	}
-	if c.out != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		return os.WriteFile(c.out, append(b, '\n'), 0o644)
-	}
-	return nil
+	return res, nil
 }
 
 // record returns tenant t's j-th event, structured mode, with its stream id.
