@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -59,7 +60,7 @@ func main() {
 	flag.IntVar(&c.streams, "streams", 100, "streams per tenant")
 	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
 	flag.IntVar(&c.chunk, "chunk", 1000, "records per publish call")
-	flag.IntVar(&c.runs, "runs", 1, "run every phase this many times, one run after the other, and report the medians")
+	flag.IntVar(&c.runs, "runs", 1, "run every phase this many times, one run after the other, and report the medians (RSS figures of later runs include memory the process kept from earlier ones)")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
@@ -285,6 +286,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 
 	batches := prepare(c, tenants, perTenant)
 
+	resetPeakRSS()
 	res.RSSBeforeMiB = rssMiB("VmRSS:")
 	stopProfile, err := startCPUProfile(c.cpuprofile)
 	if err != nil {
@@ -640,6 +642,14 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// resetPeakRSS returns freed memory to the OS and restarts the process's
+// peak RSS (VmHWM) from the current RSS, so that each run of -runs reports
+// its own peak. Without Linux's clear_refs the peak stays the process's.
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // rssMiB reads a resident-set figure of the process from /proc/self/status:
