@@ -5,6 +5,7 @@ import (
 	"encoding"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -227,4 +228,28 @@ func checkCipher(c Cipher) error {
 		return events.Errorf(events.EINTERNAL, "projections: nil Cipher")
 	}
 	return nil
+}
+
+// maxGCRewrites bounds the value-log files one collectGarbage call rewrites,
+// so that a store with much garbage does not hold up Close or Remove for
+// long; the next round goes on.
+const maxGCRewrites = 16
+
+// collectGarbage rewrites the store's value-log files that are at least
+// ratio garbage, by Badger's discard statistics, and returns how many it
+// rewrote. A closed store has nothing to do.
+func (st *Store) collectGarbage(ratio float64) (int, error) {
+	if err := st.enter(); err != nil {
+		return 0, nil
+	}
+	defer st.leave()
+	for n := 0; n < maxGCRewrites; n++ {
+		switch err := st.db.RunValueLogGC(ratio); {
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			return n, nil
+		case err != nil:
+			return n, fmt.Errorf("value-log GC of tenant %s: %w", st.tenant, err)
+		}
+	}
+	return maxGCRewrites, nil
 }
