@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -85,48 +84,21 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // BenchmarkConsume measures receiving and acking 256-byte messages from the
-// embedded broker, with the default window and with MaxInFlight 1 (acked at
-// once in both cases; offsets committed asynchronously). The group join and
-// the first message are outside the timing.
+// embedded broker: with the default window and with MaxInFlight 1, each
+// message acked at once, and with the default window and acks as the ingest
+// runner gives them (256 received, then all acked). Offsets are committed
+// asynchronously. The group join and the first message are outside the
+// timing.
 func BenchmarkConsume(b *testing.B) {
-	for _, window := range []int{4096, 1} {
-		b.Run(fmt.Sprintf("maxinflight%d", window), func(b *testing.B) {
-			e := MustStartEmbedded(b)
-			pub := MustNewPublisher(b, e.Addr())
-			batch := benchMessages(1000)
-			total := b.N + 1
-			for i := 0; i < total; i += len(batch) {
-				if err := pub.Publish("bench", batch[:min(len(batch), total-i)]...); err != nil {
-					b.Fatal(err)
-				}
-			}
-			sub := MustNewSubscriber(b, e.Addr(), "bench", func(c *SubscriberConfig) {
-				c.MaxInFlight = window
-				c.CommitInterval = 200 * time.Millisecond
-			})
-			ch, err := sub.Subscribe(context.Background(), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			recv(b, ch, 30*time.Second).Ack()
-			b.SetBytes(int64(len(benchPayload)))
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				m, ok := <-ch
-				if !ok {
-					b.Fatal("channel closed")
-				}
-				m.Ack()
-			}
-			reportRate(b, start)
-		})
+	for _, tc := range []struct {
+		name             string
+		window, ackEvery int
+	}{{"maxinflight4096", 4096, 1}, {"maxinflight1", 1, 1}, {"batchack256", 4096, 256}} {
+		b.Run(tc.name, func(b *testing.B) { benchConsume(b, tc.window, tc.ackEvery) })
 	}
 }
 
-// BenchmarkConsumeBatchAck is BenchmarkConsume with acks as the ingest
-// runner gives them: 256 messages received, then all acked.
-func BenchmarkConsumeBatchAck(b *testing.B) {
+func benchConsume(b *testing.B, window, ackEvery int) {
 	e := MustStartEmbedded(b)
 	pub := MustNewPublisher(b, e.Addr())
 	batch := benchMessages(1000)
@@ -137,6 +109,7 @@ func BenchmarkConsumeBatchAck(b *testing.B) {
 		}
 	}
 	sub := MustNewSubscriber(b, e.Addr(), "bench", func(c *SubscriberConfig) {
+		c.MaxInFlight = window
 		c.CommitInterval = 200 * time.Millisecond
 	})
 	ch, err := sub.Subscribe(context.Background(), "bench")
@@ -147,13 +120,13 @@ func BenchmarkConsumeBatchAck(b *testing.B) {
 	b.SetBytes(int64(len(benchPayload)))
 	b.ResetTimer()
 	start := time.Now()
-	held := make([]*message.Message, 0, 256)
+	held := make([]*message.Message, 0, ackEvery)
 	for i := 0; i < b.N; i++ {
 		m, ok := <-ch
 		if !ok {
 			b.Fatal("channel closed")
 		}
-		if held = append(held, m); len(held) == cap(held) || i == b.N-1 {
+		if held = append(held, m); len(held) == ackEvery || i == b.N-1 {
 			for _, m := range held {
 				m.Ack()
 			}
