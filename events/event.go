@@ -140,7 +140,10 @@ func DecodeStructured(b []byte) (Event, error) {
 		if it.escaped {
 			name = []byte(unquote(k, true))
 		}
-		var dst *string
+		var (
+			dst *string // a string attribute
+			raw *[]byte // one decoded after the loop, kept as written
+		)
 		switch string(name) {
 		case "id":
 			dst = &e.ID
@@ -159,23 +162,9 @@ func DecodeStructured(b []byte) (Event, error) {
 		case "tenant":
 			dst = &e.Tenant
 		case "time":
-			if err := stringAttr("time", v); err != nil {
-				return Event{}, err
-			}
-			timeAttr = v
-			if isNull(v) {
-				timeAttr = nil
-			}
-			continue
+			raw = &timeAttr
 		case "data_base64":
-			if err := stringAttr("data_base64", v); err != nil {
-				return Event{}, err
-			}
-			dataBase64 = v
-			if isNull(v) {
-				dataBase64 = nil
-			}
-			continue
+			raw = &dataBase64
 		case "data":
 			e.Data = v
 			continue
@@ -185,7 +174,14 @@ func DecodeStructured(b []byte) (Event, error) {
 		if err := stringAttr(string(name), v); err != nil {
 			return Event{}, err
 		}
-		if !isNull(v) {
+		switch {
+		case raw != nil && isNull(v):
+			*raw = nil
+		case raw != nil:
+			*raw = v
+		case isNull(v):
+			*dst = ""
+		default:
 			*dst = unquote(v, bytes.IndexByte(v, '\\') >= 0)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,11 +192,15 @@ func decodeStd(b []byte) (Event, error) {
 	return e, e.Validate()
 }
 
-// foldedName reports whether b's top-level object has a member name that
+// departsFromStd reports whether b's top-level object is one where
+// DecodeStructured departs from encoding/json by design: a member name that
 // encoding/json would match to an attribute case-insensitively but
-// DecodeStructured, matching exactly, would not.
-func foldedName(b []byte) bool {
+// DecodeStructured, matching exactly, would not; or an attribute given
+// twice (DecodeStructured takes the last value, null included, where
+// encoding/json lets a later null keep the earlier value).
+func departsFromStd(b []byte) bool {
 	names := []string{"id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema", "tenant", "data", "data_base64"}
+	seen := map[string]bool{}
 	it := objectIter{b: b, i: skipSpace(b, 0)}
 	for {
 		k, _, ok := it.next()
@@ -203,6 +208,10 @@ func foldedName(b []byte) bool {
 			return false
 		}
 		name := unquote(k, it.escaped)
+		if seen[name] && slices.Contains(names, name) {
+			return true
+		}
+		seen[name] = true
 		for _, n := range names {
 			if name != n && (strings.EqualFold(name, n) || !isASCII(name)) {
 				return true
@@ -223,12 +232,12 @@ func isASCII(s string) bool {
 func FuzzDecodeStructured(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"e1","source":"s","type":"t","subject":"x","data":{"a":[1,2]}}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"e\u0031","source":"s","type":"t","subject":"x","time":"2026-01-02T03:04:05Z","data_base64":"AAEC","ext":{"a":1}}`))
-	f.Add([]byte(`{"specversion":"1.0","id":"e1","id":null,"source":"s","type":"t","subject":"x","data":null}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"e1","source":"s","type":"t","subject":"x","tenant":null,"data":null}`))
 	f.Add([]byte(`{"specversion":1}`))
 	f.Add([]byte(` [1] `))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if !utf8.Valid(b) || foldedName(b) {
-			return // the two documented departures from encoding/json
+		if !utf8.Valid(b) || departsFromStd(b) {
+			return // the documented departures from encoding/json
 		}
 		got, err := DecodeStructured(b)
 		want, werr := decodeStd(b)
@@ -256,6 +265,9 @@ func TestDecodeStructuredErrors(t *testing.T) {
 		{`{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"x","time":"yesterday"}`, "attribute time is not RFC 3339"},
 		// CloudEvents attribute names are lower case: "ID" is an extension.
 		{`{"specversion":"1.0","ID":"e","source":"s","type":"t","subject":"x"}`, "missing required attribute id"},
+		// The last value of a repeated attribute wins, and null is absent.
+		{`{"specversion":"1.0","id":"e","id":null,"source":"s","type":"t","subject":"x"}`, "missing required attribute id"},
+		{`{"specversion":"1.0","id":"e","source":"s","type":"t","subject":"x","time":"2026-01-01T00:00:00Z","time":"no"}`, "attribute time is not RFC 3339"},
 	}
 	for _, tt := range tests {
 		_, err := DecodeStructured([]byte(tt.in))
