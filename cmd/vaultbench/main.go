@@ -47,6 +47,7 @@ import (
 type config struct {
 	events, tenants, payload, streams, publishers, chunk int
 	runs                                                 int
+	brokers                                              []string // external cluster; empty: embedded brokers
 	dir                                                  string
 	skipBaseline, skipTransport                          bool
 	out, memprofile, cpuprofile                          string
@@ -60,6 +61,7 @@ func main() {
 	flag.IntVar(&c.streams, "streams", 100, "streams per tenant")
 	flag.IntVar(&c.publishers, "publishers", 4, "concurrent publishers")
 	flag.IntVar(&c.chunk, "chunk", 1000, "records per publish call")
+	brokerList := flag.String("brokers", "", "bootstrap brokers host:port,... of an external Kafka cluster for the vault and the Kafka phases (default: an embedded broker per phase); each phase uses topics of its own and deletes them afterwards")
 	flag.IntVar(&c.runs, "runs", 1, "run every phase this many times, one run after the other, and report the medians (RSS figures of later runs include memory the process kept from earlier ones)")
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
@@ -68,6 +70,11 @@ func main() {
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
 	flag.Parse()
+	for b := range strings.SplitSeq(*brokerList, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.brokers = append(c.brokers, b)
+		}
+	}
 	if err := run(context.Background(), c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "vaultbench:", err)
 		os.Exit(1)
@@ -127,10 +134,6 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	tenants := make([]events.TenantID, c.tenants)
-	for i := range tenants {
-		tenants[i] = events.TenantID(fmt.Sprintf("bench-%04d", i))
-	}
 	perTenant := c.events / c.tenants
 	fmt.Fprintf(w, "vaultbench: %d events, %d tenants, %d streams/tenant, %d-byte data\n", perTenant*c.tenants, c.tenants, c.streams, c.payload)
 
@@ -140,7 +143,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 			fmt.Fprintf(w, "\nrun %d of %d\n", i+1, c.runs)
 		}
 		runDir := filepath.Join(dir, fmt.Sprintf("run-%d", i+1))
-		res, err := runOnce(ctx, c, runDir, tenants, perTenant, w)
+		res, err := runOnce(ctx, c, runDir, i+1, perTenant, w)
 		if err != nil {
 			return err
 		}
@@ -189,16 +192,54 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	return nil
 }
 
+// runID tells this process's tenants from others' on an external cluster.
+var runID = fmt.Sprintf("%06x", time.Now().UnixNano()&0xffffff)
+
+// phaseTenants names the tenants of one phase of one run: bench-0000, ...
+// on the embedded brokers, which each phase starts afresh; on an external
+// cluster, names of their own (b<id>-<run><phase>-0000, ...), so that no
+// phase reads the topics of another.
+func phaseTenants(c config, run int, phase string) []events.TenantID {
+	tenants := make([]events.TenantID, c.tenants)
+	for i := range tenants {
+		if len(c.brokers) == 0 {
+			tenants[i] = events.TenantID(fmt.Sprintf("bench-%04d", i))
+		} else {
+			tenants[i] = events.TenantID(fmt.Sprintf("b%s-%d%s-%04d", runID, run, phase, i))
+		}
+	}
+	return tenants
+}
+
+// deleteTopics removes the tenants' topics from an external cluster.
+func deleteTopics(ctx context.Context, c config, tenants []events.TenantID) error {
+	if len(c.brokers) == 0 {
+		return nil
+	}
+	admin, err := kafka.NewAdmin(c.brokers)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	var errs []error
+	for _, t := range tenants {
+		errs = append(errs, admin.DeleteTopic(ctx, events.TopicFor(t)))
+	}
+	return errors.Join(errs...)
+}
+
 // runOnce runs every phase once, in dir.
-func runOnce(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, w io.Writer) (Results, error) {
-	res := Results{Events: perTenant * len(tenants), Tenants: len(tenants), PayloadBytes: c.payload}
-	if err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res); err != nil {
+func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io.Writer) (Results, error) {
+	res := Results{Events: perTenant * c.tenants, Tenants: c.tenants, PayloadBytes: c.payload}
+	tenants := phaseTenants(c, run, "v")
+	err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res)
+	if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
 		return res, err
 	}
 	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB)\n",
 		res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB)
 	if !c.skipBaseline {
-		if err := benchBaseline(c, filepath.Join(dir, "baseline"), tenants, perTenant, &res); err != nil {
+		if err := benchBaseline(c, filepath.Join(dir, "baseline"), phaseTenants(c, run, "d"), perTenant, &res); err != nil {
 			return res, err
 		}
 		res.Ratio = res.VaultEventsPerSec / res.BaselineEventsPerSec
@@ -206,12 +247,13 @@ func runOnce(ctx context.Context, c config, dir string, tenants []events.TenantI
 	}
 	if !c.skipTransport {
 		for _, ph := range []struct {
-			name   string
-			badger bool
-			into   **Phase
-		}{{"kafka only", false, &res.KafkaOnly}, {"kafka -> badger", true, &res.KafkaBadger}} {
+			name, tag string
+			badger    bool
+			into      **Phase
+		}{{"kafka only", "k", false, &res.KafkaOnly}, {"kafka -> badger", "b", true, &res.KafkaBadger}} {
+			tenants := phaseTenants(c, run, ph.tag)
 			p, err := benchTransport(ctx, c, filepath.Join(dir, strings.ReplaceAll(ph.name, " ", "")), tenants, perTenant, ph.badger)
-			if err != nil {
+			if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
 				return res, fmt.Errorf("%s: %w", ph.name, err)
 			}
 			*ph.into = p
@@ -254,7 +296,7 @@ func record(t events.TenantID, j, streams, payload int) (string, []byte) {
 
 func benchVault(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, res *Results) error {
 	srv := &server.Server{
-		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"},
+		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -397,19 +439,22 @@ func publishAll(ctx context.Context, c config, pub *kafka.Publisher, tenants []e
 // writes them, then acked. The clock runs from the first publish to the
 // last message acked.
 func benchTransport(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, toBadger bool) (*Phase, error) {
-	broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "broker"),
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		return nil, err
+	brokers := c.brokers
+	if len(brokers) == 0 {
+		broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "broker"),
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			return nil, err
+		}
+		defer broker.Close()
+		brokers = []string{broker.Addr()}
 	}
-	defer broker.Close()
-	brokers := []string{broker.Addr()}
 	admin, err := kafka.NewAdmin(brokers)
 	if err != nil {
 		return nil, err
 	}
 	defer admin.Close()
-	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: brokers, ConsumerGroup: "vaultbench"})
+	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: brokers, ConsumerGroup: "vaultbench-" + runID})
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tenantvault/tenantvault/internal/kafka"
 )
 
 // TestRunSmall runs every phase of the load command on a few events: the
@@ -40,6 +43,49 @@ func TestRunSmall(t *testing.T) {
 		if res.Events != 600 || res.VaultEventsPerSec <= 0 || res.BaselineEventsPerSec <= 0 || res.Batches <= 0 ||
 			res.KafkaOnly == nil || res.KafkaOnly.EventsPerSec <= 0 || res.KafkaBadger == nil || res.KafkaBadger.Ratio <= 0 {
 			t.Errorf("run %d: results = %+v", i+1, res)
+		}
+	}
+}
+
+// TestRunExternalBrokers runs the phases against a cluster vaultbench did
+// not start (an embedded broker standing in for one): each phase on topics
+// of its own, all deleted at the end.
+func TestRunExternalBrokers(t *testing.T) {
+	broker, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	out := filepath.Join(t.TempDir(), "res.json")
+	var w bytes.Buffer
+	c := config{events: 300, tenants: 3, payload: 64, streams: 5, publishers: 2, chunk: 50, runs: 1, out: out,
+		brokers: []string{broker.Addr()}, skipBaseline: true}
+	if err := run(context.Background(), c, &w); err != nil {
+		t.Fatalf("run: %v\n%s", err, w.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if res := rep.Runs[0]; res.VaultEventsPerSec <= 0 || res.KafkaOnly == nil || res.KafkaBadger == nil || res.KafkaBadger.EventsPerSec <= 0 {
+		t.Errorf("results = %+v", res)
+	}
+	admin, err := kafka.NewAdmin([]string{broker.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	topics, err := admin.ListTopics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		if strings.HasPrefix(topic, "tenant.b") {
+			t.Errorf("topic %s left on the cluster", topic)
 		}
 	}
 }
