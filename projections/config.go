@@ -58,7 +58,10 @@ type Config struct {
 }
 
 // DefaultValueLogGCInterval is the default of Config.ValueLogGCInterval.
-const DefaultValueLogGCInterval = 10 * time.Minute
+// A round over stores without garbage costs next to nothing (Badger finds
+// no file over the ratio); one with garbage rewrites at most 16 files a
+// store (maxGCRewrites).
+const DefaultValueLogGCInterval = time.Minute
 
 func (c *Config) setDefaults() {
 	if c.MaxOpen == 0 {

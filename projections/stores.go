@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,39 +122,46 @@ const gcDiscardRatio = 0.5
 // CollectGarbage runs Badger's value-log GC on each open store, rewriting
 // every value-log file that is at least half garbage (overwritten states,
 // values re-sealed by Rewrap), and returns how many files it rewrote. It
-// holds each store as Acquire does, so the store stays open meanwhile; the
-// idle ones keep their order in the LRU. Errors are logged. Stores runs it
-// every ValueLogGCInterval.
+// holds one store at a time, as Acquire does, so a Remove (a shred) waits
+// for one store's GC at most; idle stores are taken least recently used
+// first, so that they go back to the LRU in their order. Errors are
+// logged. Stores runs it every ValueLogGCInterval.
 func (s *Stores) CollectGarbage() int {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return 0
 	}
-	var held []*entry
-	for el := s.idle.Back(); el != nil; { // least recently used first
-		e := el.Value.(*entry)
-		el = el.Prev()
-		s.idle.Remove(e.elem)
-		e.elem = nil
-		e.refs++
-		held = append(held, e)
+	var order []events.TenantID
+	for el := s.idle.Back(); el != nil; el = el.Prev() {
+		order = append(order, el.Value.(*entry).st.tenant)
 	}
 	for t, e := range s.open {
-		if e.refs > 0 && !e.removing && !s.busy[t] && !slices.Contains(held, e) {
-			e.refs++
-			held = append(held, e)
+		if e.refs > 0 {
+			order = append(order, t)
 		}
 	}
 	s.mu.Unlock()
 	n := 0
-	for _, e := range held {
+	for _, t := range order {
+		s.mu.Lock()
+		e := s.open[t]
+		if s.closed || e == nil || e.removing || s.busy[t] {
+			s.mu.Unlock()
+			continue
+		}
+		e.refs++
+		if e.elem != nil {
+			s.idle.Remove(e.elem)
+			e.elem = nil
+		}
+		s.mu.Unlock()
 		k, err := e.st.collectGarbage(gcDiscardRatio)
 		if err != nil {
-			s.log.Warn("value-log GC failed", "tenant", string(e.st.tenant), "err", err)
+			s.log.Warn("value-log GC failed", "tenant", string(t), "err", err)
 		}
 		n += k
-		s.release(e) // in the order taken: the idle ones go back as they were
+		s.release(e)
 	}
 	return n
 }
