@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tenantvault/tenantvault/events"
 )
 
 // vlogBytes sums the sizes of a store's value-log files.
@@ -128,5 +130,46 @@ func TestGarbageLoopStopsWithClose(t *testing.T) {
 	}
 	if n := s.CollectGarbage(); n != 0 {
 		t.Errorf("CollectGarbage after Close = %d, want 0", n)
+	}
+}
+
+// TestCollectGarbageHoldsOneStore removes one store while the GC holds
+// another: the Remove must not wait for the GC's round.
+func TestCollectGarbageHoldsOneStore(t *testing.T) {
+	s := MustOpenStores(t, func(c *Config) { c.ValueLogGCInterval = -1 })
+	for _, tenant := range []events.TenantID{"acme", "globex"} {
+		if err := s.Create(tenant); err != nil {
+			t.Fatal(err)
+		}
+		_, release, err := s.Acquire(tenant) // open, then idle
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+	}
+	var held []events.TenantID
+	s.testHookGC = func(tenant events.TenantID) {
+		held = append(held, tenant)
+		if len(held) > 1 {
+			return
+		}
+		other := events.TenantID("globex")
+		if tenant == other {
+			other = "acme"
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Remove(other) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Remove(%s) = %v", other, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Remove(%s) waited for the GC of %s", other, tenant)
+		}
+	}
+	s.CollectGarbage()
+	if len(held) != 1 {
+		t.Errorf("GC held %v, want only the store not removed", held)
 	}
 }

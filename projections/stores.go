@@ -51,6 +51,8 @@ type Stores struct {
 	// The value-log GC loop (nil channels when ValueLogGCInterval < 0):
 	// Close closes gcStop and waits for gcDone.
 	gcStop, gcDone chan struct{}
+	// testHookGC, if set, runs while CollectGarbage holds a store.
+	testHookGC func(events.TenantID)
 }
 
 type entry struct {
@@ -156,6 +158,9 @@ func (s *Stores) CollectGarbage() int {
 			e.elem = nil
 		}
 		s.mu.Unlock()
+		if s.testHookGC != nil {
+			s.testHookGC(t)
+		}
 		k, err := e.st.collectGarbage(gcDiscardRatio)
 		if err != nil {
 			s.log.Warn("value-log GC failed", "tenant", string(t), "err", err)
