@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -394,27 +395,46 @@ func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
 // target's order, new ones follow in the patch's. Where an object repeats a
 // member name, the last one wins, in the first one's place, as when the
 // object is decoded. The result of a null patch is null.
+//
+// Its cost is linear in the size of its input for any input ValidJSON
+// accepts: objects nested more than maxMergeDepth deep are merged as
+// decoded documents below that depth (each level of the raw walk scans its
+// members' bytes again), and objects with many members are indexed by name
+// instead of searched.
 func AppendMergePatch(dst, target, patch []byte) []byte {
+	return appendMergePatch(dst, target, patch, 0)
+}
+
+// maxMergeDepth is how deep the raw merge walks nested objects before it
+// merges decoded documents instead: event data rarely nests deeper, and the
+// raw walk costs depth times size.
+const maxMergeDepth = 32
+
+// manyMembers is the member count from which objects are indexed by name.
+const manyMembers = 16
+
+func appendMergePatch(dst, target, patch []byte, depth int) []byte {
 	patch = bytes.TrimRight(patch[skipSpace(patch, 0):], " \t\r\n")
 	if len(patch) == 0 || patch[0] != '{' {
 		return AppendCompactJSON(dst, patch)
 	}
-	var pbuf, tbuf [16]member
-	pm := members(pbuf[:0], patch)
+	target = target[skipSpace(target, 0):]
+	if len(target) > 0 && target[0] != '{' {
+		target = nil // a merge patch object replaces a target that is not one
+	}
+	if depth >= maxMergeDepth {
+		return appendMergeDecoded(dst, target, patch)
+	}
+	var pbuf, tbuf [manyMembers]member
+	pm, byName := members(pbuf[:0], patch)
 	var tm []member
-	if target = target[skipSpace(target, 0):]; len(target) > 0 && target[0] == '{' {
-		tm = members(tbuf[:0], target)
+	if len(target) > 0 {
+		tm, _ = members(tbuf[:0], target)
 	}
 	dst = append(dst, '{')
 	open := len(dst) // no member written while len(dst) == open
 	for _, t := range tm {
-		var p *member
-		for j := range pm {
-			if !pm[j].used && keysEqual(pm[j].key, pm[j].esc, t.key, t.esc) {
-				p = &pm[j]
-				break
-			}
-		}
+		p := findMember(pm, byName, t)
 		switch {
 		case p == nil:
 			dst = appendKey(dst, open, t.key)
@@ -424,13 +444,13 @@ func AppendMergePatch(dst, target, patch []byte) []byte {
 		default:
 			p.used = true
 			dst = appendKey(dst, open, t.key)
-			dst = AppendMergePatch(dst, t.value, p.value)
+			dst = appendMergePatch(dst, t.value, p.value, depth+1)
 		}
 	}
 	for j := range pm {
 		if p := &pm[j]; !p.used && !isNull(p.value) {
 			dst = appendKey(dst, open, p.key)
-			dst = AppendMergePatch(dst, nil, p.value)
+			dst = appendMergePatch(dst, nil, p.value, depth+1)
 		}
 	}
 	return append(dst, '}')
@@ -442,27 +462,102 @@ type member struct {
 	esc, used  bool // esc: the key holds escapes
 }
 
+func (m *member) name() string { return unquote(m.key, m.esc) }
+
 // members appends to ms the members of the valid JSON object obj, one per
 // name: a repeated name keeps the first one's place and the last one's
-// value.
-func members(ms []member, obj []byte) []member {
+// value. For objects of manyMembers or more it also returns the index of
+// each name (nil otherwise).
+func members(ms []member, obj []byte) ([]member, map[string]int) {
+	var byName map[string]int
 	it := objectIter{b: obj}
 	for {
 		k, v, ok := it.next()
 		if !ok {
-			return ms
+			return ms, byName
 		}
-		dup := false
-		for j := range ms {
-			if keysEqual(ms[j].key, ms[j].esc, k, it.escaped) {
-				ms[j].value, dup = v, true
-				break
+		m := member{key: k, value: v, esc: it.escaped}
+		if byName == nil && len(ms) >= manyMembers {
+			byName = make(map[string]int, 2*len(ms))
+			for j := range ms {
+				byName[ms[j].name()] = j
 			}
 		}
-		if !dup {
-			ms = append(ms, member{key: k, value: v, esc: it.escaped})
+		if dup := findMember(ms, byName, m); dup != nil {
+			dup.value = v
+			continue
+		}
+		if byName != nil {
+			byName[m.name()] = len(ms)
+		}
+		ms = append(ms, m)
+	}
+}
+
+// findMember returns the member of ms named as m that no merge has used
+// yet, by byName if there is an index.
+func findMember(ms []member, byName map[string]int, m member) *member {
+	if byName != nil {
+		if j, ok := byName[m.name()]; ok && !ms[j].used {
+			return &ms[j]
+		}
+		return nil
+	}
+	for j := range ms {
+		if !ms[j].used && keysEqual(ms[j].key, ms[j].esc, m.key, m.esc) {
+			return &ms[j]
 		}
 	}
+	return nil
+}
+
+// appendMergeDecoded is the merge patch on decoded documents (numbers kept
+// as written, keys sorted as encoding/json writes them), for what lies
+// below maxMergeDepth.
+func appendMergeDecoded(dst, target, patch []byte) []byte {
+	decode := func(b []byte) (any, error) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		var v any
+		err := d.Decode(&v)
+		return v, err
+	}
+	p, err := decode(patch)
+	if err != nil {
+		return AppendCompactJSON(dst, patch) // not valid JSON: the caller's contract is broken
+	}
+	var t any
+	if len(target) > 0 {
+		if t, err = decode(target); err != nil {
+			t = nil
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(mergeDecoded(t, p)); err != nil {
+		return AppendCompactJSON(dst, patch)
+	}
+	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+func mergeDecoded(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = make(map[string]any, len(p))
+	}
+	for name, v := range p {
+		if v == nil {
+			delete(t, name)
+			continue
+		}
+		t[name] = mergeDecoded(t[name], v)
+	}
+	return t
 }
 
 // appendKey appends an object member's key and colon, after a comma unless

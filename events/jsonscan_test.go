@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -310,5 +311,71 @@ func TestScanStringEveryPosition(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// hostilePatches are documents of about 1 MiB shaped to make a naive raw
+// merge quadratic: nested 10,000 deep, and one object of 100,000 members.
+func hostilePatches() map[string][]byte {
+	var deep, wide strings.Builder
+	for range 10000 {
+		deep.WriteString(`{"p":"` + strings.Repeat("x", 90) + `","a":`)
+	}
+	deep.WriteString("1" + strings.Repeat("}", 10000))
+	wide.WriteString("{")
+	for i := range 100000 {
+		if i > 0 {
+			wide.WriteString(",")
+		}
+		fmt.Fprintf(&wide, `"member-%d":%d`, i, i)
+	}
+	wide.WriteString("}")
+	return map[string][]byte{"deep": []byte(deep.String()), "wide": []byte(wide.String())}
+}
+
+// TestAppendMergePatchLarge checks the paths taken by deep and wide
+// documents (decoded merge below maxMergeDepth, members indexed by name)
+// against the reference merge.
+func TestAppendMergePatchLarge(t *testing.T) {
+	nest := func(depth int, inner string) string {
+		return strings.Repeat(`{"a":{"keep":1},"n":`, depth) + inner + strings.Repeat("}", depth)
+	}
+	var wideT, wideP strings.Builder
+	wideT.WriteString(`{"x":0`)
+	wideP.WriteString(`{"y":null`)
+	for i := range 200 {
+		fmt.Fprintf(&wideT, `,"m%d":{"v":%d,"w":1}`, i, i)
+		fmt.Fprintf(&wideP, `,"m%d":{"w":null,"z":%d}`, i*2, i)
+	}
+	wideT.WriteString(`,"m0":{"v":"last"}}`) // a repeated name: the last wins
+	wideP.WriteString(`,"m2":null}`)
+	for _, tc := range []struct{ name, target, patch string }{
+		{"deep", nest(100, `{"b":1,"c":{"d":2}}`), nest(100, `{"b":null,"c":{"e":3}}`)},
+		{"wide", wideT.String(), wideP.String()},
+	} {
+		got := AppendMergePatch(nil, []byte(tc.target), []byte(tc.patch))
+		if !ValidJSON(got) {
+			t.Fatalf("%s: result is not JSON", tc.name)
+		}
+		want := mergeStd(decodeAny(t, []byte(tc.target)), decodeAny(t, []byte(tc.patch)))
+		if g := decodeAny(t, got); !reflect.DeepEqual(g, want) {
+			t.Errorf("%s: AppendMergePatch differs from the reference merge", tc.name)
+		}
+		if again := AppendMergePatch(nil, got, []byte(tc.patch)); !bytes.Equal(again, got) {
+			t.Errorf("%s: merge is not idempotent", tc.name)
+		}
+	}
+}
+
+// BenchmarkAppendMergePatchHostile merges each hostile document into
+// itself; the raw walk must stay linear in their size.
+func BenchmarkAppendMergePatchHostile(b *testing.B) {
+	for name, doc := range hostilePatches() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(2 * len(doc)))
+			for b.Loop() {
+				AppendMergePatch(nil, doc, doc)
+			}
+		})
 	}
 }
