@@ -511,36 +511,83 @@ func findMember(ms []member, byName map[string]int, m member) *member {
 	return nil
 }
 
-// appendMergeDecoded is the merge patch on decoded documents (numbers kept
-// as written, keys sorted as encoding/json writes them), for what lies
-// below maxMergeDepth.
+// appendMergeDecoded is the merge patch on decoded documents, for what
+// lies below maxMergeDepth.
 func appendMergeDecoded(dst, target, patch []byte) []byte {
-	decode := func(b []byte) (any, error) {
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.UseNumber()
-		var v any
-		err := d.Decode(&v)
-		return v, err
+	var d Document
+	if len(target) > 0 {
+		if err := d.Set(target); err != nil {
+			d = Document{}
+		}
 	}
-	p, err := decode(patch)
-	if err != nil {
+	if err := d.MergePatch(patch); err != nil {
 		return AppendCompactJSON(dst, patch) // not valid JSON: the caller's contract is broken
 	}
-	var t any
-	if len(target) > 0 {
-		if t, err = decode(target); err != nil {
-			t = nil
-		}
+	out, err := d.AppendJSON(dst)
+	if err != nil {
+		return AppendCompactJSON(dst, patch)
+	}
+	return out
+}
+
+// Document is a decoded JSON document that merge patches are applied to
+// one after another: for a large document and many patches, cheaper than
+// AppendMergePatch, which walks the whole document for each. Numbers keep
+// their digits; written back, object members come in encoding/json's
+// order (sorted). The zero Document is no document.
+type Document struct {
+	v   any
+	set bool
+}
+
+// Set replaces d with the JSON document b.
+func (d *Document) Set(b []byte) error {
+	v, err := decodeDocument(b)
+	if err != nil {
+		return err
+	}
+	d.v, d.set = v, true
+	return nil
+}
+
+// MergePatch applies the JSON merge patch (RFC 7386) patch to d.
+func (d *Document) MergePatch(patch []byte) error {
+	p, err := decodeDocument(patch)
+	if err != nil {
+		return err
+	}
+	d.v, d.set = mergeDecoded(d.v, p), true
+	return nil
+}
+
+// AppendJSON appends d as compact JSON to dst; no document appends nothing.
+func (d *Document) AppendJSON(dst []byte) ([]byte, error) {
+	if !d.set {
+		return dst, nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(mergeDecoded(t, p)); err != nil {
-		return AppendCompactJSON(dst, patch)
+	if err := enc.Encode(d.v); err != nil {
+		return dst, err
 	}
-	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...), nil
 }
 
+func decodeDocument(b []byte) (any, error) {
+	if !ValidJSON(b) {
+		return nil, Errorf(EINVALID, "not valid JSON")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
+}
+
+// mergeDecoded is RFC 7386 on decoded documents. It may modify target, and
+// never modifies nor aliases patch where target could be modified later:
+// objects of the patch that become part of the result are copies.
 func mergeDecoded(target, patch any) any {
 	p, ok := patch.(map[string]any)
 	if !ok {

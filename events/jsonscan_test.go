@@ -379,3 +379,25 @@ func BenchmarkAppendMergePatchHostile(b *testing.B) {
 		})
 	}
 }
+
+func TestDocument(t *testing.T) {
+	var d Document
+	if out, err := d.AppendJSON([]byte("x")); err != nil || string(out) != "x" {
+		t.Errorf("zero Document AppendJSON = %q, %v, want nothing appended", out, err)
+	}
+	if err := d.Set([]byte(`{"a":1,"b":{"c":2},"big":12345678901234567890}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`{"b":{"c":null,"d":3}}`, `{"a":null,"e":[1,{"f":null}]}`} {
+		if err := d.MergePatch([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := d.AppendJSON(nil)
+	if want := `{"b":{"d":3},"big":12345678901234567890,"e":[1,{"f":null}]}`; err != nil || string(out) != want {
+		t.Errorf("AppendJSON = %s, %v, want %s", out, err, want)
+	}
+	if err := d.MergePatch([]byte(`{"a":`)); ErrorCode(err) != EINVALID {
+		t.Errorf("MergePatch(invalid) = %v, want %s", err, EINVALID)
+	}
+}

@@ -192,11 +192,19 @@ type quarantineRecord struct {
 
 // streamState is a stream's state while a transaction works on it: rec.Data
 // is the current document, compact JSON, replaced (never modified in place)
-// by each event's merge patch.
+// by each event's merge patch; or, for a document of largeState bytes or
+// more, doc holds it decoded until flush writes it back into rec.Data.
 type streamState struct {
-	hash []byte
-	rec  stateRecord
+	hash    []byte
+	rec     stateRecord
+	doc     *events.Document
+	decoded bool // doc is the document; rec.Data is stale
 }
+
+// largeState is the size from which a stream's document is decoded once per
+// transaction and the transaction's patches merged into it decoded: the raw
+// merge walks the whole document for each event.
+const largeState = 16 << 10
 
 // applyPart applies records in one transaction and commits it. On
 // ErrTxnTooBig it reports how many records were fully written before the
@@ -270,13 +278,11 @@ func (a *applier) record(r *Record) error {
 	switch {
 	case ev.IsDelete():
 		s.rec.Data, s.rec.Deleted = nil, true
+		s.doc, s.decoded = nil, false
 	case len(ev.Data) > 0:
-		var target []byte
-		if !s.rec.Deleted {
-			target = s.rec.Data
+		if err := s.merge(ev.Data); err != nil {
+			return err
 		}
-		s.rec.Data = events.AppendMergePatch(make([]byte, 0, len(target)+len(ev.Data)), target, ev.Data)
-		s.rec.Deleted = false
 	}
 	s.rec.Version = version
 	s.rec.UpdatedAt = a.now
@@ -398,6 +404,45 @@ func (a *applier) state(stream string) (*streamState, error) {
 	return s, nil
 }
 
+// merge applies an event's data, a valid JSON merge patch, to the state.
+func (s *streamState) merge(patch []byte) error {
+	var target []byte
+	if !s.rec.Deleted {
+		target = s.rec.Data
+	}
+	s.rec.Deleted = false
+	if !s.decoded && len(target) < largeState {
+		s.rec.Data = events.AppendMergePatch(make([]byte, 0, len(target)+len(patch)), target, patch)
+		return nil
+	}
+	if !s.decoded {
+		s.doc = new(events.Document)
+		if len(target) > 0 {
+			if err := s.doc.Set(target); err != nil {
+				return events.Errorf(events.EINTERNAL, "state %x: malformed document", s.hash)
+			}
+		}
+		s.decoded = true
+	}
+	if err := s.doc.MergePatch(patch); err != nil {
+		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
+	}
+	return nil
+}
+
+// settle writes a decoded document back into rec.Data.
+func (s *streamState) settle() error {
+	if !s.decoded {
+		return nil
+	}
+	data, err := s.doc.AppendJSON(nil)
+	if err != nil {
+		return events.Errorf(events.EINTERNAL, "state %x: cannot encode document", s.hash)
+	}
+	s.rec.Data, s.doc, s.decoded = data, nil, false
+	return nil
+}
+
 func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
 	if a.nextSeq == 0 {
 		seq, err := lastQuarantineSeq(a.txn)
@@ -448,6 +493,9 @@ func (a *applier) flush() error {
 	for _, s := range a.order {
 		if s.rec.Version == 0 {
 			continue // only read, never applied to
+		}
+		if err := s.settle(); err != nil {
+			return err
 		}
 		k := stateKey(s.hash)
 		sealed, err := a.st.seal(a.c, ksState, k, s.rec)

@@ -513,3 +513,43 @@ func TestApplyOversizedInput(t *testing.T) {
 		t.Errorf("Quarantine()[1] = %d of %d raw bytes, want the first %d of %d", len(q[1].Raw), q[1].RawSize, st.maxPayload, len(raw))
 	}
 }
+
+// TestApplyLargeState merges into a document over largeState, which is
+// decoded once per transaction: several events in one batch, then more in
+// the next, a delete, and a merge into the emptied stream.
+func TestApplyLargeState(t *testing.T) {
+	s := MustOpenStores(t)
+	st := MustCreateStore(t, s, "acme")
+	c := newTestCipher(t, "acme")
+	big := strings.Repeat("b", largeState)
+	var batch []Record
+	for i := range 5 {
+		batch = append(batch, rec(0, int64(i), newEvent(fmt.Sprintf("e%d", i), "big", fmt.Sprintf(`{"pad":%q,"n%d":%d,"obj":{"k%d":true}}`, big, i, i, i))))
+	}
+	MustApply(t, st, c, batch)
+	MustApply(t, st, c, []Record{
+		rec(0, 5, newEvent("e5", "big", `{"n0":null,"obj":{"k1":null,"x":[1,2]}}`)),
+		rec(0, 6, newEvent("e6", "big", `{"n4":"four"}`)),
+	})
+	got, err := st.State(c, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 7 {
+		t.Errorf("State(big).Version = %d, want 7", got.Version)
+	}
+	assertJSON(t, "State(big).Data", got.Data, fmt.Sprintf(`{"pad":%q,"n1":1,"n2":2,"n3":3,"n4":"four","obj":{"k0":true,"k2":true,"k3":true,"k4":true,"x":[1,2]}}`, big))
+
+	del := newEvent("e7", "big", "")
+	del.Type = "customer.deleted"
+	MustApply(t, st, c, []Record{
+		rec(0, 7, newEvent("e6b", "big", `{"more":1}`)),
+		rec(0, 8, del),
+		rec(0, 9, newEvent("e8", "big", `{"fresh":true}`)),
+	})
+	got, err = st.State(c, "big")
+	if err != nil || got.Deleted {
+		t.Fatalf("State(big) = %+v, %v", got, err)
+	}
+	assertJSON(t, "State(big).Data after a delete", got.Data, `{"fresh":true}`)
+}
