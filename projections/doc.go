@@ -52,8 +52,10 @@
 // stream continue across a delete; a later JSON event starts again from an
 // empty document. Events without JSON data (data_base64, or no data) are
 // appended to the history and bump the version only. The merge works on the
-// raw JSON (events.AppendMergePatch), and the state is sealed in a compact
-// binary record (logcodec.go), as the log entries are.
+// raw JSON (events.AppendMergePatch); a document of largeState (16 KiB) or
+// more is decoded once per transaction instead and the transaction's
+// patches merged into it (events.Document). The state is sealed in a
+// compact binary record (logcodec.go), as the log entries are.
 //
 // Each open Store keeps the states it last applied in memory (statecache.go,
 // at most 1 MiB a store), so that consecutive batches on a stream neither
