@@ -17,24 +17,12 @@ import (
 // vault's end-to-end phase checks over HTTP that each event is queryable.
 // It asserts what was done, not how fast.
 func TestRunSmall(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "res.json")
-	var w bytes.Buffer
-	c := config{events: 600, tenants: 3, payload: 64, streams: 5, publishers: 2, chunk: 50, runs: 2, out: out}
-	if err := run(context.Background(), c, &w); err != nil {
-		t.Fatalf("run: %v\n%s", err, w.String())
-	}
+	c := config{events: 600, tenants: 3, payload: 64, streams: 5, publishers: 2, chunk: 50, runs: 2}
+	rep, out := mustRun(t, c)
 	for _, want := range []string{"vault end-to-end:", "badger baseline:", "kafka only:", "kafka -> badger:", "ratio vault/baseline:", "ratio kafka->badger/baseline:", "ratio vault/(kafka->badger):", "run 2 of 2", "median ratio vault/baseline over 2 runs:"} {
-		if !strings.Contains(w.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, w.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
 		}
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
 	}
 	if len(rep.Runs) != 2 || rep.MedianRatio <= 0 || rep.MedianKafkaBadgerRatio <= 0 || rep.MedianCeilingRatio <= 0 {
 		t.Fatalf("report = %+v", rep)
@@ -56,21 +44,9 @@ func TestRunExternalBrokers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer broker.Close()
-	out := filepath.Join(t.TempDir(), "res.json")
-	var w bytes.Buffer
-	c := config{events: 300, tenants: 3, payload: 64, streams: 5, publishers: 2, chunk: 50, runs: 1, out: out,
+	c := config{events: 300, tenants: 3, payload: 64, streams: 5, publishers: 2, chunk: 50, runs: 1,
 		brokers: []string{broker.Addr()}, skipBaseline: true}
-	if err := run(context.Background(), c, &w); err != nil {
-		t.Fatalf("run: %v\n%s", err, w.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, _ := mustRun(t, c)
 	if res := rep.Runs[0]; res.VaultEventsPerSec <= 0 || res.KafkaOnly == nil || res.KafkaBadger == nil || res.KafkaBadger.EventsPerSec <= 0 {
 		t.Errorf("results = %+v", res)
 	}
@@ -88,4 +64,24 @@ func TestRunExternalBrokers(t *testing.T) {
 			t.Errorf("topic %s left on the cluster", topic)
 		}
 	}
+}
+
+// mustRun runs the load command with c, writing its report to a file, and
+// returns the report read back and what it printed.
+func mustRun(t *testing.T, c config) (Report, string) {
+	t.Helper()
+	c.out = filepath.Join(t.TempDir(), "res.json")
+	var w bytes.Buffer
+	if err := run(context.Background(), c, &w); err != nil {
+		t.Fatalf("run: %v\n%s", err, w.String())
+	}
+	b, err := os.ReadFile(c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, w.String()
 }
