@@ -167,27 +167,15 @@ type stateRecord struct {
 	Deleted   bool            `json:"deleted,omitempty"`
 }
 
-// logRecord is the sealed value of l/<h(stream)><version>.
+// logRecord is the sealed value of l/<h(stream)><version>, in the binary
+// encoding of logcodec.go; it converts to StoredEvent.
 type logRecord struct {
-	Version   uint64       `json:"v"`
-	Event     events.Event `json:"event"`
-	Topic     string       `json:"topic"`
-	Partition int          `json:"partition"`
-	Offset    int64        `json:"offset"`
-	StoredAt  time.Time    `json:"at"`
-}
-
-// quarantineRecord is the sealed value of q/<seq>.
-type quarantineRecord struct {
-	Seq       uint64    `json:"seq"`
-	Topic     string    `json:"topic"`
-	Partition int       `json:"partition"`
-	Offset    int64     `json:"offset"`
-	Code      string    `json:"code"`
-	Reason    string    `json:"reason"`
-	Raw       []byte    `json:"raw,omitempty"`
-	RawSize   int       `json:"raw_size"`
-	At        time.Time `json:"at"`
+	Version   uint64
+	Event     events.Event
+	Topic     string
+	Partition int
+	Offset    int64
+	StoredAt  time.Time
 }
 
 // streamState is a stream's state while a transaction works on it: rec.Data
@@ -457,7 +445,7 @@ func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
 	if size > a.st.maxPayload {
 		raw = raw[:a.st.maxPayload] // a Badger value cannot exceed a value log file
 	}
-	sealed, err := a.st.seal(a.c, ksQuarantine, k, quarantineRecord{
+	sealed, err := a.st.seal(a.c, ksQuarantine, k, Quarantined{
 		Seq: seq, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Code: code, Reason: reason, Raw: raw, RawSize: size, At: a.now,
 	})

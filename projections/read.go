@@ -236,14 +236,14 @@ func (st *Store) Quarantine(c Cipher, cursor string, limit int) ([]Quarantined, 
 			}
 			item := it.Item()
 			k := item.Key()
-			var rec quarantineRecord
+			var rec Quarantined // sealed as its JSON
 			if err := item.Value(func(v []byte) error { return st.unseal(c, ksQuarantine, k, v, &rec) }); err != nil {
 				return err
 			}
 			if len(k) != len(prefixQuarantine)+8 || rec.Seq != binary.BigEndian.Uint64(k[len(prefixQuarantine):]) {
 				return events.Errorf(events.EINTERNAL, "quarantine entry %x does not match its key", k)
 			}
-			out = append(out, Quarantined(rec))
+			out = append(out, rec)
 		}
 		return nil
 	})

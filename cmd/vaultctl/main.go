@@ -83,69 +83,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return nil
 	}
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
-	cmd, rest := args[0], args[1:]
-	if cmd == "tenant" {
-		if len(rest) == 0 {
-			return fmt.Errorf("tenant: want create, list, shred")
-		}
-		cmd, rest = "tenant "+rest[0], rest[1:]
+	retire := func(how string) func(context.Context, []string) error {
+		return func(ctx context.Context, args []string) error { return c.keysRetire(ctx, args, how) }
 	}
-	switch cmd {
-	case "tenant create":
-		return c.tenantCreate(ctx, rest)
-	case "tenant shred":
-		return c.tenantShred(ctx, rest)
-	case "keys":
-		if len(rest) == 0 {
-			return fmt.Errorf("keys: want rotate, list, disable, destroy")
+	commands := map[string]func(context.Context, []string) error{
+		"publish": c.publish, "streams": c.streams, "get": c.get, "events": c.events, "quarantine": c.quarantine,
+		"tenant create": c.tenantCreate, "tenant list": c.tenantList, "tenant shred": c.tenantShred,
+		"keys rotate": c.keysRotate, "keys list": c.keysList, "keys disable": retire("disable"),
+		"keys destroy": retire("destroy"), "keys rotate-master": c.rotateMaster,
+		"audit list": c.audit, "audit alerts": c.alerts, "audit checkpoint": c.auditCheckpoint,
+		"audit public-key": c.auditPublicKey, "audit export": c.auditExport, "audit verify": c.auditVerify,
+		"audit replay": c.auditReplay,
+	}
+	// Groups take a subcommand; "audit" alone, or followed by flags, lists.
+	groups := map[string]string{"tenant": "create, list, shred", "keys": "rotate, list, disable, destroy, rotate-master", "audit": ""}
+	cmd, rest := args[0], args[1:]
+	if subs, ok := groups[cmd]; ok {
+		switch {
+		case len(rest) > 0 && !strings.HasPrefix(rest[0], "-"):
+			cmd, rest = cmd+" "+rest[0], rest[1:]
+		case cmd == "audit":
+			cmd = "audit list"
+		default:
+			return fmt.Errorf("%s: want %s", cmd, subs)
 		}
-		switch rest[0] {
-		case "rotate":
-			return c.keysRotate(ctx, rest[1:])
-		case "list":
-			return c.keysList(ctx, rest[1:])
-		case "disable":
-			return c.keysRetire(ctx, rest[1:], "disable")
-		case "destroy":
-			return c.keysRetire(ctx, rest[1:], "destroy")
-		case "rotate-master":
-			return c.rotateMaster(ctx, rest[1:])
-		}
-		return fmt.Errorf("unknown keys command %q (see vaultctl help)", rest[0])
-	case "tenant list":
-		return c.tenantList(ctx, rest)
-	case "publish":
-		return c.publish(ctx, rest)
-	case "streams":
-		return c.streams(ctx, rest)
-	case "get":
-		return c.get(ctx, rest)
-	case "events":
-		return c.events(ctx, rest)
-	case "quarantine":
-		return c.quarantine(ctx, rest)
-	case "audit":
-		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-			sub, args := rest[0], rest[1:]
-			switch sub {
-			case "list":
-				return c.audit(ctx, args)
-			case "alerts":
-				return c.alerts(ctx, args)
-			case "checkpoint":
-				return c.auditCheckpoint(ctx, args)
-			case "public-key":
-				return c.auditPublicKey(ctx, args)
-			case "export":
-				return c.auditExport(ctx, args)
-			case "verify":
-				return c.auditVerify(ctx, args)
-			case "replay":
-				return c.auditReplay(ctx, args)
-			}
-			return fmt.Errorf("unknown audit command %q (see vaultctl help)", sub)
-		}
-		return c.audit(ctx, rest)
+	}
+	if f, ok := commands[cmd]; ok {
+		return f(ctx, rest)
 	}
 	return fmt.Errorf("unknown command %q (see vaultctl help)", cmd)
 }

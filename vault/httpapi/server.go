@@ -516,41 +516,39 @@ type proofJSON struct {
 // getInclusion answers the RFC 6962 inclusion proof of record index in the
 // tree of size records.
 func (h *Handler) getInclusion(w http.ResponseWriter, r *http.Request) {
-	l, ok := h.auditLog(w, r, "audit/proof")
-	if !ok {
-		return
-	}
-	n, err := uintParams(r, "index", "size")
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	hashes, err := l.InclusionProof(n[0], n[1])
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, proofJSON{Index: &n[0], Size: n[1], Hashes: nonNil(hashes)})
+	h.serveProof(w, r, "index", "size", (*audit.Log).InclusionProof)
 }
 
 // getConsistency answers the RFC 6962 consistency proof between the trees
 // of from and to records.
 func (h *Handler) getConsistency(w http.ResponseWriter, r *http.Request) {
+	h.serveProof(w, r, "from", "to", (*audit.Log).ConsistencyProof)
+}
+
+// serveProof answers a proof of the audit log from the record index or
+// count in query parameter a (named so in the answer) to the tree size in b.
+func (h *Handler) serveProof(w http.ResponseWriter, r *http.Request, a, b string, prove func(*audit.Log, uint64, uint64) ([][]byte, error)) {
 	l, ok := h.auditLog(w, r, "audit/proof")
 	if !ok {
 		return
 	}
-	n, err := uintParams(r, "from", "to")
+	n, err := uintParams(r, a, b)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	hashes, err := l.ConsistencyProof(n[0], n[1])
+	hashes, err := prove(l, n[0], n[1])
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, proofJSON{From: &n[0], Size: n[1], Hashes: nonNil(hashes)})
+	p := proofJSON{Size: n[1], Hashes: nonNil(hashes)}
+	if a == "index" {
+		p.Index = &n[0]
+	} else {
+		p.From = &n[0]
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func nonNil(h [][]byte) [][]byte {
