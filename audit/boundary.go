@@ -20,6 +20,12 @@ const (
 	DetailBreakGlass = "break_glass"
 	// DetailTenantState is the state of the tenant when accessed ("shredded").
 	DetailTenantState = "tenant_state"
+	// DetailTopicID is the broker's id of the topic records came from, and
+	// DetailTenantTopicID the id of the topic the vault created for the
+	// tenant: records from another topic than the vault's were published
+	// past it (a topic deleted and created again by someone else).
+	DetailTopicID       = "topic_id"
+	DetailTenantTopicID = "tenant_topic_id"
 )
 
 // Violation codes: stable, low-cardinality names of boundary crossings
@@ -31,6 +37,7 @@ const (
 	ViolationShredded      = "shredded_tenant"
 	ViolationBreakGlass    = "break_glass"
 	ViolationAdminOnTenant = "admin_on_tenant_data"
+	ViolationForeignTopic  = "foreign_topic"
 )
 
 // violationReasons are the Reason texts of flagged records.
@@ -41,6 +48,7 @@ var violationReasons = map[string]string{
 	ViolationShredded:      "access to a shredded tenant",
 	ViolationBreakGlass:    "break-glass: admin read of tenant data",
 	ViolationAdminOnTenant: "admin credential used on tenant data without break-glass",
+	ViolationForeignTopic:  "tenant topic not created by the vault",
 }
 
 // tenantDataActions read a tenant's data.
@@ -70,6 +78,8 @@ func classify(r Record) string {
 		return ViolationForeignKey
 	case d[DetailEventTenant] != "" && d[DetailEventTenant] != r.Tenant:
 		return ViolationEventTenant
+	case d[DetailTopicID] != "" && d[DetailTenantTopicID] != "" && d[DetailTopicID] != d[DetailTenantTopicID]:
+		return ViolationForeignTopic
 	case r.Principal == PrincipalAdmin && tenantDataActions[r.Action] && d[DetailBreakGlass] != "":
 		return ViolationBreakGlass
 	case r.Principal == PrincipalAdmin && tenantDataActions[r.Action]:

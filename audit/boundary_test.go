@@ -23,6 +23,8 @@ func TestClassify(t *testing.T) {
 		{"own key", Record{Principal: "tenant:acme", Tenant: "acme", Action: ActionStreamRead, Details: map[string]string{DetailKeyOwner: "acme"}}, ""},
 		{"event names another tenant", Record{Principal: "ingest", Tenant: "acme", Action: ActionIngestReject, Details: map[string]string{DetailEventTenant: "globex"}}, ViolationEventTenant},
 		{"event names its own tenant", Record{Principal: "ingest", Tenant: "acme", Action: ActionIngestReject, Details: map[string]string{DetailEventTenant: "acme"}}, ""},
+		{"foreign topic", Record{Principal: "ingest", Tenant: "acme", Action: ActionIngestReject, Details: map[string]string{DetailTopicID: "aa", DetailTenantTopicID: "bb"}}, ViolationForeignTopic},
+		{"the vault's topic", Record{Principal: "ingest", Tenant: "acme", Action: ActionIngestBatch, Details: map[string]string{DetailTopicID: "aa", DetailTenantTopicID: "aa"}}, ""},
 		{"admin on tenant data", Record{Principal: "admin", Tenant: "acme", Action: ActionEventsRead}, ViolationAdminOnTenant},
 		{"break-glass", Record{Principal: "admin", Tenant: "acme", Action: ActionQuarantineRead, Details: map[string]string{DetailBreakGlass: "INC-1"}}, ViolationBreakGlass},
 		{"admin managing tenants", Record{Principal: "admin", Tenant: "acme", Action: ActionTenantCreate}, ""},

@@ -65,6 +65,10 @@ const (
 	ActionEventsRead     = "events.read"
 	ActionQuarantineRead = "quarantine.read"
 	ActionAuth           = "auth"
+	// ActionTopicCheck is the start-up check of a tenant topic's identity.
+	ActionTopicCheck = "tenant.topic_check"
+	// ActionKafkaCredentialRotate replaces a tenant's producer credential.
+	ActionKafkaCredentialRotate = "tenant.kafka_credential.rotate"
 )
 
 // Limits applied by Append. Longer values are truncated (at a UTF-8

@@ -39,6 +39,10 @@ const (
 // TopicFor returns the ingress topic of tenant t: tenant.<t>.events.
 func TopicFor(t TenantID) string { return topicPrefix + string(t) + topicSuffix }
 
+// ProducerPrincipal is the broker principal (SCRAM user) of tenant t's
+// producers: tenant-<t>. It may write t's topic and nothing else.
+func ProducerPrincipal(t TenantID) string { return "tenant-" + string(t) }
+
 // IsTenantTopic reports whether topic has the shape tenant.<x>.events, whether
 // or not <x> is a valid tenant id.
 func IsTenantTopic(topic string) bool {

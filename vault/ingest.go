@@ -19,6 +19,9 @@ type Message struct {
 	Key       []byte
 	Value     []byte
 	Headers   []events.Header
+	// TopicID is the broker's id of the topic the record was read from,
+	// looked up after it was fetched; "" when unknown.
+	TopicID string
 }
 
 // Ingest applies one batch of records of one topic, in partition order, in
@@ -70,6 +73,9 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if err != nil {
 		return fmt.Errorf("ingest %s: %w", t, err)
 	}
+	if e, _ := v.reg.get(t); e.TopicID != "" && msgs[0].TopicID != "" && msgs[0].TopicID != e.TopicID {
+		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c, applied)
+	}
 	recs := make([]projections.Record, len(msgs))
 	var rejects []audit.Record
 	for i := range msgs {
@@ -116,6 +122,53 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 		return nil
 	}
 	return v.appendAll(ctx, append(rejects, batch))
+}
+
+// ingestForeignTopic quarantines a batch read from a topic that bears the
+// tenant's topic name but not the id of the topic the vault created: it was
+// deleted and created again past the vault, and what was published to it is
+// not the tenant's. Every record is kept sealed in the quarantine, none is
+// applied, and one flagged audit record says so (with both ids).
+//
+// Its offsets are kept apart, under the topic's name and id
+// ("tenant.acme.events@<id>"): they count in that topic, not in the
+// vault's, so its records are quarantined once each and the vault's own
+// topic's position does not move.
+func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic, want string, msgs []Message, st *projections.Store, c Cipher, applied map[string]map[int]int64) error {
+	const reason = "topic not created by the vault"
+	recs := make([]projections.Record, len(msgs))
+	fresh := 0
+	for i := range msgs {
+		m := &msgs[i]
+		raw := m.Value
+		if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
+			raw = raw[:v.cfg.MaxEventBytes]
+		}
+		name := m.Topic + "@" + m.TopicID
+		recs[i] = projections.Record{Topic: name, Partition: m.Partition, Offset: m.Offset,
+			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, Raw: raw}}
+		if off, ok := applied[name][m.Partition]; !ok || m.Offset > off {
+			fresh++
+		}
+	}
+	res, err := st.Apply(c, recs)
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", t, err)
+	}
+	v.stats.Batches.Add(1)
+	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
+	v.stats.EventsSkipped.Add(int64(res.Skipped))
+	if fresh == 0 {
+		return nil // a redelivery: audited before
+	}
+	details := offsetDetails(msgs)
+	details["code"] = events.EFORBIDDEN
+	details[audit.DetailTopicID] = msgs[0].TopicID
+	details[audit.DetailTenantTopicID] = want
+	return v.record(ctx, audit.Record{
+		Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
+		Outcome: "rejected", Reason: reason, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+	})
 }
 
 // decode turns m into an event of tenant t, or a rejection. A rejected

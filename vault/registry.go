@@ -25,6 +25,12 @@ type registryEntry struct {
 	ID          events.TenantID `json:"id"`
 	Created     time.Time       `json:"created"`
 	TokenSHA256 string          `json:"token_sha256"`
+	// TopicID is the broker's id of the tenant topic the vault created
+	// (Kafka topic ID, hex); "" when unknown.
+	TopicID string `json:"topic_id,omitempty"`
+	// KafkaUser is the broker principal of the tenant's producers, ""
+	// when the brokers do not authenticate.
+	KafkaUser string `json:"kafka_user,omitempty"`
 	// State is "" (active), StateShredding (a shred started: resumed at
 	// start-up if the process died) or StateShredded (a tombstone).
 	State        string     `json:"state,omitempty"`
@@ -47,7 +53,11 @@ func (e registryEntry) info() TenantInfo {
 	if st == "" {
 		st = StateActive
 	}
-	return TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID), State: st, Shredded: e.Shredded}
+	info := TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID), State: st, Shredded: e.Shredded}
+	if e.KafkaUser != "" && e.active() {
+		info.Kafka = &KafkaCredential{User: e.KafkaUser, Topic: info.Topic}
+	}
+	return info
 }
 
 // registry is the set of tenants, persisted as one JSON file replaced

@@ -130,6 +130,12 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 			return Receipt{}, v.shredFailed(ctx, r, "purge topic", err)
 		}
 	}
+	// ... nor a principal of its producers.
+	if v.cfg.Producers != nil {
+		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {
+			return Receipt{}, v.shredFailed(ctx, r, "remove producer credential", err)
+		}
+	}
 	// 4. Tombstone.
 	done := v.cfg.Now().UTC()
 	e.State, e.Shredded = StateShredded, &done

@@ -70,14 +70,20 @@ type ForeignKey interface {
 
 // Config wires a Vault.
 type Config struct {
-	DataDir       string              // registry file lives here
-	Keys          Keys                // required
-	Stores        *projections.Stores // required
-	Audit         *audit.Log          // required
-	Topics        Topics              // required
-	AdminToken    string              // required: the admin credential
-	MaxEventBytes int                 // default events.DefaultMaxEventBytes
-	Partitions    int                 // partitions of a new tenant topic; default 1
+	DataDir string              // registry file lives here
+	Keys    Keys                // required
+	Stores  *projections.Stores // required
+	Audit   *audit.Log          // required
+	Topics  Topics              // required
+	// Producers gives each tenant's producers a broker principal of their
+	// own. Optional: nil when the brokers do not authenticate.
+	Producers Producers
+	// TopicIDs checks that a tenant topic is the one the vault created.
+	// Optional.
+	TopicIDs      TopicIDs
+	AdminToken    string // required: the admin credential
+	MaxEventBytes int    // default events.DefaultMaxEventBytes
+	Partitions    int    // partitions of a new tenant topic; default 1
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
@@ -179,17 +185,6 @@ func Open(cfg Config) (*Vault, error) {
 // Tenants returns the ids of all tenants, sorted.
 func (v *Vault) Tenants() []events.TenantID { return v.reg.ids() }
 
-// EnsureTopics (re)creates the ingress topic of every tenant: a broker that
-// lost its topics (an embedded one after a crash) gets them back.
-func (v *Vault) EnsureTopics(ctx context.Context) error {
-	for _, t := range v.reg.ids() {
-		if err := v.cfg.Topics.CreateTopic(ctx, events.TopicFor(t), v.cfg.Partitions); err != nil {
-			return fmt.Errorf("ensure topic of tenant %s: %w", t, err)
-		}
-	}
-	return nil
-}
-
 // Principal is an authenticated caller. Only Authenticate makes one.
 type Principal struct {
 	admin  bool
@@ -260,6 +255,10 @@ type TenantInfo struct {
 	Topic    string          `json:"topic"`
 	State    string          `json:"state"` // active, shredding, shredded
 	Shredded *time.Time      `json:"shredded,omitempty"`
+	// Kafka is the broker credential of the tenant's producers (its
+	// password only when just made); nil when the brokers do not
+	// authenticate.
+	Kafka *KafkaCredential `json:"kafka,omitempty"`
 }
 
 // requireAdmin audits and refuses a non-admin principal.
@@ -355,6 +354,12 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
 		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
 	}
+	var topicID string
+	if v.cfg.TopicIDs != nil {
+		if topicID, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
+			return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
+		}
+	}
 	if err := v.cfg.Stores.Create(t); err != nil && !errors.Is(err, projections.ErrExists) {
 		return TenantInfo{}, "", 0, fmt.Errorf("create store of tenant %s: %w", t, err)
 	}
@@ -362,11 +367,20 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	if err != nil {
 		return TenantInfo{}, "", 0, err
 	}
-	e := registryEntry{ID: t, Created: v.cfg.Now().UTC(), TokenSHA256: hex.EncodeToString(hash[:])}
+	kc, err := v.setProducer(ctx, t)
+	if err != nil {
+		return TenantInfo{}, "", 0, err
+	}
+	e := registryEntry{ID: t, Created: v.cfg.Now().UTC(), TokenSHA256: hex.EncodeToString(hash[:]), TopicID: topicID}
+	if kc != nil {
+		e.KafkaUser = kc.User
+	}
 	if err := v.reg.put(e); err != nil {
 		return TenantInfo{}, "", 0, err
 	}
-	return e.info(), token, c.PrimaryKeyID(), nil
+	info := e.info()
+	info.Kafka = kc
+	return info, token, c.PrimaryKeyID(), nil
 }
 
 // ListTenants lists all tenants (admin only).

@@ -293,11 +293,11 @@ func TestCreateTenant(t *testing.T) {
 	if _, _, err := tv2.v.CreateTenant(ctx, tv2.admin(t), "acme"); codeOf(err) != events.ECONFLICT {
 		t.Errorf("CreateTenant(%q) after re-open = %v, want code %q", "acme", err, events.ECONFLICT)
 	}
-	if err := tv2.v.EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
+	if err := tv2.v.EnsureBroker(ctx); err != nil {
+		t.Fatalf("EnsureBroker: %v", err)
 	}
 	if got := len(tv2.topics.calls()); got != len(wantIDs) {
-		t.Errorf("EnsureTopics created %d topics, want %d", got, len(wantIDs))
+		t.Errorf("EnsureBroker created %d topics, want %d", got, len(wantIDs))
 	}
 }
 

@@ -1,18 +1,22 @@
 // Command vaultbench is tenantvault's load command. It starts a vault on
 // its embedded defaults in a temporary directory, creates M tenants,
-// publishes N CloudEvents across them with kafka-go, and measures end-to-end
+// publishes N CloudEvents across them with kafka-go, each tenant through a
+// publisher of its own that logs in with the tenant's producer credential
+// (SASL/SCRAM, the embedded broker's default), and measures end-to-end
 // ingest: from the first publish to the last event committed to its
 // tenant's store (then checks over the HTTP API that every event is
-// queryable). In the same run it writes the same records straight into
-// Badger, with the vault's store options, without Kafka or encryption: the
-// baseline. It prints both rates, their ratio, and the peak RSS of the vault
-// phase.
+// queryable). In the same run it measures the same vault with
+// unauthenticated Kafka (no SASL, no ACLs), which tells what SASL/SCRAM and
+// ACLs cost, and writes the same records straight into Badger, with the
+// vault's store options, without Kafka or encryption: the baseline. It
+// prints the rates, their ratios, and the peak RSS of the vault phase.
 //
 //	go run ./cmd/vaultbench -events 200000 -tenants 100 -payload 256
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -49,7 +53,7 @@ type config struct {
 	runs                                                 int
 	brokers                                              []string // external cluster; empty: embedded brokers
 	dir                                                  string
-	skipBaseline, skipTransport                          bool
+	skipBaseline, skipTransport, skipNoSASL              bool
 	out, memprofile, cpuprofile                          string
 }
 
@@ -66,6 +70,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
+	flag.BoolVar(&c.skipNoSASL, "skip-nosasl", false, "do not run the vault without Kafka authentication (--kafka-auth=none; only run with the embedded brokers)")
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
@@ -85,6 +90,11 @@ func main() {
 type Phase struct {
 	Seconds, EventsPerSec, CPUSeconds float64
 	Ratio                             float64 `json:",omitempty"` // events/s against the baseline's
+	// PublishSeconds, Batches and PeakRSSMiB are a vault phase's, as in
+	// Results.
+	PublishSeconds float64 `json:",omitempty"`
+	Batches        int64   `json:",omitempty"`
+	PeakRSSMiB     float64 `json:",omitempty"`
 }
 
 // Results are one run's figures.
@@ -101,6 +111,18 @@ type Results struct {
 	VaultCPUSeconds               float64 // user+system CPU of the process over the vault's window
 	BaselineCPUSeconds            float64 `json:",omitempty"`
 	Batches                       int64   // store transactions of ingest batches
+	// VaultProducers is how the vault phase's publishers logged in to the
+	// brokers: "SASL/<mechanism> per tenant" with each tenant's producer
+	// credential, or "anonymous" when the vault gave none (an external
+	// cluster without SASL).
+	VaultProducers string `json:",omitempty"`
+	// VaultNoSASL: the same vault on the same records with the embedded
+	// broker unauthenticated (--kafka-auth=none: no SASL, no ACLs, one
+	// anonymous publisher per tenant); only with the embedded brokers.
+	VaultNoSASL *Phase `json:",omitempty"`
+	// SASLRatio is the vault's events/s against VaultNoSASL's: what
+	// SASL/SCRAM and ACLs leave of the unauthenticated throughput.
+	SASLRatio float64 `json:",omitempty"`
 	// KafkaOnly: the same records through the same broker, Publisher and
 	// Subscriber with no vault behind them, each message acked as it
 	// arrives: what Kafka alone costs on this machine.
@@ -119,6 +141,7 @@ type Results struct {
 type Report struct {
 	Runs                                                    []Results
 	MedianRatio, MedianKafkaBadgerRatio, MedianCeilingRatio float64 `json:",omitempty"`
+	MedianSASLRatio                                         float64 `json:",omitempty"`
 }
 
 func run(ctx context.Context, c config, w io.Writer) error {
@@ -165,6 +188,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 			return r.KafkaBadger.Ratio
 		}, &rep.MedianKafkaBadgerRatio},
 		{"vault/(kafka->badger)", func(r Results) float64 { return r.CeilingRatio }, &rep.MedianCeilingRatio},
+		{"vault/vault-no-sasl", func(r Results) float64 { return r.SASLRatio }, &rep.MedianSASLRatio},
 	}
 	for _, m := range medians {
 		vals := make([]float64, 0, len(rep.Runs))
@@ -216,7 +240,7 @@ func deleteTopics(ctx context.Context, c config, tenants []events.TenantID) erro
 	if len(c.brokers) == 0 {
 		return nil
 	}
-	admin, err := kafka.NewAdmin(c.brokers)
+	admin, err := kafka.NewAdmin(c.brokers, kafka.Auth{})
 	if err != nil {
 		return err
 	}
@@ -231,13 +255,49 @@ func deleteTopics(ctx context.Context, c config, tenants []events.TenantID) erro
 // runOnce runs every phase once, in dir.
 func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io.Writer) (Results, error) {
 	res := Results{Events: perTenant * c.tenants, Tenants: c.tenants, PayloadBytes: c.payload}
-	tenants := phaseTenants(c, run, "v")
-	err := benchVault(ctx, c, filepath.Join(dir, "vault"), tenants, perTenant, &res)
-	if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
-		return res, err
+	vaultPhase := func() error {
+		tenants := phaseTenants(c, run, "v")
+		err := benchVault(ctx, c, filepath.Join(dir, "vault"), "scram", tenants, perTenant, &res)
+		if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
+			res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB, res.VaultProducers)
+		return nil
 	}
-	fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB)\n",
-		res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB)
+	// noSASLPhase runs the vault with an unauthenticated embedded broker,
+	// in a data dir of its own, without the profiles (they are the vault
+	// phase's).
+	noSASLPhase := func() error {
+		nc := c
+		nc.cpuprofile, nc.memprofile = "", ""
+		var ns Results
+		if err := benchVault(ctx, nc, filepath.Join(dir, "vault-nosasl"), "none", phaseTenants(c, run, "n"), perTenant, &ns); err != nil {
+			return fmt.Errorf("vault no-SASL: %w", err)
+		}
+		res.VaultNoSASL = &Phase{Seconds: ns.VaultSeconds, EventsPerSec: ns.VaultEventsPerSec, CPUSeconds: ns.VaultCPUSeconds,
+			PublishSeconds: ns.PublishSeconds, Batches: ns.Batches, PeakRSSMiB: ns.PeakRSSMiB}
+		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
+			"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
+		return nil
+	}
+	// The two vault phases run back to back, before the others, and take
+	// turns going first: the vault (SASL) first in odd runs, no-SASL first
+	// in even ones, so that over -runs 2k each starts a run k times and
+	// neither always gets the fresher (or the warmer) machine. With an odd
+	// -runs the vault goes first once more.
+	phases := []func() error{vaultPhase}
+	if len(c.brokers) == 0 && !c.skipNoSASL {
+		phases = append(phases, noSASLPhase)
+		if run%2 == 0 {
+			slices.Reverse(phases)
+		}
+	}
+	for _, ph := range phases {
+		if err := ph(); err != nil {
+			return res, err
+		}
+	}
 	if !c.skipBaseline {
 		if err := benchBaseline(c, filepath.Join(dir, "baseline"), phaseTenants(c, run, "d"), perTenant, &res); err != nil {
 			return res, err
@@ -265,7 +325,7 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 		for _, p := range []struct {
 			name string
 			p    *Phase
-		}{{"kafka-only", res.KafkaOnly}, {"kafka->badger", res.KafkaBadger}} {
+		}{{"vault-no-sasl", res.VaultNoSASL}, {"kafka-only", res.KafkaOnly}, {"kafka->badger", res.KafkaBadger}} {
 			if p.p != nil {
 				p.p.Ratio = p.p.EventsPerSec / res.BaselineEventsPerSec
 				fmt.Fprintf(w, "ratio %s/baseline: %.2f\n", p.name, p.p.Ratio)
@@ -275,6 +335,10 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 	if res.KafkaBadger != nil {
 		res.CeilingRatio = res.VaultEventsPerSec / res.KafkaBadger.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/(kafka->badger): %.2f\n", res.CeilingRatio)
+	}
+	if res.VaultNoSASL != nil {
+		res.SASLRatio = res.VaultEventsPerSec / res.VaultNoSASL.EventsPerSec
+		fmt.Fprintf(w, "ratio vault/vault-no-sasl: %.2f\n", res.SASLRatio)
 	}
 	return res, nil
 }
@@ -294,9 +358,18 @@ func record(t events.TenantID, j, streams, payload int) (string, []byte) {
 	return stream, b
 }
 
-func benchVault(ctx context.Context, c config, dir string, tenants []events.TenantID, perTenant int, res *Results) error {
+// benchVault measures the vault end to end in dir, its embedded broker's
+// authentication kafkaAuth ("scram" or "none", as server.Config.KafkaAuth):
+// it creates tenants over the HTTP API, opens one publisher per tenant
+// that logs in with the producer credential the create answer carries
+// (anonymous without one), publishes the prepared records, and waits for
+// the last event to be committed; then checks that every event is
+// queryable. The publishers are made before the clock starts and closed
+// after it stops; they connect (and authenticate) at their first publish,
+// inside the window, as a producer that starts does.
+func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []events.TenantID, perTenant int, res *Results) error {
 	srv := &server.Server{
-		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers},
+		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers, KafkaAuth: kafkaAuth},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -313,18 +386,38 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	}()
 	base := "http://" + srv.HTTPAddr()
 	tokens := make(map[events.TenantID]string, len(tenants))
-	for _, t := range tenants {
-		var out struct{ Token string }
+	pubs := make([]*kafka.Publisher, len(tenants))
+	defer func() {
+		for _, p := range pubs {
+			if p != nil {
+				p.Close() // harmless after the close below
+			}
+		}
+	}()
+	res.VaultProducers = "anonymous"
+	for i, t := range tenants {
+		var out struct {
+			Token string
+			Kafka *kafkaCredential // none when the brokers do not authenticate
+		}
 		if err := call(ctx, "POST", base+"/v1/tenants", srv.AdminToken(), `{"id":"`+string(t)+`"}`, &out); err != nil {
 			return fmt.Errorf("create tenant %s: %w", t, err)
 		}
 		tokens[t] = out.Token
+		auth, err := producerAuth(srv.KafkaAuth(), t, out.Kafka)
+		if err != nil {
+			return err
+		}
+		if auth.User == "" && kafkaAuth == "scram" && len(c.brokers) == 0 {
+			return fmt.Errorf("create tenant %s: no Kafka credential in the answer, and the embedded broker authenticates", t)
+		}
+		if auth.User != "" {
+			res.VaultProducers = "SASL/" + cmp.Or(auth.Mechanism, kafka.SCRAMSHA256) + " per tenant"
+		}
+		if pubs[i], err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: srv.Brokers(), Auth: auth}); err != nil {
+			return fmt.Errorf("publisher of tenant %s: %w", t, err)
+		}
 	}
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: srv.Brokers()})
-	if err != nil {
-		return err
-	}
-	defer pub.Close()
 
 	batches := prepare(c, tenants, perTenant)
 
@@ -339,7 +432,7 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	stats := srv.Vault().Stats()
 	cpu0 := cpuSeconds()
 	start := time.Now()
-	if err := publishAll(ctx, c, pub, tenants, batches); err != nil {
+	if err := publishAll(ctx, c, pubs, tenants, batches); err != nil {
 		return err
 	}
 	batches = nil
@@ -356,6 +449,13 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	res.VaultCPUSeconds = cpuSeconds() - cpu0
 	stopProfile()
 	res.PeakRSSMiB = rssMiB("VmHWM:")
+	var errs []error
+	for _, p := range pubs {
+		errs = append(errs, p.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	if c.memprofile != "" {
 		f, err := os.Create(c.memprofile)
 		if err != nil {
@@ -388,6 +488,28 @@ func benchVault(ctx context.Context, c config, dir string, tenants []events.Tena
 	return nil
 }
 
+// kafkaCredential is the "kafka" member of a tenant's create answer: the
+// producer principal of the tenant, allowed to write its topic only.
+type kafkaCredential struct{ User, Password, Topic string }
+
+// producerAuth is how tenant t's producers log in: with cred, the producer
+// credential of t's create answer (nil: anonymous), by the vault's own SASL
+// mechanism and over its TLS, if any (the same listener).
+func producerAuth(vault kafka.Auth, t events.TenantID, cred *kafkaCredential) (kafka.Auth, error) {
+	auth := kafka.Auth{TLS: vault.TLS}
+	if cred == nil {
+		return auth, nil
+	}
+	if cred.User == "" || cred.Password == "" {
+		return kafka.Auth{}, fmt.Errorf("tenant %s: Kafka credential without user or password", t)
+	}
+	if cred.Topic != events.TopicFor(t) {
+		return kafka.Auth{}, fmt.Errorf("tenant %s: Kafka credential for topic %q, want %q", t, cred.Topic, events.TopicFor(t))
+	}
+	auth.Mechanism, auth.User, auth.Password = vault.Mechanism, cred.User, cred.Password
+	return auth, nil
+}
+
 // prepare builds every record before the clock starts: the producers'
 // work of encoding events is theirs, not the vault's.
 func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.Message {
@@ -407,16 +529,17 @@ func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.
 	return batches
 }
 
-// publishAll publishes each tenant's batches to its topic, c.publishers
-// tenants at a time.
-func publishAll(ctx context.Context, c config, pub *kafka.Publisher, tenants []events.TenantID, batches [][][]*message.Message) error {
+// publishAll publishes each tenant's batches to its topic through that
+// tenant's publisher (pubs[i] is tenants[i]'s), c.publishers tenants at a
+// time.
+func publishAll(ctx context.Context, c config, pubs []*kafka.Publisher, tenants []events.TenantID, batches [][][]*message.Message) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.publishers)
 	for i, t := range tenants {
 		g.Go(func() error {
 			topic := events.TopicFor(t)
 			for _, msgs := range batches[i] {
-				if err := pub.Publish(topic, msgs...); err != nil {
+				if err := pubs[i].Publish(topic, msgs...); err != nil {
 					return fmt.Errorf("publish %s: %w", topic, err)
 				}
 				if gctx.Err() != nil {
@@ -449,7 +572,7 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 		defer broker.Close()
 		brokers = []string{broker.Addr()}
 	}
-	admin, err := kafka.NewAdmin(brokers)
+	admin, err := kafka.NewAdmin(brokers, kafka.Auth{})
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +667,9 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 	total := int64(perTenant * len(tenants))
 	cpu0 := cpuSeconds()
 	start := time.Now()
-	if err := publishAll(ctx, c, pub, tenants, batches); err != nil {
+	// One anonymous publisher for every tenant's topic: these phases
+	// measure the transport, not the producers' logins.
+	if err := publishAll(ctx, c, slices.Repeat([]*kafka.Publisher{pub}, len(tenants)), tenants, batches); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(10 * time.Minute)
@@ -662,6 +787,8 @@ func writeBaselineRecord(txn *badger.Txn, k, streams int, value []byte) error {
 	return nil
 }
 
+// call makes an HTTP request to the vault's API with a bearer token and
+// decodes its JSON answer into out.
 func call(ctx context.Context, method, url, token, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {

@@ -17,9 +17,10 @@ import (
 func TestAuditCLI(t *testing.T) {
 	dir := t.TempDir()
 	c := ctl{t, startVault(t, dir)}
-	acme := strings.TrimSpace(c.must("tenant", "create", "acme"))
+	acmeKafka := filepath.Join(t.TempDir(), "acme.kafka")
+	acme := strings.TrimSpace(c.must("tenant", "create", "acme", "--kafka-config", acmeKafka))
 	globex := strings.TrimSpace(c.must("tenant", "create", "globex"))
-	c.must("publish", "--tenant", "acme", "--stream", "s1", "--type", "t.created", "--data", `{"a":1}`)
+	c.must("publish", "--tenant", "acme", "--stream", "s1", "--type", "t.created", "--data", `{"a":1}`, "--kafka-config", acmeKafka)
 	var covered int
 	waitCheckpointCovering := func(min int) string {
 		t.Helper()

@@ -142,22 +142,27 @@ func (c *cli) print(v any) error {
 func (c *cli) tenantCreate(ctx context.Context, args []string) error {
 	fs := c.flags("tenant create")
 	recreate := fs.Bool("recreate", false, "re-create an id that was shredded (empty, new keys)")
+	k := c.kafkaFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("usage: vaultctl tenant create ID")
+		return errors.New("usage: vaultctl tenant create ID [--kafka-config FILE]")
 	}
 	var out struct {
-		ID    string `json:"id"`
-		Topic string `json:"topic"`
-		Token string `json:"token"`
+		ID    string           `json:"id"`
+		Topic string           `json:"topic"`
+		Token string           `json:"token"`
+		Kafka *kafkaCredential `json:"kafka"`
 	}
 	if err := c.call(ctx, http.MethodPost, "/v1/tenants", map[string]any{"id": pos[0], "recreate": *recreate}, &out); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "tenant %s created; publish to topic %s. Its API token follows; it is shown only this once.\n", out.ID, out.Topic)
+	fmt.Fprintf(c.stderr, "tenant %s created; its producers publish to topic %s. Its API token follows (stdout); it is shown only this once.\n", out.ID, out.Topic)
+	if err := c.showKafkaCredential(out.ID, out.Kafka, k); err != nil {
+		return err
+	}
 	fmt.Fprintln(c.stdout, out.Token)
 	return nil
 }
@@ -181,8 +186,12 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	data := fs.String("data", "", "event data, JSON")
 	id := fs.String("id", "", "event id, the idempotency key (default: a new UUID)")
 	source := fs.String("source", "vaultctl", "event source")
-	brokers := fs.String("brokers", c.env("BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers host:port,...")
+	k := c.kafkaFlags(fs)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	brokers, auth, err := k.resolve()
+	if err != nil {
 		return err
 	}
 	t, err := events.ParseTenantID(*tenant)
@@ -209,7 +218,7 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: strings.Split(*brokers, ",")})
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: brokers, Auth: auth, WriteTimeout: 15 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -218,7 +227,10 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	msg.Metadata.Set(kafka.MetadataKey, e.Subject)
 	msg.Metadata.Set("content-type", events.ContentTypeCloudEventsJSON)
 	if err := pub.Publish(events.TopicFor(t), msg); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		if auth.User == "" {
+			return fmt.Errorf("publish: %w (the broker refuses clients that do not log in: give the tenant's Kafka credential with --kafka-config FILE, as 'vaultctl tenant create %s --kafka-config FILE' writes it)", err, t)
+		}
+		return fmt.Errorf("publish to %s as %s: %w", events.TopicFor(t), auth, err)
 	}
 	fmt.Fprintf(c.stdout, "published %s to %s\n", e.ID, events.TopicFor(t))
 	return nil

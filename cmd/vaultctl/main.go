@@ -21,9 +21,14 @@ import (
 const usage = `vaultctl — the tenantvault command-line client
 
 Usage:
-  vaultctl tenant create ID [--recreate]
-                                     create a tenant; prints its API token once (--recreate: an id
-                                     that was shredded, empty, with new keys)
+  vaultctl tenant create ID [--recreate] [--kafka-config FILE]
+                                     create a tenant; prints its API token once (stdout) and its Kafka
+                                     producer credential once (to FILE, 0600, as librdkafka properties
+                                     for kcat -F; else to stderr) (--recreate: an id that was shredded,
+                                     empty, with new keys)
+  vaultctl tenant kafka-credential rotate ID [--kafka-config FILE]
+                                     a new Kafka producer secret for the tenant; the old one stops
+                                     logging in
   vaultctl tenant list               list tenants (admin)
   vaultctl tenant shred ID --confirm ID
                                      crypto-shred a tenant: destroy its keys, store, topic; prints the
@@ -38,7 +43,9 @@ Usage:
                                      re-wrap every keyset under a new master key (then restart vaultd
                                      with --master-key URI)
   vaultctl publish --tenant T --stream S --type TYPE [--data JSON] [--id ID] [--source SRC]
-                                     publish one CloudEvent to tenant.T.events over Kafka
+                  [--kafka-config FILE | --kafka-sasl-user U --kafka-sasl-password-file F]
+                                     publish one CloudEvent to tenant.T.events over Kafka, as the
+                                     tenant's producer
   vaultctl streams --tenant T        list a tenant's streams
   vaultctl get --tenant T STREAM     current state of a stream
   vaultctl events --tenant T STREAM  event history of a stream
@@ -61,7 +68,8 @@ Usage:
 
 Common flags: --addr URL (TENANTVAULT_ADDR), --token TOKEN (TENANTVAULT_TOKEN),
 --data-dir DIR (where admin.token is found; TENANTVAULT_DATA_DIR), --brokers for publish
-(TENANTVAULT_BROKERS, default 127.0.0.1:9092).
+(TENANTVAULT_BROKERS, default the config file's bootstrap.servers, else 127.0.0.1:9092),
+--kafka-config FILE (TENANTVAULT_KAFKA_CONFIG).
 `
 
 func main() {
@@ -89,14 +97,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	commands := map[string]func(context.Context, []string) error{
 		"publish": c.publish, "streams": c.streams, "get": c.get, "events": c.events, "quarantine": c.quarantine,
 		"tenant create": c.tenantCreate, "tenant list": c.tenantList, "tenant shred": c.tenantShred,
-		"keys rotate": c.keysRotate, "keys list": c.keysList, "keys disable": retire("disable"),
+		"tenant kafka-credential": c.kafkaCredential,
+		"keys rotate":             c.keysRotate, "keys list": c.keysList, "keys disable": retire("disable"),
 		"keys destroy": retire("destroy"), "keys rotate-master": c.rotateMaster,
 		"audit list": c.audit, "audit alerts": c.alerts, "audit checkpoint": c.auditCheckpoint,
 		"audit public-key": c.auditPublicKey, "audit export": c.auditExport, "audit verify": c.auditVerify,
 		"audit replay": c.auditReplay,
 	}
 	// Groups take a subcommand; "audit" alone, or followed by flags, lists.
-	groups := map[string]string{"tenant": "create, list, shred", "keys": "rotate, list, disable, destroy, rotate-master", "audit": ""}
+	groups := map[string]string{"tenant": "create, list, shred, kafka-credential", "keys": "rotate, list, disable, destroy, rotate-master", "audit": ""}
 	cmd, rest := args[0], args[1:]
 	if subs, ok := groups[cmd]; ok {
 		switch {

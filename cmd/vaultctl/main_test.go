@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,10 +65,22 @@ func TestCLI(t *testing.T) {
 	c := ctl{t, env}
 	vaultctl, must := c.run, c.must
 
-	token := strings.TrimSpace(must("tenant", "create", "acme"))
+	kafkaConfig := filepath.Join(t.TempDir(), "acme.kafka")
+	token := strings.TrimSpace(must("tenant", "create", "acme", "--kafka-config", kafkaConfig))
 	if !strings.HasPrefix(token, "tvt_") {
 		t.Fatalf("tenant create printed %q, want a token", token)
 	}
+	if fi, err := os.Stat(kafkaConfig); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kafka config %s: %v, %v; want a 0600 file", kafkaConfig, fi, err)
+	}
+	if b, _ := os.ReadFile(kafkaConfig); !strings.Contains(string(b), "sasl.username=tenant-acme\n") || !strings.Contains(string(b), "sasl.password=tvk_") {
+		t.Fatalf("kafka config = %s", b)
+	}
+	// Without its credential, publish is refused by the broker, and says why.
+	if _, err := vaultctl("publish", "--tenant", "acme", "--stream", "order-1", "--type", "order.placed", "--data", `{"total":666}`); err == nil || !strings.Contains(err.Error(), "--kafka-config") {
+		t.Fatalf("anonymous publish = %v, want a refusal naming --kafka-config", err)
+	}
+	env["TENANTVAULT_KAFKA_CONFIG"] = kafkaConfig
 	if out := must("tenant", "list"); !strings.Contains(out, `"acme"`) {
 		t.Fatalf("tenant list = %s", out)
 	}

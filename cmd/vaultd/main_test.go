@@ -164,12 +164,29 @@ func startWithTenant(t *testing.T, tenant string) *fixture {
 		t.Fatal(err)
 	}
 	f.admin = strings.TrimSpace(string(b))
-	var created struct{ Token string }
+	var created struct {
+		Token string
+		Kafka struct{ User, Password string }
+	}
 	if st := api(t, "POST", f.base+"/v1/tenants", f.admin, `{"id":"`+tenant+`"}`, &created); st != 201 {
 		t.Fatalf("create tenant %s = %d", tenant, st)
 	}
+	if created.Kafka.Password == "" {
+		t.Fatalf("create tenant %s: no Kafka credential", tenant)
+	}
 	f.token = created.Token
+	producers.Store(tenant, kafka.Auth{User: created.Kafka.User, Password: created.Kafka.Password})
 	return f
+}
+
+// producers holds each test tenant's Kafka credential (tenant names are
+// unique across this package's tests).
+var producers sync.Map // tenant -> kafka.Auth
+
+func producer(tenant string) kafka.Auth {
+	a, _ := producers.Load(tenant)
+	auth, _ := a.(kafka.Auth)
+	return auth
 }
 
 // totalVersions adds up the versions of all streams of tenant.
@@ -188,7 +205,7 @@ func totalVersions(t *testing.T, base, tenant, token string) uint64 {
 
 func publishN(t *testing.T, brokers, tenant string, from, n int) {
 	t.Helper()
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: []string{brokers}})
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: []string{brokers}, Auth: producer(tenant)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +229,7 @@ func publishN(t *testing.T, brokers, tenant string, from, n int) {
 // publishQuiet publishes like publishN but reports failure instead of
 // failing the test: for publishing into a broker that is being killed.
 func publishQuiet(brokers, tenant string, from, n int) error {
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: []string{brokers}, WriteTimeout: 2 * time.Second})
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: []string{brokers}, Auth: producer(tenant), WriteTimeout: 2 * time.Second})
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,36 @@ type Deleter interface {
 	DeleteRecords(ctx context.Context, topic string, before map[int]int64) error
 }
 
+// TopicIdentifier looks up topics' broker ids (Kafka topic IDs).
+// kafka.Admin is one.
+type TopicIdentifier interface {
+	// TopicID is topic's id.
+	TopicID(ctx context.Context, topic string) (string, error)
+	// TopicIDs lists every topic with its id.
+	TopicIDs(ctx context.Context) (map[string]string, error)
+}
+
+// OffsetResetter forgets the committed offsets of a topic's consumers, so
+// that the topic is consumed again from its start. kafka.Subscriber is one.
+type OffsetResetter interface {
+	ResetOffsets(ctx context.Context, topic string) error
+}
+
 // Config configures a Runner.
 type Config struct {
 	Subscriber Subscriber
 	Topics     TopicLister
 	Vault      Ingester
+	// TopicIDs, when set, stamps every batch with the id of the topic it
+	// was read from, looked up after the batch was fetched: since a topic
+	// id is never reused, an id that matches the vault's topic proves the
+	// records came from that topic, not from one created again in its
+	// name. Discovery then also lists topics with their ids: a consumed
+	// topic whose id changed (deleted and created again) is consumed again
+	// from its start, its committed offsets forgotten (when the Subscriber
+	// is an OffsetResetter), since the offsets of the old topic mean
+	// nothing in the new one. Optional.
+	TopicIDs TopicIdentifier
 	// MaxBatch bounds the records handed to the vault at once; default 512.
 	MaxBatch int
 	// Linger is how long a batch waits for more messages after its first
@@ -147,6 +172,7 @@ type Runner struct {
 type consumer struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed once it has returned
+	id     string        // the topic's id when discovery first saw it consumed; "" until then
 }
 
 // retainment is what the runner knows of one topic's sealed records.
@@ -283,16 +309,42 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.mu.Unlock()
 				close(c.done)
 			}()
-			return r.consume(cctx, topic)
+			return r.consume(cctx, topic, c)
 		})
 	}
 	discover := func() {
-		topics, err := r.cfg.Topics.ListTopics(gctx)
+		var topics []string
+		var ids map[string]string
+		var err error
+		if r.cfg.TopicIDs != nil {
+			ids, err = r.cfg.TopicIDs.TopicIDs(gctx)
+			for t := range ids {
+				topics = append(topics, t)
+			}
+		} else {
+			topics, err = r.cfg.Topics.ListTopics(gctx)
+		}
 		if err != nil {
 			if gctx.Err() == nil {
 				r.cfg.Logger.Warn("list topics", "err", err)
 			}
 			return
+		}
+		if ids != nil {
+			r.mu.Lock()
+			for t, c := range r.consumers {
+				id, listed := ids[t]
+				switch {
+				case !listed || id == "":
+				case c.id == "":
+					c.id = id
+				case c.id != id:
+					r.cfg.Logger.Warn("topic was deleted and created again: consuming it again from its start", "topic", t, "topic_id", id, "was", c.id)
+					c.id = id // restarted once
+					g.Go(func() error { r.reincarnated(gctx, t); return nil })
+				}
+			}
+			r.mu.Unlock()
 		}
 		listed := make(map[string]bool, len(topics))
 		for _, t := range topics {
@@ -347,6 +399,22 @@ func (r *Runner) Run(ctx context.Context) error {
 		cancel()
 	}
 	return err
+}
+
+// reincarnated restarts the consumer of topic, a topic deleted and created
+// again: it stops it, forgets its group's committed offsets and its sealed
+// offsets (they are the old topic's), and consumes the topic again from its
+// start.
+func (r *Runner) reincarnated(ctx context.Context, topic string) {
+	if err := r.Remove(ctx, topic); err != nil {
+		return // shutting down
+	}
+	if rs, ok := r.cfg.Subscriber.(OffsetResetter); ok {
+		if err := rs.ResetOffsets(ctx, topic); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Error("reset offsets of a re-created topic", "topic", topic, "err", err)
+		}
+	}
+	r.Add(topic)
 }
 
 // Active lists the topics being consumed.
@@ -444,7 +512,18 @@ func (r *Runner) deleteTopicSealed(ctx context.Context, topic string) {
 // hands each batch to the vault, retrying with backoff while the vault
 // fails (order is kept: the batch is not acked, nothing after it is
 // processed), and acks the batch once the vault has committed it.
-func (r *Runner) consume(ctx context.Context, topic string) error {
+func (r *Runner) consume(ctx context.Context, topic string, c *consumer) error {
+	// The topic's id before anything is read from it: a batch stamped
+	// with another was read from a topic deleted and created again since.
+	var startID string
+	if r.cfg.TopicIDs != nil {
+		if id, err := r.cfg.TopicIDs.TopicID(ctx, topic); err == nil {
+			startID = id
+			r.mu.Lock()
+			c.id = id
+			r.mu.Unlock()
+		}
+	}
 	ch, err := r.cfg.Subscriber.Subscribe(ctx, topic)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -499,7 +578,30 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 		// starts meanwhile: its commit is not interrupted half-way.
 		backoff := 50 * time.Millisecond
 		for {
-			err := r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
+			err := r.stampTopicID(context.WithoutCancel(ctx), topic, msgs)
+			if err == nil && len(msgs) > 0 {
+				if id := msgs[0].TopicID; startID == "" {
+					startID = id
+				} else if id != "" && id != startID {
+					// Read from another topic of the same name than the
+					// one this consumer started on (deleted and created
+					// again): the position and the sealed offsets are the
+					// old topic's. Nothing of it is handed over; the topic
+					// is consumed again from its start.
+					log.Warn("topic was deleted and created again: consuming it again from its start", "topic_id", id, "was", startID)
+					for _, m := range batch {
+						m.Nack()
+					}
+					r.mu.Lock()
+					c.id = id
+					r.mu.Unlock()
+					go r.reincarnated(context.WithoutCancel(ctx), topic)
+					return nil
+				}
+			}
+			if err == nil {
+				err = r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
+			}
 			if err == nil {
 				break
 			}
@@ -525,6 +627,24 @@ func (r *Runner) consume(ctx context.Context, topic string) error {
 		}
 		r.sealed(topic, msgs)
 	}
+}
+
+// stampTopicID sets the TopicID of msgs, fetched from topic, to topic's id
+// now (see Config.TopicIDs).
+func (r *Runner) stampTopicID(ctx context.Context, topic string, msgs []vault.Message) error {
+	if r.cfg.TopicIDs == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	id, err := r.cfg.TopicIDs.TopicID(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("topic id: %w", err)
+	}
+	for i := range msgs {
+		msgs[i].TopicID = id
+	}
+	return nil
 }
 
 // toVault converts a watermill message from the Kafka subscriber into the

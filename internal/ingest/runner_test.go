@@ -114,7 +114,7 @@ func mustStartKafka(tb testing.TB, dir string) *kafkaEnv {
 		tb.Fatalf("StartEmbedded: %v", err)
 	}
 	tb.Cleanup(func() { _ = e.Close() })
-	a, err := kafka.NewAdmin([]string{e.Addr()})
+	a, err := kafka.NewAdmin([]string{e.Addr()}, kafka.Auth{})
 	if err != nil {
 		tb.Fatalf("NewAdmin: %v", err)
 	}

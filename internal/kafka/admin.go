@@ -23,15 +23,19 @@ type Admin struct {
 	adm *kadm.Client
 }
 
-// NewAdmin returns an Admin for the cluster reachable at brokers. It does not
-// connect until the first call.
-func NewAdmin(brokers []string) (*Admin, error) {
+// NewAdmin returns an Admin for the cluster reachable at brokers,
+// authenticating as auth. It does not connect until the first call.
+func NewAdmin(brokers []string, auth Auth) (*Admin, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("new admin: no brokers")
 	}
+	if err := auth.Validate(); err != nil {
+		return nil, fmt.Errorf("new admin: %w", err)
+	}
 	// kadm answers from metadata cached for MetadataMinAge (kgo's default
 	// 5s), so a topic just deleted would still be listed: keep it short.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(10*time.Millisecond))
+	opts := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(10 * time.Millisecond)}, auth.kgoOpts()...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new admin: %w", err)
 	}

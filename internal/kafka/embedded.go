@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,9 +58,34 @@ type EmbeddedConfig struct {
 	// (it ignores segment.ms).
 	SegmentBytes int64
 
+	// Auth, when set, makes the broker authenticate every client with
+	// SASL/SCRAM and authorize every request by Kafka ACLs; see
+	// EmbeddedAuth. Nil serves anyone (tests of this package only: vaultd
+	// always sets it).
+	Auth *EmbeddedAuth
+
+	// TLS, when set, serves TLS only on the listener (with Auth:
+	// SASL_SSL). It must hold a certificate.
+	TLS *tls.Config
+
 	// Logger receives the broker's warnings and errors. Default
 	// slog.Default().
 	Logger *slog.Logger
+}
+
+// EmbeddedAuth is the embedded broker's authentication and authorization.
+//
+// Every client authenticates with SASL/SCRAM (SHA-256 or SHA-512); an
+// anonymous one is refused everything but the handshake. Every request is
+// checked against the broker's ACLs, and there are none to start with: a
+// principal may do only what an ACL created through the Kafka protocol
+// (CreateACLs) allows. The superuser bypasses ACLs: it is the vault's own
+// principal, which creates topics, consumes them in its groups, deletes
+// their records and manages the other principals (AlterUserSCRAMs,
+// CreateACLs). Topics are never created automatically.
+type EmbeddedAuth struct {
+	SuperUser     string
+	SuperPassword string
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -93,6 +120,9 @@ func (c *EmbeddedConfig) Validate() error {
 	if c.SegmentBytes < 0 {
 		errs = append(errs, fmt.Errorf("negative segment bytes %d", c.SegmentBytes))
 	}
+	if a := c.Auth; a != nil && (a.SuperUser == "" || len(a.SuperPassword) < 16) {
+		errs = append(errs, errors.New("auth: a superuser and a password of at least 16 characters are required"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -112,6 +142,9 @@ type Embedded struct {
 	log  *slog.Logger
 
 	closeOnce sync.Once
+
+	stop chan struct{}  // closed by Close: background work stops
+	bg   sync.WaitGroup // background work of the control functions
 
 	mu     sync.Mutex
 	known  map[string]struct{} // topics the auto-create hook has seen persisted
@@ -141,16 +174,28 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			if err != nil {
 				return nil, err
 			}
-			gl = &gatedListener{Listener: ln, open: make(chan struct{}), closed: make(chan struct{})}
+			gl = &gatedListener{Listener: ln, open: make(chan struct{}), closed: make(chan struct{}), tls: cfg.TLS, log: cfg.Logger}
 			return gl, nil
 		}),
-		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(1),
 		kfake.WithLogger(kfakeLogger{cfg.Logger}),
 		// A broker default, so it applies to every topic (topics created
 		// with their own segment.bytes keep theirs); it overrides what a
 		// DataDir's broker_configs.json holds.
 		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(cfg.SegmentBytes, 10)}),
+	}
+	if cfg.Auth == nil {
+		opts = append(opts, kfake.AllowAutoTopicCreation())
+	} else {
+		opts = append(opts, kfake.EnableSASL(), kfake.EnableACLs(),
+			kfake.Superuser(SCRAMSHA256, cfg.Auth.SuperUser, cfg.Auth.SuperPassword),
+			kfake.Superuser(SCRAMSHA512, cfg.Auth.SuperUser, cfg.Auth.SuperPassword))
+		if cfg.DataDir != "" {
+			// kfake's persisted credentials replace the seeded ones.
+			if err := setPersistedSCRAM(cfg.DataDir, cfg.Auth.SuperUser, cfg.Auth.SuperPassword); err != nil {
+				return nil, fmt.Errorf("start embedded broker: %w", err)
+			}
+		}
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
@@ -172,12 +217,14 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Addr, err)
 	}
-	e := &Embedded{c: c, log: cfg.Logger, known: make(map[string]struct{}), floors: floors}
+	e := &Embedded{c: c, log: cfg.Logger, stop: make(chan struct{}), known: make(map[string]struct{}), floors: floors}
 	if addrs := c.ListenAddrs(); len(addrs) > 0 {
 		e.addr = addrs[0]
 	}
 	if cfg.DataDir != "" {
-		c.ControlKey(int16(kmsg.Metadata), e.persistAutoCreated)
+		if cfg.Auth == nil {
+			c.ControlKey(int16(kmsg.Metadata), e.persistAutoCreated)
+		}
 		c.ControlKey(int16(kmsg.DeleteTopics), e.forgetDeleted)
 		c.ControlKey(int16(kmsg.DeleteRecords), e.recordDeleted)
 		if err := e.quarantineOrphans(cfg.DataDir); err != nil {
@@ -235,12 +282,16 @@ func (e *Embedded) quarantineOrphans(dataDir string) error {
 }
 
 // gatedListener holds Accept until open is closed, so no client talks to the
-// broker before StartEmbedded returns.
+// broker before StartEmbedded returns. It serves TLS when tls is set (here
+// rather than in kfake, so that the wire layer sees plaintext frames), and
+// puts the wire layer (wireConn) in front of kfake.
 type gatedListener struct {
 	net.Listener
 	open      chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
+	tls       *tls.Config
+	log       *slog.Logger
 }
 
 func (l *gatedListener) Accept() (net.Conn, error) {
@@ -249,7 +300,14 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
-	return l.Listener.Accept()
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	return newWireConn(c, l.log), nil
 }
 
 func (l *gatedListener) Close() error {
@@ -293,41 +351,84 @@ func (e *Embedded) persistAutoCreated(kreq kmsg.Request) (kmsg.Response, error, 
 }
 
 // forgetDeleted observes DeleteTopics requests so that a topic deleted and
-// later auto-created again is persisted again.
+// later auto-created again is persisted again, and its kept log starts go.
+//
+// Control functions run before kfake authenticates and authorizes a
+// request, so the request may be one kfake refuses: a topic is forgotten
+// only once it is gone (polled in the background; forgetting late is
+// harmless: a kept log start only ever moves an empty partition forward).
 func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
 	req, ok := kreq.(*kmsg.DeleteTopicsRequest)
 	if !ok {
 		return nil, nil, false
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, t := range req.TopicNames {
-		delete(e.known, t)
-		e.floors.forgetTopic(t)
-	}
+	var names []string
+	names = append(names, req.TopicNames...)
+	byID := false
 	for _, t := range req.Topics {
 		if t.Topic == nil {
-			clear(e.known) // deleted by topic ID: we cannot tell which
-			continue       // (its log starts stay: see logStarts)
+			byID = true // deleted by topic ID: we cannot tell which
+			continue    // (its log starts stay: see logStarts)
 		}
-		delete(e.known, *t.Topic)
-		e.floors.forgetTopic(*t.Topic)
+		names = append(names, *t.Topic)
 	}
+	if byID {
+		e.mu.Lock()
+		clear(e.known)
+		e.mu.Unlock()
+	}
+	if len(names) == 0 {
+		return nil, nil, false
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		pending := names
+		for range 200 {
+			var left []string
+			for _, t := range pending {
+				if e.c.TopicInfo(t) != nil {
+					left = append(left, t)
+					continue
+				}
+				e.mu.Lock()
+				delete(e.known, t)
+				e.floors.forgetTopic(t)
+				e.mu.Unlock()
+			}
+			if pending = left; len(pending) == 0 {
+				return
+			}
+			select {
+			case <-e.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
 	return nil, nil, false
 }
 
 // recordDeleted observes DeleteRecords requests and keeps the log start
-// offsets they ask for (see logStarts).
+// offsets they ask for (see logStarts). It runs before kfake authorizes the
+// request, so an offset is kept only up to the partition's high watermark:
+// an offset nobody may delete to then changes nothing on restore.
 func (e *Embedded) recordDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
 	req, ok := kreq.(*kmsg.DeleteRecordsRequest)
 	if !ok {
 		return nil, nil, false
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
-			if err := e.floors.raise(t.Topic, p.Partition, p.Offset); err != nil {
+			info := e.c.PartitionInfo(t.Topic, p.Partition)
+			if info == nil {
+				continue
+			}
+			off := min(p.Offset, info.HighWatermark)
+			e.mu.Lock()
+			err := e.floors.raise(t.Topic, p.Partition, off)
+			e.mu.Unlock()
+			if err != nil {
 				e.log.Warn("embedded broker: keep log start offset", "topic", t.Topic, "partition", p.Partition, "err", err)
 			}
 		}
@@ -355,7 +456,11 @@ func (e *Embedded) Addr() string { return e.addr }
 // Close stops the broker; with a DataDir it first writes its full state
 // (topics, partition snapshots, groups) to disk. Safe to call more than once.
 func (e *Embedded) Close() error {
-	e.closeOnce.Do(e.c.Close)
+	e.closeOnce.Do(func() {
+		close(e.stop)
+		e.bg.Wait()
+		e.c.Close()
+	})
 	return nil
 }
 
@@ -363,6 +468,14 @@ func (e *Embedded) Close() error {
 type kfakeLogger struct{ l *slog.Logger }
 
 func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	if level <= kfake.LogLevelInfo && strings.HasPrefix(msg, "client %s request unable to be handled") && len(args) == 2 {
+		if err, ok := args[1].(error); ok && strings.Contains(err.Error(), "SASL state") {
+			// kfake closes the connection of a client that sends a
+			// request before it authenticated: say so plainly.
+			k.l.Warn("embedded broker: refused a client that did not authenticate (SASL/SCRAM required: security.protocol=SASL_PLAINTEXT, or SASL_SSL with TLS)", "client", fmt.Sprint(args[0]))
+			return
+		}
+	}
 	var lvl slog.Level
 	switch level {
 	case kfake.LogLevelError:

@@ -73,7 +73,7 @@ func MustNewSubscriber(tb testing.TB, addr, group string, edit func(*SubscriberC
 // MustNewAdmin returns an Admin for addr, closed when tb ends.
 func MustNewAdmin(tb testing.TB, addr string) *Admin {
 	tb.Helper()
-	a, err := NewAdmin([]string{addr})
+	a, err := NewAdmin([]string{addr}, Auth{})
 	if err != nil {
 		tb.Fatalf("NewAdmin: %v", err)
 	}

@@ -45,6 +45,9 @@ type PublisherConfig struct {
 	// WriteTimeout bounds one Publish, retries included. Default 30s.
 	WriteTimeout time.Duration
 
+	// Auth is the principal the publisher produces as.
+	Auth Auth
+
 	// Logger receives kafka-go's errors (Warn) and, when Debug is enabled,
 	// its chatter. Default slog.Default().
 	Logger *slog.Logger
@@ -73,6 +76,9 @@ func (c *PublisherConfig) Validate() error {
 	}
 	if c.WriteTimeout < 0 {
 		errs = append(errs, fmt.Errorf("negative write timeout %s", c.WriteTimeout))
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -107,7 +113,10 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	// metadata for every Writer of the process, so a topic deleted (and
 	// to be auto-created again) was still known there, and writes to it
 	// failed until the cache expired.
-	tr := &kafkago.Transport{}
+	tr, err := cfg.Auth.transport()
+	if err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
 	w := &kafkago.Writer{
 		Addr:                   kafkago.TCP(cfg.Brokers...),
 		Transport:              tr,

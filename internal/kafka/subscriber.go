@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // SubscriberConfig configures a Subscriber.
@@ -64,6 +65,9 @@ type SubscriberConfig struct {
 	// HeartbeatInterval is how often a member heartbeats, and so how soon it
 	// notices a rebalance. Default 1s.
 	HeartbeatInterval time.Duration
+
+	// Auth is the principal the subscriber consumes as (the vault's own).
+	Auth Auth
 
 	// Logger receives the subscriber's warnings and kafka-go's errors.
 	// Default slog.Default().
@@ -130,6 +134,9 @@ func (c *SubscriberConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("negative %s %s", d.name, d.v))
 		}
 	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.HeartbeatInterval >= c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("heartbeat interval %s is not below session timeout %s", c.HeartbeatInterval, c.SessionTimeout))
 	}
@@ -154,6 +161,7 @@ type Subscriber struct {
 	// Close.
 	offsets   *kafkago.Client
 	transport *kafkago.Transport
+	dialer    *kafkago.Dialer // authenticates as cfg.Auth
 }
 
 var (
@@ -167,8 +175,16 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("subscriber config: %w", err)
 	}
-	tr := &kafkago.Transport{}
+	tr, err := cfg.Auth.transport()
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
+	dialer, err := cfg.Auth.dialer()
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
 	return &Subscriber{
+		dialer:    dialer,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		subs:      make(map[string]map[*subscription]struct{}),
@@ -202,6 +218,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		JoinGroupBackoff:      time.Second,
 		Logger:                kafkago.LoggerFunc(members.observe),
 		ErrorLogger:           kafkaGoLogger(s.log, slog.LevelDebug),
+		Dialer:                s.dialer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
@@ -253,7 +270,7 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 		return errors.New("subscribe initialize: subscriber is closed")
 	}
 	if s.admin == nil {
-		a, err := NewAdmin(s.cfg.Brokers)
+		a, err := NewAdmin(s.cfg.Brokers, s.cfg.Auth)
 		if err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("subscribe initialize: %w", err)
@@ -265,6 +282,40 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return a.CreateTopic(ctx, topic, 0)
+}
+
+// ResetOffsets forgets the offsets committed in topic's group (it deletes
+// the group), so that the next Subscribe(topic) starts at each partition's
+// earliest offset. Unsubscribe first: a group with members is retried for a
+// few seconds (a member that just left may still be listed), then refused.
+func (s *Subscriber) ResetOffsets(ctx context.Context, topic string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("reset offsets: subscriber is closed")
+	}
+	if s.admin == nil {
+		a, err := NewAdmin(s.cfg.Brokers, s.cfg.Auth)
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("reset offsets: %w", err)
+		}
+		s.admin = a
+	}
+	a := s.admin
+	s.mu.Unlock()
+	group := s.cfg.ConsumerGroup + "." + topic
+	for i := 0; ; i++ {
+		err := a.DeleteGroup(ctx, group)
+		if err == nil || i == 50 || !errors.Is(err, kerr.NonEmptyGroup) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Unsubscribe stops every subscription to topic: it commits their acked
@@ -440,7 +491,11 @@ func (sub *subscription) leave(member string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	tr := &kafkago.Transport{}
+	tr, err := sub.s.cfg.Auth.transport()
+	if err != nil {
+		sub.log.Warn("kafka subscriber: leave group", "err", err)
+		return
+	}
 	defer tr.CloseIdleConnections()
 	cl := &kafkago.Client{Addr: kafkago.TCP(sub.s.cfg.Brokers...), Timeout: 5 * time.Second, Transport: tr}
 	resp, err := cl.LeaveGroup(ctx, &kafkago.LeaveGroupRequest{
@@ -579,6 +634,7 @@ func (sub *subscription) runPartition(ctx context.Context, st *partState, start 
 		OffsetOutOfRangeError: true,
 		Logger:                kafkaGoLogger(sub.log, slog.LevelDebug),
 		ErrorLogger:           kafkago.LoggerFunc(events.observe),
+		Dialer:                sub.s.dialer,
 	}
 	r := kafkago.NewReader(rcfg)
 	defer func() { _ = r.Close() }()

@@ -10,11 +10,20 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tenantvault/tenantvault/internal/kafka"
 )
 
-// TestKcatPublish publishes with kcat (librdkafka), a client that shares no
-// code with the vault, in structured and in binary CloudEvents mode.
-func TestKcatPublish(t *testing.T) {
+// kcatSASL are kcat's (librdkafka's) options to log in as a.
+func kcatSASL(a kafka.Auth) []string {
+	return []string{"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-256",
+		"-X", "sasl.username=" + a.User, "-X", "sasl.password=" + a.Password}
+}
+
+// needKcat returns kcat's path, or skips (fails under CI=true).
+func needKcat(t *testing.T) string {
+	t.Helper()
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -22,6 +31,13 @@ func TestKcatPublish(t *testing.T) {
 		}
 		t.Skip("kcat not installed; scripts/test.sh installs it")
 	}
+	return kcat
+}
+
+// TestKcatPublish publishes with kcat (librdkafka), a client that shares no
+// code with the vault, in structured and in binary CloudEvents mode.
+func TestKcatPublish(t *testing.T) {
+	kcat := needKcat(t)
 	v := mustStart(t, t.TempDir(), "")
 	tok := v.createTenant("kc-tenant")
 
@@ -29,7 +45,8 @@ func TestKcatPublish(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, kcat, append([]string{"-P", "-b", v.brokers()[0], "-t", "tenant.kc-tenant.events"}, args...)...)
+		a, _ := v.producer("kc-tenant")
+		cmd := exec.CommandContext(ctx, kcat, append(append([]string{"-P", "-b", v.brokers()[0], "-t", "tenant.kc-tenant.events"}, kcatSASL(a)...), args...)...)
 		cmd.Stdin = strings.NewReader(stdin)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -55,7 +72,8 @@ func TestKcatPublish(t *testing.T) {
 func TestFranzGoPublish(t *testing.T) {
 	v := mustStart(t, t.TempDir(), "")
 	tok := v.createTenant("fg-tenant")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(v.brokers()...))
+	a, _ := v.producer("fg-tenant")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(v.brokers()...), kgo.SASL(scram.Auth{User: a.User, Pass: a.Password}.AsSha512Mechanism()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,32 @@ type Config struct {
 	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
+
+	// KafkaAuth is "scram" (default): the embedded broker authenticates
+	// every client (SASL/SCRAM) and authorizes every request by ACLs, and
+	// each tenant gets a producer principal of its own; or "none": anyone
+	// who reaches the broker may read, write and consume any tenant's topic
+	// (development on a closed machine only).
+	KafkaAuth string
+	// KafkaSASLUser is the vault's own principal: with --brokers, the SCRAM
+	// user it logs in as (empty: anonymous, and tenants get no producer
+	// credential); on the embedded broker, its superuser (default
+	// tenantvault).
+	KafkaSASLUser string
+	// KafkaSASLPasswordFile holds the vault principal's password. Required
+	// with --brokers and a user; on the embedded broker the default is
+	// <data-dir>/kafka.password, created (0600) on first start.
+	KafkaSASLPasswordFile string
+	// KafkaSASLMechanism is SCRAM-SHA-256 (default) or SCRAM-SHA-512.
+	KafkaSASLMechanism string
+	// KafkaTLSCert and KafkaTLSKey (PEM files) make the embedded broker's
+	// listener TLS only.
+	KafkaTLSCert, KafkaTLSKey string
+	// KafkaTLSCA (PEM) is a CA the vault's Kafka clients trust besides the
+	// system's; with --brokers it also turns TLS on.
+	KafkaTLSCA string
+	// KafkaTLS connects to --brokers over TLS (system roots and KafkaTLSCA).
+	KafkaTLS bool
 }
 
 func (c *Config) setDefaults() {
@@ -99,6 +125,12 @@ func (c *Config) setDefaults() {
 	if c.MaxOpenStores == 0 {
 		c.MaxOpenStores = 128
 	}
+	if c.KafkaAuth == "" {
+		c.KafkaAuth = "scram"
+	}
+	if c.KafkaSASLMechanism == "" {
+		c.KafkaSASLMechanism = "SCRAM-SHA-256"
+	}
 }
 
 // Validate reports every problem at once.
@@ -142,6 +174,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, errors.New("--partitions must be at least 1"))
+	}
+	switch c.KafkaAuth {
+	case "scram", "none":
+	default:
+		errs = append(errs, fmt.Errorf("--kafka-auth %q: want scram or none", c.KafkaAuth))
+	}
+	if c.KafkaSASLMechanism != "SCRAM-SHA-256" && c.KafkaSASLMechanism != "SCRAM-SHA-512" {
+		errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %q: want SCRAM-SHA-256 or SCRAM-SHA-512", c.KafkaSASLMechanism))
+	}
+	if len(c.Brokers) > 0 && c.KafkaSASLUser != "" && c.KafkaSASLPasswordFile == "" {
+		errs = append(errs, errors.New("--kafka-sasl-user needs --kafka-sasl-password-file"))
+	}
+	if (c.KafkaTLSCert == "") != (c.KafkaTLSKey == "") {
+		errs = append(errs, errors.New("--kafka-tls-cert and --kafka-tls-key go together"))
+	}
+	if c.KafkaTLSCert != "" && len(c.Brokers) > 0 {
+		errs = append(errs, errors.New("--kafka-tls-cert/--kafka-tls-key serve the embedded broker: not with --brokers (use --kafka-tls, --kafka-tls-ca)"))
 	}
 	return errors.Join(errs...)
 }
@@ -187,6 +236,18 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	var ttl string
 	fs.StringVar(&ttl, "key-cache-ttl", env("key-cache-ttl", "5m"), "how long an unwrapped tenant keyset stays in memory (env TENANTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
+	fs.StringVar(&c.KafkaAuth, "kafka-auth", env("kafka-auth", "scram"), "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only) (env TENANTVAULT_KAFKA_AUTH)")
+	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", env("kafka-sasl-user", ""), "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default tenantvault (env TENANTVAULT_KAFKA_SASL_USER)")
+	fs.StringVar(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", env("kafka-sasl-password-file", ""), "file holding the vault principal's password; embedded default <data-dir>/kafka.password, created on first start (env TENANTVAULT_KAFKA_SASL_PASSWORD_FILE)")
+	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", env("kafka-sasl-mechanism", "SCRAM-SHA-256"), "SCRAM-SHA-256 or SCRAM-SHA-512 (env TENANTVAULT_KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&c.KafkaTLSCert, "kafka-tls-cert", env("kafka-tls-cert", ""), "PEM certificate: the embedded broker serves TLS only (env TENANTVAULT_KAFKA_TLS_CERT)")
+	fs.StringVar(&c.KafkaTLSKey, "kafka-tls-key", env("kafka-tls-key", ""), "PEM key of --kafka-tls-cert (env TENANTVAULT_KAFKA_TLS_KEY)")
+	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", env("kafka-tls-ca", ""), "PEM CA the vault's Kafka clients trust besides the system's; with --brokers it turns TLS on (env TENANTVAULT_KAFKA_TLS_CA)")
+	kafkaTLS, err := strconv.ParseBool(env("kafka-tls", "false"))
+	if err != nil {
+		envErrs = append(envErrs, fmt.Errorf("%sKAFKA_TLS=%q is not a boolean", EnvPrefix, env("kafka-tls", "")))
+	}
+	fs.BoolVar(&c.KafkaTLS, "kafka-tls", kafkaTLS, "connect to --brokers over TLS (env TENANTVAULT_KAFKA_TLS)")
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {

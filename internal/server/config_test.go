@@ -25,6 +25,9 @@ func defaultConfig() Config {
 		MaxOpenStores:    128,
 		IngressRetention: "delete",
 		KeyCacheTTL:      5 * time.Minute,
+		KafkaAuth:        "scram",
+
+		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/kafka"
@@ -41,11 +43,20 @@ type vault struct {
 // on loopback ports chosen by the system. kafkaAddr "" picks a free port.
 func mustStart(tb testing.TB, dataDir, kafkaAddr string) *vault {
 	tb.Helper()
+	return mustStartWith(tb, dataDir, kafkaAddr, nil)
+}
+
+// mustStartWith is mustStart with edit applied to the config.
+func mustStartWith(tb testing.TB, dataDir, kafkaAddr string, edit func(*server.Config)) *vault {
+	tb.Helper()
 	if kafkaAddr == "" {
 		kafkaAddr = "127.0.0.1:0"
 	}
 	v := &vault{tb: tb, dataDir: dataDir, done: make(chan error, 1)}
 	v.srv = &server.Server{Config: server.Config{DataDir: dataDir, HTTPAddr: "127.0.0.1:0", KafkaAddr: kafkaAddr, MaxEventBytes: maxEventBytes}}
+	if edit != nil {
+		edit(&v.srv.Config)
+	}
 	if testing.Verbose() {
 		v.srv.Logger = testLogger(tb)
 	}
@@ -115,10 +126,16 @@ func (v *vault) do(method, path, token string, body any, out any) int {
 	return resp.StatusCode
 }
 
+// producerCreds are the Kafka credentials tenants got when created, by
+// data dir and tenant id, so that a test publishes with them after a restart
+// too.
+var producerCreds sync.Map // dataDir + "\x00" + tenant -> kafka.Auth
+
 func (v *vault) createTenant(id string) string {
 	v.tb.Helper()
 	var out struct {
 		ID, Token, Topic string
+		Kafka            struct{ User, Password, Topic string }
 	}
 	if st := v.do("POST", "/v1/tenants", v.srv.AdminToken(), map[string]string{"id": id}, &out); st != 201 {
 		v.tb.Fatalf("POST /v1/tenants %s = %d", id, st)
@@ -126,7 +143,50 @@ func (v *vault) createTenant(id string) string {
 	if out.Token == "" || out.Topic != "tenant."+id+".events" {
 		v.tb.Fatalf("POST /v1/tenants %s = %+v", id, out)
 	}
+	if out.Kafka.User != "tenant-"+id || len(out.Kafka.Password) < 32 || out.Kafka.Topic != out.Topic {
+		v.tb.Fatalf("POST /v1/tenants %s: kafka credential %+v, want user tenant-%s with a password", id, out.Kafka, id)
+	}
+	producerCreds.Store(v.dataDir+"\x00"+id, kafka.Auth{User: out.Kafka.User, Password: out.Kafka.Password})
 	return out.Token
+}
+
+// producer is the Kafka credential tenant got when it was created.
+func (v *vault) producer(tenant string) (kafka.Auth, bool) {
+	a, ok := producerCreds.Load(v.dataDir + "\x00" + tenant)
+	if !ok {
+		return kafka.Auth{}, false
+	}
+	return a.(kafka.Auth), true
+}
+
+// publish sends records to topic as its tenant's producers would, with
+// their credential. A topic of no tenant created here is published to by
+// the vault's own principal (the embedded broker's superuser), after
+// creating it: what only a misconfigured or hostile operator could do.
+func (v *vault) publish(topic string, recs ...[2][]byte) {
+	v.tb.Helper()
+	if t, err := events.TenantFromTopic(topic); err == nil {
+		if a, ok := v.producer(string(t)); ok {
+			publishAs(v.tb, v.brokers(), a, topic, recs...)
+			return
+		}
+	}
+	v.superPublish(topic, recs...)
+}
+
+// superPublish creates topic if needed and publishes to it as the vault's
+// own principal.
+func (v *vault) superPublish(topic string, recs ...[2][]byte) {
+	v.tb.Helper()
+	adm, err := kafka.NewAdmin(v.brokers(), v.srv.KafkaAuth())
+	if err != nil {
+		v.tb.Fatal(err)
+	}
+	defer adm.Close()
+	if err := adm.CreateTopic(context.Background(), topic, 1); err != nil {
+		v.tb.Fatal(err)
+	}
+	publishAs(v.tb, v.brokers(), v.srv.KafkaAuth(), topic, recs...)
 }
 
 type stateResp struct {
@@ -198,12 +258,25 @@ func event(id, stream, typ string, data string) []byte {
 	return b
 }
 
-// publish sends records to topic with the vault's kafka-go publisher.
-func publish(tb testing.TB, brokers []string, topic string, recs ...[2][]byte) {
+// kgoAuth is the franz-go option that logs in as a (SCRAM-SHA-256).
+func kgoAuth(a kafka.Auth) kgo.Opt {
+	return kgo.SASL(scram.Auth{User: a.User, Pass: a.Password}.AsSha256Mechanism())
+}
+
+// publishAs sends records to topic with the vault's kafka-go publisher,
+// authenticated as a.
+func publishAs(tb testing.TB, brokers []string, a kafka.Auth, topic string, recs ...[2][]byte) {
 	tb.Helper()
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: brokers})
+	if err := tryPublish(brokers, a, topic, recs...); err != nil {
+		tb.Fatalf("Publish(%s) as %s: %v", topic, a, err)
+	}
+}
+
+// tryPublish sends records to topic as a and returns the error.
+func tryPublish(brokers []string, a kafka.Auth, topic string, recs ...[2][]byte) error {
+	pub, err := kafka.NewPublisher(kafka.PublisherConfig{Brokers: brokers, Auth: a, WriteTimeout: 5 * time.Second})
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	defer pub.Close()
 	msgs := make([]*message.Message, len(recs))
@@ -213,9 +286,7 @@ func publish(tb testing.TB, brokers []string, topic string, recs ...[2][]byte) {
 			msgs[i].Metadata.Set(kafka.MetadataKey, string(r[0]))
 		}
 	}
-	if err := pub.Publish(topic, msgs...); err != nil {
-		tb.Fatalf("Publish(%s): %v", topic, err)
-	}
+	return pub.Publish(topic, msgs...)
 }
 
 func rec(key string, value []byte) [2][]byte { return [2][]byte{[]byte(key), value} }

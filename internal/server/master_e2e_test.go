@@ -16,7 +16,7 @@ func TestRotateMasterKey(t *testing.T) {
 	dir := t.TempDir()
 	v := mustStart(t, dir, "")
 	tok := v.createTenant("mk")
-	publish(t, v.brokers(), "tenant.mk.events", rec("s", event("m1", "s", "t.set", `{"a":1}`)))
+	v.publish("tenant.mk.events", rec("s", event("m1", "s", "t.set", `{"a":1}`)))
 	v.waitVersion("mk", tok, "s", 1)
 
 	newURI := "local://" + filepath.Join(dir, "master-2026.key")
@@ -32,7 +32,7 @@ func TestRotateMasterKey(t *testing.T) {
 		t.Fatalf("rotate master = %d", st)
 	}
 	// The running vault goes on, under the new master key.
-	publish(t, v.brokers(), "tenant.mk.events", rec("s", event("m2", "s", "t.set", `{"b":2}`)))
+	v.publish("tenant.mk.events", rec("s", event("m2", "s", "t.set", `{"b":2}`)))
 	v.waitVersion("mk", tok, "s", 2)
 	if n := len(v.audit("action=master.rotate").Records); n != 4 {
 		t.Fatalf("master.rotate audit records = %d, want 4 (2 rejected, 1 denied, 1 ok)", n)

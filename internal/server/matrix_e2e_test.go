@@ -116,7 +116,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 	hook := newWebhook(t)
 	v := startWithWebhook(t, t.TempDir(), hook.srv.URL)
 	acme, globex := v.createTenant("acme"), v.createTenant("globex")
-	publish(t, v.brokers(), "tenant.acme.events", rec("o-1", event("m1", "o-1", "order.placed", `{"n":1}`)))
+	v.publish("tenant.acme.events", rec("o-1", event("m1", "o-1", "order.placed", `{"n":1}`)))
 	v.waitVersion("acme", acme, "o-1", 1)
 	admin := v.srv.AdminToken()
 
@@ -211,7 +211,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 	t.Logf("%d crossings; slowest alert reached the webhook %v after the request was sent", n, maxLatency)
 
 	// The Kafka alert topic got the same alerts.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(v.brokers()...), kgo.ConsumeTopics("vault.alerts"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(v.brokers()...), kgoAuth(v.srv.KafkaAuth()), kgo.ConsumeTopics("vault.alerts"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +242,8 @@ func TestForeignCiphertext(t *testing.T) {
 	hook := newWebhook(t)
 	v := startWithWebhook(t, dir, hook.srv.URL)
 	acme, globex := v.createTenant("acme"), v.createTenant("globex")
-	publish(t, v.brokers(), "tenant.acme.events", rec("a-1", event("x1", "a-1", "t.created", `{"who":"acme"}`)))
-	publish(t, v.brokers(), "tenant.globex.events", rec("g-1", event("y1", "g-1", "t.created", `{"who":"globex"}`)))
+	v.publish("tenant.acme.events", rec("a-1", event("x1", "a-1", "t.created", `{"who":"acme"}`)))
+	v.publish("tenant.globex.events", rec("g-1", event("y1", "g-1", "t.created", `{"who":"globex"}`)))
 	v.waitVersion("acme", acme, "a-1", 1)
 	v.waitVersion("globex", globex, "g-1", 1)
 	v.stop()

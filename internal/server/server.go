@@ -41,6 +41,7 @@ type Server struct {
 	Logger *slog.Logger
 
 	adminToken string
+	kafkaAuth  kafka.Auth // the vault's own principal on the brokers
 	broker     *kafka.Embedded
 	brokers    []string
 	admin      *kafka.Admin
@@ -84,6 +85,9 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("keystore: %w", err)
 	}
 	s.brokers = cfg.Brokers
+	if s.kafkaAuth, err = vaultPrincipal(cfg, s.Logger); err != nil {
+		return err
+	}
 	if len(s.brokers) == 0 {
 		ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
 		if cfg.IngressRetention == "keep" {
@@ -91,17 +95,30 @@ func (s *Server) Open(ctx context.Context) (err error) {
 			// batch a segment file lets deleted bytes leave the disk.)
 			ec.SegmentBytes = 64 << 20
 		}
+		if cfg.KafkaAuth == "scram" {
+			ec.Auth = &kafka.EmbeddedAuth{SuperUser: s.kafkaAuth.User, SuperPassword: s.kafkaAuth.Password}
+		}
+		if cfg.KafkaTLSCert != "" {
+			if ec.TLS, err = kafka.ServerTLS(cfg.KafkaTLSCert, cfg.KafkaTLSKey); err != nil {
+				return err
+			}
+		}
 		s.broker, err = kafka.StartEmbedded(ec)
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
 		s.brokers = []string{s.broker.Addr()}
-		s.Logger.Info("embedded Kafka-protocol broker listening (single node)", "addr", s.broker.Addr())
+		if cfg.KafkaAuth == "none" {
+			s.Logger.Warn("embedded broker does NOT authenticate (--kafka-auth=none): any client that reaches it reads, writes and consumes every tenant's topic", "addr", s.broker.Addr())
+		}
+		s.Logger.Info("embedded Kafka-protocol broker listening (single node)", "addr", s.broker.Addr(), "auth", cfg.KafkaAuth, "tls", ec.TLS != nil)
+	} else if s.kafkaAuth.User == "" {
+		s.Logger.Warn("no --kafka-sasl-user: the vault connects to the brokers anonymously and tenants get no producer credential; tenant isolation on the brokers is whatever their own ACLs enforce")
 	}
-	if s.admin, err = kafka.NewAdmin(s.brokers); err != nil {
+	if s.admin, err = kafka.NewAdmin(s.brokers, s.kafkaAuth); err != nil {
 		return fmt.Errorf("kafka admin: %w", err)
 	}
-	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Logger: s.Logger}); err != nil {
+	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("kafka subscriber: %w", err)
 	}
 	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
@@ -115,7 +132,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		if err := s.admin.CreateTopic(ctx, cfg.AlertTopic, 1); err != nil {
 			return fmt.Errorf("alert topic %s: %w", cfg.AlertTopic, err)
 		}
-		if s.alertPub, err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: s.brokers, Logger: s.Logger}); err != nil {
+		if s.alertPub, err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: s.brokers, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("alert publisher: %w", err)
 		}
 		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
@@ -130,6 +147,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	}
 	if s.vault, err = vault.Open(vault.Config{
 		DataDir: cfg.DataDir, Keys: keysvault.Keys{KS: s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
 		SignReceipt: func(body []byte) ([]byte, error) {
@@ -144,10 +162,10 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	if err := s.vault.EnsureTopics(ctx); err != nil {
+	if err := s.vault.EnsureBroker(ctx); err != nil {
 		return err
 	}
-	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, Vault: s.vault, Logger: s.Logger,
+	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, TopicIDs: s.admin, Vault: s.vault, Logger: s.Logger,
 		Deleter: s.admin, KeepIngress: cfg.IngressRetention == "keep"}); err != nil {
 		return err
 	}
@@ -250,6 +268,10 @@ func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
 
 // Brokers are the Kafka bootstrap addresses in use.
 func (s *Server) Brokers() []string { return s.brokers }
+
+// KafkaAuth is the vault's own principal on the brokers (on the embedded
+// broker, its superuser): for in-process tools and tests.
+func (s *Server) KafkaAuth() kafka.Auth { return s.kafkaAuth }
 
 // AdminToken is the admin credential.
 func (s *Server) AdminToken() string { return s.adminToken }

@@ -137,8 +137,8 @@ func TestShred(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		recs = append(recs, rec(acmeStream, event("a"+string(rune('A'+i%26))+strings.Repeat("x", i), acmeStream, "t.set", `{"m":"`+acmeMarker+`"}`)))
 	}
-	publish(t, v.brokers(), "tenant.acme.events", recs...)
-	publish(t, v.brokers(), "tenant.globex.events", rec("g-1", event("g1", "g-1", "t.set", `{"m":"`+globexMarker+`"}`)))
+	v.publish("tenant.acme.events", recs...)
+	v.publish("tenant.globex.events", rec("g-1", event("g1", "g-1", "t.set", `{"m":"`+globexMarker+`"}`)))
 	v.waitVersion("acme", acme, acmeStream, 50)
 	v.waitVersion("globex", globex, "g-1", 1)
 	keyBytes := rawTenantKeys(t, dir, "acme")
@@ -201,9 +201,17 @@ func TestShred(t *testing.T) {
 		t.Fatalf("re-create without recreate = %d, want 409", st)
 	}
 
-	// Publishing to the shredded tenant's old topic is refused (audited,
+	// acme's producers can no longer log in: their principal went with
+	// the shred.
+	if a, ok := v.producer("acme"); !ok {
+		t.Fatal("no producer credential of acme")
+	} else if err := tryPublish(v.brokers(), a, "tenant.acme.events", rec(acmeStream, event("late0", acmeStream, "t.set", `{}`))); err == nil {
+		t.Fatal("publish with acme's credential after its shred: accepted, want refused")
+	}
+	// Publishing to the shredded tenant's old topic (only a principal
+	// allowed to create topics can bring it back) is refused (audited,
 	// flagged) and its records deleted from the broker.
-	publish(t, v.brokers(), "tenant.acme.events", rec(acmeStream, event("late", acmeStream, "t.set", `{"m":"`+acmeMarker+`"}`)))
+	v.superPublish("tenant.acme.events", rec(acmeStream, event("late", acmeStream, "t.set", `{"m":"`+acmeMarker+`"}`)))
 	waitFor(t, 15*time.Second, "the late publish audited", func() bool {
 		for _, r := range v.audit("action=ingest.skip&flagged=true").Records {
 			if r.Details[audit.DetailTenantState] == "shredded" {
@@ -302,7 +310,7 @@ func TestShredConcurrentReads(t *testing.T) {
 		s := "s-" + string(rune('a'+i%20))
 		recs = append(recs, rec(s, event("e"+strings.Repeat("i", i+1), s, "t.set", `{"n":1}`)))
 	}
-	publish(t, v.brokers(), "tenant.racy.events", recs...)
+	v.publish("tenant.racy.events", recs...)
 	waitFor(t, 20*time.Second, "200 events", func() bool {
 		var out struct{ Streams []struct{ Version uint64 } }
 		v.do("GET", "/v1/tenants/racy/streams", tok, nil, &out)

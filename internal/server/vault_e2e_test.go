@@ -21,14 +21,14 @@ func TestEndToEnd(t *testing.T) {
 	acmeSecret, globexSecret := "acme-secret-marker-7f3a", "globex-secret-marker-91c2"
 	acmeStream, globexStream := "acme-stream-id-5b1e", "globex-stream-id-c04d"
 
-	publish(t, v.brokers(), "tenant.acme.events",
+	v.publish("tenant.acme.events",
 		rec(acmeStream, event("a1", acmeStream, "order.placed", `{"total":12,"note":"`+acmeSecret+`"}`)),
 		rec(acmeStream, event("a2", acmeStream, "order.paid", `{"paid":true}`)),
 		rec(acmeStream, event("a2", acmeStream, "order.paid", `{"paid":"again"}`)), // same id: applied once
 		rec("order-2", event("a3", "order-2", "order.placed", `{"total":1}`)),
 		rec("order-2", event("a4", "order-2", "order.deleted", ``)),
 	)
-	publish(t, v.brokers(), "tenant.globex.events",
+	v.publish("tenant.globex.events",
 		rec(globexStream, event("g1", globexStream, "invoice.sent", `{"amount":99,"memo":"`+globexSecret+`"}`)),
 	)
 
@@ -134,7 +134,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("bad input", func(t *testing.T) {
 		big := `{"blob":"` + strings.Repeat("x", maxEventBytes) + `"}`
-		publish(t, v.brokers(), "tenant.acme.events",
+		v.publish("tenant.acme.events",
 			rec("", []byte(`{not json`)),
 			rec("s", event("", "s", "t", `{}`)),  // missing id
 			rec("", event("b2", "", "t", `{}`)),  // missing subject
@@ -143,8 +143,8 @@ func TestEndToEnd(t *testing.T) {
 			rec("s", []byte(strings.Replace(string(event("b5", "s", "t", `{}`)), `"id"`, `"tenant":"globex","id"`, 1))), // wrong tenant
 			rec(acmeStream, event("a5", acmeStream, "order.shipped", `{"shipped":true}`)),                               // good, after the bad ones
 		)
-		publish(t, v.brokers(), "tenant.unknown-tenant.events", rec("s", event("u1", "s", "t", `{}`)))
-		publish(t, v.brokers(), "tenant.BAD_ID.events", rec("s", event("u2", "s", "t", `{}`)))
+		v.publish("tenant.unknown-tenant.events", rec("s", event("u1", "s", "t", `{}`)))
+		v.publish("tenant.BAD_ID.events", rec("s", event("u2", "s", "t", `{}`)))
 
 		v.waitVersion("acme", acme, acmeStream, 3) // ingest did not stall
 		var q struct {
@@ -225,7 +225,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("history after restart = %d events, want 3", len(h.Events))
 	}
 	// A redelivered event id after restart is still applied once; new events still flow.
-	publish(t, v.brokers(), "tenant.acme.events",
+	v.publish("tenant.acme.events",
 		rec(acmeStream, event("a1", acmeStream, "order.placed", `{"total":999}`)),
 		rec(acmeStream, event("a6", acmeStream, "order.closed", `{"closed":true}`)),
 	)

@@ -58,6 +58,7 @@ func New(v *vault.Vault, opts Options) *Handler {
 	h.mux.HandleFunc("DELETE /v1/tenants/{tenant}", h.shredTenant)
 	h.mux.HandleFunc("POST /v1/master-key/rotate", h.rotateMaster)
 	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/rotate", h.rotateKeys)
+	h.mux.HandleFunc("POST /v1/tenants/{tenant}/kafka-credential/rotate", h.rotateKafkaCredential)
 	h.mux.HandleFunc("GET /v1/tenants/{tenant}/keys", h.getKeys)
 	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/disable", h.retireKey(false))
 	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/destroy", h.retireKey(true))
@@ -177,6 +178,22 @@ func (h *Handler) shredTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, receipt)
+}
+
+// rotateKafkaCredential gives a tenant's producers a new broker secret:
+// POST /v1/tenants/{t}/kafka-credential/rotate.
+func (h *Handler) rotateKafkaCredential(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	p, ok := h.auth(w, r, audit.ActionKafkaCredentialRotate, "tenants/"+tenant+"/kafka-credential")
+	if !ok {
+		return
+	}
+	c, err := h.v.RotateKafkaCredential(r.Context(), p, tenant)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": tenant, "kafka": c})
 }
 
 // rotateMaster re-wraps every keyset under a new master key:

@@ -1,0 +1,205 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/tenantvault/tenantvault/audit"
+	"github.com/tenantvault/tenantvault/events"
+)
+
+// Producers manages the broker identity of each tenant's producers: one
+// principal per tenant (events.ProducerPrincipal), allowed to write and
+// describe its tenant's topic and nothing else — no read of any topic, no
+// group, no topic creation. kafka.Admin is one. Optional: nil when the
+// brokers do not authenticate clients (then tenants have no producer
+// credential).
+type Producers interface {
+	// SetProducer creates user with secret, or replaces its secret, and
+	// lets it produce to topic (idempotent).
+	SetProducer(ctx context.Context, user, secret, topic string) error
+	// AllowProducer (re)creates the ACLs that let user produce to topic,
+	// keeping its secret (idempotent).
+	AllowProducer(ctx context.Context, user, topic string) error
+	// RemoveProducer deletes user's credential and every ACL naming it;
+	// a user that does not exist is not an error.
+	RemoveProducer(ctx context.Context, user string) error
+	// HasProducer reports whether user has a credential on the brokers.
+	HasProducer(ctx context.Context, user string) (bool, error)
+}
+
+// TopicIDs tells a topic's identity on the brokers (Kafka's topic ID): a
+// topic deleted and created again under the same name has another one.
+// kafka.Admin is one. Optional: without it topics are not checked.
+type TopicIDs interface {
+	// TopicID returns topic's id, "" if the brokers have none; a missing
+	// topic is an error wrapping ErrTopicMissing (matched with errors.Is
+	// through the adapter).
+	TopicID(ctx context.Context, topic string) (string, error)
+}
+
+// KafkaCredential is the broker credential of a tenant's producers. The
+// password is shown once, when it is made (tenant create, rotate); only the
+// brokers keep it (salted, as SCRAM does).
+type KafkaCredential struct {
+	User     string `json:"user"`
+	Password string `json:"password,omitempty"`
+	Topic    string `json:"topic"`
+}
+
+// newProducerSecret is a producer password: 256 random bits.
+func newProducerSecret() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("producer secret: %w", err)
+	}
+	return "tvk_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// setProducer gives t's producers a new secret on the brokers and returns
+// it; nil without Producers.
+func (v *Vault) setProducer(ctx context.Context, t events.TenantID) (*KafkaCredential, error) {
+	if v.cfg.Producers == nil {
+		return nil, nil
+	}
+	secret, err := newProducerSecret()
+	if err != nil {
+		return nil, err
+	}
+	c := &KafkaCredential{User: events.ProducerPrincipal(t), Password: secret, Topic: events.TopicFor(t)}
+	if err := v.cfg.Producers.SetProducer(ctx, c.User, secret, c.Topic); err != nil {
+		return nil, fmt.Errorf("producer credential of tenant %s: %w", t, err)
+	}
+	return c, nil
+}
+
+// RotateKafkaCredential replaces the broker secret of tenant's producers
+// and returns the new one, shown only here (admin only). Producers already
+// connected stay connected; every new connection needs the new secret.
+func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant string) (KafkaCredential, error) {
+	const action = audit.ActionKafkaCredentialRotate
+	resource := "tenants/" + tenant + "/kafka-credential"
+	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+		return KafkaCredential{}, err
+	}
+	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	t, err := events.ParseTenantID(tenant)
+	if err != nil {
+		rec.Reason = "invalid tenant id"
+		return KafkaCredential{}, v.auditDenied(ctx, rec, err)
+	}
+	v.createMu.Lock()
+	defer v.createMu.Unlock()
+	e, ok := v.reg.get(t)
+	switch {
+	case !ok:
+		rec.Reason = "unknown tenant"
+		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
+	case !e.active():
+		rec.Reason = "tenant was shredded"
+		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was shredded", t))
+	case v.cfg.Producers == nil:
+		rec.Reason = "brokers do not authenticate"
+		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.EUNAVAILABLE, "the brokers do not authenticate clients: tenants have no Kafka credential"))
+	}
+	c, err := v.setProducer(ctx, t)
+	if err != nil {
+		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
+		if aerr := v.record(ctx, rec); aerr != nil {
+			return KafkaCredential{}, errors.Join(err, aerr)
+		}
+		return KafkaCredential{}, err
+	}
+	rec.Outcome = "ok"
+	rec.Details = map[string]string{"kafka_user": c.User}
+	if err := v.record(ctx, rec); err != nil {
+		return KafkaCredential{}, err
+	}
+	v.cfg.Logger.Info("tenant kafka credential rotated", "tenant", t, "kafka_user", c.User)
+	return *c, nil
+}
+
+// EnsureBroker brings the brokers in line with the registry at start: every
+// active tenant's topic exists (a broker that lost its topics gets them
+// back), its topic id is the one the vault recorded when it created it, and
+// its producers' ACLs are in place. A topic that exists with another id
+// than the recorded one was created by someone else: it is audited
+// (flagged), logged, and its records are quarantined, never applied, until
+// it is deleted (the vault then creates it again, at the next start). A
+// tenant whose producers have no credential on the brokers (a broker that
+// lost its state) is logged: rotate the credential to give it one.
+func (v *Vault) EnsureBroker(ctx context.Context) error {
+	for _, t := range v.reg.ids() {
+		e, ok := v.reg.get(t)
+		if !ok || !e.active() {
+			continue
+		}
+		topic := events.TopicFor(t)
+		var before string
+		var missing bool
+		if v.cfg.TopicIDs != nil {
+			id, err := v.cfg.TopicIDs.TopicID(ctx, topic)
+			switch {
+			case errors.Is(err, ErrTopicMissing):
+				missing = true
+			case err != nil:
+				return fmt.Errorf("check topic of tenant %s: %w", t, err)
+			}
+			before = id
+		}
+		if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
+			return fmt.Errorf("ensure topic of tenant %s: %w", t, err)
+		}
+		if v.cfg.TopicIDs != nil {
+			id := before
+			if missing {
+				var err error
+				if id, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
+					return fmt.Errorf("check topic of tenant %s: %w", t, err)
+				}
+				if e.TopicID != "" {
+					v.cfg.Logger.Warn("tenant topic was missing on the brokers; created it again", "tenant", t, "topic", topic)
+				}
+			}
+			switch {
+			case e.TopicID == "" || missing:
+				if id != e.TopicID {
+					e.TopicID = id
+					if err := v.reg.put(e); err != nil {
+						return err
+					}
+				}
+			case id != e.TopicID:
+				v.cfg.Logger.Error("tenant topic was not created by the vault: its records are quarantined, never applied; delete the topic and restart vaultd to have the vault create it again",
+					"tenant", t, "topic", topic, "topic_id", id, "recorded_topic_id", e.TopicID)
+				if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
+					Outcome: "rejected", Reason: "topic not created by the vault",
+					Details: map[string]string{audit.DetailTopicID: id, audit.DetailTenantTopicID: e.TopicID}}); err != nil {
+					return err
+				}
+			}
+		}
+		if v.cfg.Producers != nil {
+			user := events.ProducerPrincipal(t)
+			has, err := v.cfg.Producers.HasProducer(ctx, user)
+			if err != nil {
+				return fmt.Errorf("check producer credential of tenant %s: %w", t, err)
+			}
+			if err := v.cfg.Producers.AllowProducer(ctx, user, topic); err != nil {
+				return fmt.Errorf("producer ACLs of tenant %s: %w", t, err)
+			}
+			if !has {
+				v.cfg.Logger.Warn("tenant has no Kafka producer credential on the brokers (a broker that lost its state, or a tenant made before credentials existed); its producers are refused until it is rotated: vaultctl tenant kafka-credential rotate "+string(t),
+					"tenant", t, "kafka_user", user)
+			}
+		}
+	}
+	return nil
+}
+
+// ErrTopicMissing is matched (errors.Is) by a TopicIDs error for a topic
+// the brokers do not have. The adapter maps its own error to it.
+var ErrTopicMissing = errors.New("topic missing")
