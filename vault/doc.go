@@ -8,4 +8,10 @@
 // validated credential), and never puts payloads, stream ids or tokens in the
 // audit log, in logs or in error messages. It imports no Kafka, HTTP, Tink or
 // Badger package: those are behind the small interfaces declared here.
+//
+// It gives each tenant's producers a broker principal of their own
+// (Producers: write its topic, nothing else), whose secret it hands out once
+// and never keeps, and it applies only records read from the tenant topic
+// it created (TopicIDs): records from a topic of the same name created
+// past it are quarantined and flagged.
 package vault

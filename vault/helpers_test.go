@@ -33,6 +33,9 @@ type fakeTopics struct {
 	mu      sync.Mutex
 	created []createdTopic
 	err     error // returned by CreateTopic when set
+	// onCreate, when set, is told of every topic created (a fakeProducers
+	// gives it an id); called without mu held.
+	onCreate func(topic string)
 }
 
 type createdTopic struct {
@@ -42,11 +45,17 @@ type createdTopic struct {
 
 func (f *fakeTopics) CreateTopic(_ context.Context, topic string, partitions int) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		err := f.err
+		f.mu.Unlock()
+		return err
 	}
 	f.created = append(f.created, createdTopic{topic, partitions})
+	onCreate := f.onCreate
+	f.mu.Unlock()
+	if onCreate != nil {
+		onCreate(topic)
+	}
 	return nil
 }
 
@@ -56,22 +65,192 @@ func (f *fakeTopics) calls() []createdTopic {
 	return slices.Clone(f.created)
 }
 
+// fakeProducers is the brokers' side of the tenants' producers (SCRAM
+// users and their ACLs) and of the topics' ids, in memory. It records each
+// user with its secret and the topic its ACLs name, can be told to fail a
+// method, and hands out an id per topic the first time the topic is created
+// (through fakeTopics.onCreate); a test changes an id (recreatedBySomeoneElse)
+// or drops it (deleteTopic) to play a broker that another party touched.
+type fakeProducers struct {
+	mu      sync.Mutex
+	secrets map[string]string // user -> secret (its SCRAM credential)
+	acls    map[string]string // user -> topic its ACLs let it produce to
+	allowed []string          // users of AllowProducer calls, in order
+	removed []string          // users of RemoveProducer calls, in order
+	ids     map[string]string // topic -> id; absent: the topic is missing
+	nextID  int
+	fail    map[string]error // method name -> error it returns
+}
+
+// producer is what the brokers hold of one user.
+type producer struct {
+	Secret string
+	Topic  string // named by its ACLs; "" without ACLs
+}
+
+func newFakeProducers() *fakeProducers {
+	return &fakeProducers{secrets: map[string]string{}, acls: map[string]string{}, ids: map[string]string{}, fail: map[string]error{}}
+}
+
+// failOn makes method (e.g. "RemoveProducer") return err; nil clears it.
+func (f *fakeProducers) failOn(method string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.fail, method)
+		return
+	}
+	f.fail[method] = err
+}
+
+func (f *fakeProducers) SetProducer(_ context.Context, user, secret, topic string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail["SetProducer"]; err != nil {
+		return err
+	}
+	f.secrets[user], f.acls[user] = secret, topic
+	return nil
+}
+
+func (f *fakeProducers) AllowProducer(_ context.Context, user, topic string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail["AllowProducer"]; err != nil {
+		return err
+	}
+	f.acls[user] = topic
+	f.allowed = append(f.allowed, user)
+	return nil
+}
+
+func (f *fakeProducers) RemoveProducer(_ context.Context, user string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail["RemoveProducer"]; err != nil {
+		return err
+	}
+	delete(f.secrets, user)
+	delete(f.acls, user)
+	f.removed = append(f.removed, user)
+	return nil
+}
+
+func (f *fakeProducers) HasProducer(_ context.Context, user string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail["HasProducer"]; err != nil {
+		return false, err
+	}
+	_, ok := f.secrets[user]
+	return ok, nil
+}
+
+func (f *fakeProducers) TopicID(_ context.Context, topic string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail["TopicID"]; err != nil {
+		return "", err
+	}
+	id, ok := f.ids[topic]
+	if !ok {
+		return "", fmt.Errorf("topic %s: %w", topic, vault.ErrTopicMissing)
+	}
+	return id, nil
+}
+
+// topicCreated gives a topic that has none a new id (CreateTopic of an
+// existing topic changes nothing).
+func (f *fakeProducers) topicCreated(topic string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.ids[topic]; !ok {
+		f.ids[topic] = f.newIDLocked()
+	}
+}
+
+func (f *fakeProducers) newIDLocked() string {
+	f.nextID++
+	return fmt.Sprintf("%032x", f.nextID)
+}
+
+// topicID is topic's current id on the fake brokers ("" when missing).
+func (f *fakeProducers) topicID(topic string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ids[topic]
+}
+
+// recreatedBySomeoneElse deletes topic and creates it again past the
+// vault: it gets a new id, which it returns.
+func (f *fakeProducers) recreatedBySomeoneElse(topic string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids[topic] = f.newIDLocked()
+	return f.ids[topic]
+}
+
+// deleteTopic makes topic missing on the brokers.
+func (f *fakeProducers) deleteTopic(topic string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ids, topic)
+}
+
+// dropUser loses user's credential (a broker that lost its state), keeping
+// its ACLs.
+func (f *fakeProducers) dropUser(user string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.secrets, user)
+}
+
+// user returns what the brokers hold of user.
+func (f *fakeProducers) user(user string) (producer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.secrets[user]
+	return producer{Secret: s, Topic: f.acls[user]}, ok
+}
+
+func (f *fakeProducers) allowCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.allowed)
+}
+
+// withBroker wires fp as the vault's Producers and TopicIDs (and edit, when
+// not nil, changes the config further).
+func withBroker(fp *fakeProducers, edit func(*vault.Config)) func(*vault.Config) {
+	return func(c *vault.Config) {
+		c.Producers, c.TopicIDs = fp, fp
+		if edit != nil {
+			edit(c)
+		}
+	}
+}
+
 var (
-	_ vault.Keys   = keyStore{}
-	_ vault.Cipher = tenantCipher{}
-	_ vault.Topics = (*fakeTopics)(nil)
+	_ vault.Keys      = keyStore{}
+	_ vault.Cipher    = tenantCipher{}
+	_ vault.Topics    = (*fakeTopics)(nil)
+	_ vault.Producers = (*fakeProducers)(nil)
+	_ vault.TopicIDs  = (*fakeProducers)(nil)
 )
 
 // testVault is a vault on real keys, stores and audit log in a directory.
 type testVault struct {
-	dir     string
-	ks      *keys.Keystore
-	stores  *projections.Stores
-	audit   *audit.Log
-	topics  *fakeTopics
-	created []events.TenantID // OnTenantCreated calls
-	mu      sync.Mutex
-	v       *vault.Vault
+	dir    string
+	ks     *keys.Keystore
+	stores *projections.Stores
+	audit  *audit.Log
+	topics *fakeTopics
+	// producers is the config's TopicIDs when it is a *fakeProducers (the
+	// topics it is told of get ids); nil otherwise.
+	producers *fakeProducers
+	created   []events.TenantID // OnTenantCreated calls
+	mu        sync.Mutex
+	v         *vault.Vault
 
 	closeOnce sync.Once
 }
@@ -83,7 +262,9 @@ func MustOpenVault(tb testing.TB, edit func(*vault.Config)) *testVault {
 }
 
 // MustOpenVaultAt opens a vault on dir (which may hold a vault already),
-// closed at the end of the test; edit may change the config.
+// closed at the end of the test; edit may change the config. A
+// *fakeProducers set as the config's TopicIDs (see withBroker) is told of
+// the topics created, to give them ids.
 func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testVault {
 	tb.Helper()
 	discard := slog.New(slog.DiscardHandler)
@@ -116,6 +297,10 @@ func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testV
 	}
 	if edit != nil {
 		edit(&cfg)
+	}
+	if fp, ok := cfg.TopicIDs.(*fakeProducers); ok && fp != nil {
+		tv.producers = fp
+		tv.topics.onCreate = fp.topicCreated
 	}
 	if tv.v, err = vault.Open(cfg); err != nil {
 		tb.Fatalf("vault.Open: %v", err)

@@ -139,3 +139,52 @@ func TestCLI(t *testing.T) {
 		t.Fatal("unknown command succeeded")
 	}
 }
+
+// TestKafkaCredentialRotate: a tenant's producer credential, written once
+// by tenant create, is replaced by rotate; the old one stops logging in.
+func TestKafkaCredentialRotate(t *testing.T) {
+	env := startVault(t, t.TempDir())
+	c := ctl{t, env}
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.kafka"), filepath.Join(dir, "second.kafka")
+	token := strings.TrimSpace(c.must("tenant", "create", "rota", "--kafka-config", first))
+	pub := func(cfg, id string) error {
+		_, err := c.run("publish", "--tenant", "rota", "--stream", "s", "--type", "t.set", "--data", `{"id":"`+id+`"}`, "--id", id, "--kafka-config", cfg)
+		return err
+	}
+	if err := pub(first, "e1"); err != nil {
+		t.Fatalf("publish with the first credential: %v", err)
+	}
+	// A tenant's own API token cannot rotate it.
+	c.env["TENANTVAULT_TOKEN"] = token
+	if _, err := c.run("tenant", "kafka-credential", "rotate", "rota", "--kafka-config", second); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("rotate with the tenant token = %v, want 403", err)
+	}
+	delete(c.env, "TENANTVAULT_TOKEN")
+	c.must("tenant", "kafka-credential", "rotate", "rota", "--kafka-config", second)
+	if err := pub(first, "e2"); err == nil {
+		t.Fatal("publish with the rotated-out credential: accepted")
+	}
+	if err := pub(second, "e3"); err != nil {
+		t.Fatalf("publish with the new credential: %v", err)
+	}
+	b1, _ := os.ReadFile(first)
+	b2, _ := os.ReadFile(second)
+	if string(b1) == string(b2) {
+		t.Fatal("rotate wrote the same credential")
+	}
+	if _, err := c.run("tenant", "kafka-credential", "rotate", "nobody"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("rotate an unknown tenant = %v, want 404", err)
+	}
+	if _, err := c.run("tenant", "kafka-credential"); err == nil {
+		t.Fatal("tenant kafka-credential without a subcommand: no error")
+	}
+	// Without --kafka-config the credential is shown on stderr once.
+	var out, errb strings.Builder
+	if err := run(context.Background(), []string{"tenant", "kafka-credential", "rotate", "rota"}, &out, &errb, func(k string) string { return c.env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errb.String(), "sasl.username=tenant-rota") || !strings.Contains(errb.String(), "sasl.password=tvk_") || out.Len() != 0 {
+		t.Fatalf("rotate without --kafka-config: stdout %q, stderr %q", out.String(), errb.String())
+	}
+}

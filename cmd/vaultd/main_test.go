@@ -274,7 +274,7 @@ func TestProcessCrashAndSignals(t *testing.T) {
 	if !strings.Contains(p.log(), "DEVELOPMENT ONLY") {
 		t.Errorf("first start did not warn that the local master key is development only; log:\n%s", p.log())
 	}
-	for _, f := range []string{"admin.token", "master.key"} {
+	for _, f := range []string{"admin.token", "master.key", "kafka.password"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
@@ -294,6 +294,23 @@ func TestProcessCrashAndSignals(t *testing.T) {
 
 	p = startVaultd(t, dir, httpAddr, kafkaAddr)
 	waitTotal(t, base, "crashy", tok, 3000)
+	// A tenant created just before a kill -9 keeps its topic, its producer
+	// credential and its ACLs.
+	var late struct {
+		Token string
+		Kafka struct{ User, Password string }
+	}
+	if st := api(t, "POST", base+"/v1/tenants", admin, `{"id":"late"}`, &late); st != 201 {
+		t.Fatalf("create late = %d", st)
+	}
+	producers.Store("late", kafka.Auth{User: late.Kafka.User, Password: late.Kafka.Password})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p = startVaultd(t, dir, httpAddr, kafkaAddr)
+	publishN(t, kafkaAddr, "late", 0, 10)
+	waitTotal(t, base, "late", late.Token, 10)
 	// The topic survived: more events flow after the crash.
 	publishN(t, kafkaAddr, "crashy", 3000, 500)
 	waitTotal(t, base, "crashy", tok, 3500)
@@ -319,9 +336,13 @@ func TestProcessCrashAndSignals(t *testing.T) {
 		t.Errorf("no shutdown log line; log:\n%s", p.log())
 	}
 	t.Logf("SIGTERM to exit: %v", time.Since(start))
-	for _, secret := range []string{admin, tok} {
+	vaultKafka, err := os.ReadFile(filepath.Join(dir, "kafka.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{admin, tok, producer("crashy").Password, strings.TrimSpace(string(vaultKafka))} {
 		if strings.Contains(p.log(), secret) {
-			t.Fatalf("a token appears in the log")
+			t.Fatalf("a token or password appears in the log")
 		}
 	}
 	// And it starts again on the same data.

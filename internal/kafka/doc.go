@@ -31,6 +31,19 @@
 // at the partition's earliest offset, logged at Info, and that position is
 // committed (Kafka's auto.offset.reset=earliest).
 //
+// # Authentication and authorization
+//
+// Every client of this package names the principal it connects as (Auth:
+// SASL/SCRAM, optionally over TLS). The embedded broker, given an
+// EmbeddedAuth, authenticates every client and authorizes every request by
+// Kafka ACLs: the vault's own principal is its superuser, and Admin
+// manages the other principals and their ACLs through the Kafka protocol
+// (SetSCRAM, AllowProduce, RevokeAll, DeleteSCRAM), the same calls a real
+// cluster takes. Topics are then never created automatically. A thin wire
+// layer in front of kfake (wire.go) serves TLS, bounds the size of a
+// request before it is read, and advertises SaslHandshake v0 so that
+// librdkafka clients do SCRAM.
+//
 // # Deleting records
 //
 // Admin.DeleteRecords deletes a partition's records below an offset and
