@@ -196,6 +196,21 @@ func TestOffsets(t *testing.T) {
 	if got, err := st.Offsets(); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("Offsets() = %v, %v, want %v", got, err, want)
 	}
+
+	// A topic created again starts over: its offsets are forgotten, the
+	// other topic's (whose name it prefixes) are kept, and an event id
+	// applied before is still a duplicate.
+	if err := st.ForgetOffsets(testTopic); err != nil {
+		t.Fatalf("ForgetOffsets(%q) = %v", testTopic, err)
+	}
+	delete(want, testTopic)
+	if got, err := st.Offsets(); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Offsets() after ForgetOffsets = %v, %v, want %v", got, err, want)
+	}
+	res := MustApply(t, st, c, []Record{rec(0, 0, newEvent("a", "s", `{}`)), rec(0, 1, newEvent("new", "s", `{}`))})
+	if res.Applied != 1 || res.Duplicates != 1 || res.Skipped != 0 {
+		t.Errorf("Apply after ForgetOffsets = %+v, want 1 applied, 1 duplicate, none skipped", res)
+	}
 }
 
 func TestApplyRejectsMalformedBatch(t *testing.T) {

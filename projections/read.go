@@ -340,3 +340,36 @@ func (st *Store) stats() (Stats, error) {
 	})
 	return s, err
 }
+
+// ForgetOffsets deletes the stored offsets of every partition of topic, in
+// one synced transaction: the next records of topic are applied from its
+// start again (an event id already applied is still a duplicate). For a
+// topic created again, whose offsets start over.
+func (st *Store) ForgetOffsets(topic string) error {
+	if err := st.enter(); err != nil {
+		return err
+	}
+	defer st.leave()
+	st.apply.Lock()
+	defer st.apply.Unlock()
+	prefix := append([]byte(prefixOffset), topic...)
+	prefix = append(prefix, 0)
+	err := st.db.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(iterOptions(prefix, 100))
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget offsets of %s in store of tenant %s: %w", topic, st.tenant, err)
+	}
+	return nil
+}

@@ -99,15 +99,10 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			Outcome: "rejected", Reason: rej.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 		})
 	}
-	res, err := st.Apply(c, recs)
+	res, err := v.apply(t, st, c, recs)
 	if err != nil {
-		return fmt.Errorf("ingest %s: %w", t, err)
+		return err
 	}
-	v.stats.Batches.Add(1)
-	v.stats.EventsApplied.Add(int64(res.Applied))
-	v.stats.EventsDuplicate.Add(int64(res.Duplicates))
-	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
-	v.stats.EventsSkipped.Add(int64(res.Skipped))
 
 	batch := audit.Record{
 		Principal: "ingest", Tenant: string(t), Action: "ingest.batch", Resource: "topics/" + topic,
@@ -140,24 +135,16 @@ func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic
 	fresh := 0
 	for i := range msgs {
 		m := &msgs[i]
-		raw := m.Value
-		if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
-			raw = raw[:v.cfg.MaxEventBytes]
-		}
 		name := m.Topic + "@" + m.TopicID
 		recs[i] = projections.Record{Topic: name, Partition: m.Partition, Offset: m.Offset,
-			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, Raw: raw}}
+			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, Raw: v.evidence(m.Value)}}
 		if off, ok := applied[name][m.Partition]; !ok || m.Offset > off {
 			fresh++
 		}
 	}
-	res, err := st.Apply(c, recs)
-	if err != nil {
-		return fmt.Errorf("ingest %s: %w", t, err)
+	if _, err := v.apply(t, st, c, recs); err != nil {
+		return err
 	}
-	v.stats.Batches.Add(1)
-	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
-	v.stats.EventsSkipped.Add(int64(res.Skipped))
 	if fresh == 0 {
 		return nil // a redelivery: audited before
 	}
@@ -187,13 +174,31 @@ func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *proj
 	default:
 		return e, nil
 	}
-	raw := m.Value
-	if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
-		// Keep the evidence bounded: the head of an oversized record.
-		raw = raw[:v.cfg.MaxEventBytes]
-	}
-	rej.Raw = raw
+	rej.Raw = v.evidence(m.Value)
 	return events.Event{Tenant: e.Tenant}, rej
+}
+
+// evidence is what the quarantine keeps of a rejected record's value:
+// bounded, the head of an oversized one.
+func (v *Vault) evidence(raw []byte) []byte {
+	if v.cfg.MaxEventBytes > 0 && len(raw) > v.cfg.MaxEventBytes {
+		return raw[:v.cfg.MaxEventBytes]
+	}
+	return raw
+}
+
+// apply applies recs to t's store and counts what happened.
+func (v *Vault) apply(t events.TenantID, st *projections.Store, c Cipher, recs []projections.Record) (projections.Result, error) {
+	res, err := st.Apply(c, recs)
+	if err != nil {
+		return res, fmt.Errorf("ingest %s: %w", t, err)
+	}
+	v.stats.Batches.Add(1)
+	v.stats.EventsApplied.Add(int64(res.Applied))
+	v.stats.EventsDuplicate.Add(int64(res.Duplicates))
+	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
+	v.stats.EventsSkipped.Add(int64(res.Skipped))
+	return res, nil
 }
 
 // appendAll appends recs concurrently, so that group commit makes them

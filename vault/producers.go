@@ -113,6 +113,12 @@ func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant s
 		}
 		return KafkaCredential{}, err
 	}
+	if e.KafkaUser != c.User {
+		e.KafkaUser = c.User // a tenant made before the brokers authenticated
+		if err := v.reg.put(e); err != nil {
+			return KafkaCredential{}, err
+		}
+	}
 	rec.Outcome = "ok"
 	rec.Details = map[string]string{"kafka_user": c.User}
 	if err := v.record(ctx, rec); err != nil {
@@ -125,77 +131,124 @@ func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant s
 // EnsureBroker brings the brokers in line with the registry at start: every
 // active tenant's topic exists (a broker that lost its topics gets them
 // back), its topic id is the one the vault recorded when it created it, and
-// its producers' ACLs are in place. A topic that exists with another id
-// than the recorded one was created by someone else: it is audited
-// (flagged), logged, and its records are quarantined, never applied, until
-// it is deleted (the vault then creates it again, at the next start). A
-// tenant whose producers have no credential on the brokers (a broker that
-// lost its state) is logged: rotate the credential to give it one.
+// its producers' ACLs are in place.
+//
+// A topic the vault creates again here (the broker lost it) starts its
+// offsets over: the tenant store's offsets of the old topic are forgotten
+// (journaled in the registry, so a crash midway forgets them at the next
+// start), and the new topic is consumed from its start, an event id applied
+// before still a duplicate. A topic that exists with another id than the
+// recorded one was created by someone else: it is audited (flagged),
+// logged, and its records are quarantined, never applied, until it is
+// deleted (the vault then creates it again, at the next start). A tenant
+// whose producers have no credential on the brokers (a broker that lost its
+// state) is logged: rotate the credential to give it one.
 func (v *Vault) EnsureBroker(ctx context.Context) error {
 	for _, t := range v.reg.ids() {
 		e, ok := v.reg.get(t)
 		if !ok || !e.active() {
 			continue
 		}
-		topic := events.TopicFor(t)
-		var before string
-		var missing bool
-		if v.cfg.TopicIDs != nil {
-			id, err := v.cfg.TopicIDs.TopicID(ctx, topic)
-			switch {
-			case errors.Is(err, ErrTopicMissing):
-				missing = true
-			case err != nil:
-				return fmt.Errorf("check topic of tenant %s: %w", t, err)
-			}
-			before = id
+		if err := v.ensureTopic(ctx, e); err != nil {
+			return err
 		}
-		if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
-			return fmt.Errorf("ensure topic of tenant %s: %w", t, err)
+		if err := v.ensureProducer(ctx, t); err != nil {
+			return err
 		}
-		if v.cfg.TopicIDs != nil {
-			id := before
-			if missing {
-				var err error
-				if id, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
-					return fmt.Errorf("check topic of tenant %s: %w", t, err)
-				}
-				if e.TopicID != "" {
-					v.cfg.Logger.Warn("tenant topic was missing on the brokers; created it again", "tenant", t, "topic", topic)
-				}
-			}
-			switch {
-			case e.TopicID == "" || missing:
-				if id != e.TopicID {
-					e.TopicID = id
-					if err := v.reg.put(e); err != nil {
-						return err
-					}
-				}
-			case id != e.TopicID:
-				v.cfg.Logger.Error("tenant topic was not created by the vault: its records are quarantined, never applied; delete the topic and restart vaultd to have the vault create it again",
-					"tenant", t, "topic", topic, "topic_id", id, "recorded_topic_id", e.TopicID)
-				if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
-					Outcome: "rejected", Reason: "topic not created by the vault",
-					Details: map[string]string{audit.DetailTopicID: id, audit.DetailTenantTopicID: e.TopicID}}); err != nil {
-					return err
-				}
-			}
+	}
+	return nil
+}
+
+// ensureTopic creates e's topic if the brokers lack it and checks its id.
+func (v *Vault) ensureTopic(ctx context.Context, e registryEntry) error {
+	t, topic := e.ID, events.TopicFor(e.ID)
+	missing := false
+	var id string
+	if v.cfg.TopicIDs != nil {
+		var err error
+		id, err = v.cfg.TopicIDs.TopicID(ctx, topic)
+		switch {
+		case errors.Is(err, ErrTopicMissing):
+			missing = true
+		case err != nil:
+			return fmt.Errorf("check topic of tenant %s: %w", t, err)
 		}
-		if v.cfg.Producers != nil {
-			user := events.ProducerPrincipal(t)
-			has, err := v.cfg.Producers.HasProducer(ctx, user)
-			if err != nil {
-				return fmt.Errorf("check producer credential of tenant %s: %w", t, err)
-			}
-			if err := v.cfg.Producers.AllowProducer(ctx, user, topic); err != nil {
-				return fmt.Errorf("producer ACLs of tenant %s: %w", t, err)
-			}
-			if !has {
-				v.cfg.Logger.Warn("tenant has no Kafka producer credential on the brokers (a broker that lost its state, or a tenant made before credentials existed); its producers are refused until it is rotated: vaultctl tenant kafka-credential rotate "+string(t),
-					"tenant", t, "kafka_user", user)
-			}
+	}
+	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
+		return fmt.Errorf("ensure topic of tenant %s: %w", t, err)
+	}
+	if v.cfg.TopicIDs == nil {
+		return nil
+	}
+	if missing {
+		var err error
+		if id, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
+			return fmt.Errorf("check topic of tenant %s: %w", t, err)
 		}
+	}
+	switch {
+	case id == "": // the brokers have no topic ids: nothing to check
+	case e.TopicID == "":
+		e.TopicID = id // recorded now (a tenant made before topic ids were)
+		if err := v.reg.put(e); err != nil {
+			return err
+		}
+	case missing:
+		v.cfg.Logger.Warn("tenant topic was missing on the brokers; created it again, consumed from its start", "tenant", t, "topic", topic)
+		prev := e.TopicID
+		e.TopicID, e.OffsetsStale = id, true
+		if err := v.reg.put(e); err != nil {
+			return err
+		}
+		if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
+			Outcome: "ok", Reason: "topic missing on the brokers: created again, consumed from its start",
+			Details: map[string]string{audit.DetailTopicID: id, "previous_topic_id": prev}}); err != nil {
+			return err
+		}
+	case id != e.TopicID:
+		v.cfg.Logger.Error("tenant topic was not created by the vault: its records are quarantined, never applied; delete the topic and restart vaultd to have the vault create it again",
+			"tenant", t, "topic", topic, "topic_id", id, "recorded_topic_id", e.TopicID)
+		if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
+			Outcome: "rejected", Reason: "topic not created by the vault",
+			Details: map[string]string{audit.DetailTopicID: id, audit.DetailTenantTopicID: e.TopicID}}); err != nil {
+			return err
+		}
+	}
+	if e.OffsetsStale {
+		st, release, err := v.cfg.Stores.Acquire(t)
+		if err != nil {
+			return fmt.Errorf("reset offsets of tenant %s: %w", t, err)
+		}
+		err = st.ForgetOffsets(topic)
+		release()
+		if err != nil {
+			return err
+		}
+		e.OffsetsStale = false
+		if err := v.reg.put(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureProducer re-creates the ACLs of t's producers and warns when their
+// principal is missing on the brokers.
+func (v *Vault) ensureProducer(ctx context.Context, t events.TenantID) error {
+	if v.cfg.Producers == nil {
+		return nil
+	}
+	user, topic := events.ProducerPrincipal(t), events.TopicFor(t)
+	has, err := v.cfg.Producers.HasProducer(ctx, user)
+	if err != nil {
+		return fmt.Errorf("check producer credential of tenant %s: %w", t, err)
+	}
+	if err := v.cfg.Producers.AllowProducer(ctx, user, topic); err != nil {
+		return fmt.Errorf("producer ACLs of tenant %s: %w", t, err)
+	}
+	if !has {
+		v.cfg.Logger.Warn("tenant has no Kafka producer credential on the brokers (a broker that lost its state, or a tenant made before credentials existed); its producers are refused until it is rotated: vaultctl tenant kafka-credential rotate "+string(t),
+			"tenant", t, "kafka_user", user)
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ type registryEntry struct {
 	// TopicID is the broker's id of the tenant topic the vault created
 	// (Kafka topic ID, hex); "" when unknown.
 	TopicID string `json:"topic_id,omitempty"`
+	// OffsetsStale journals a topic created again: the store's offsets of
+	// the old one are to be forgotten (EnsureBroker) before it is consumed.
+	OffsetsStale bool `json:"offsets_stale,omitempty"`
 	// KafkaUser is the broker principal of the tenant's producers, ""
 	// when the brokers do not authenticate.
 	KafkaUser string `json:"kafka_user,omitempty"`

@@ -122,6 +122,9 @@ func (c *wireConn) Write(p []byte) (int, error) {
 // SaslHandshake is listed from version 0; ok is false when frame is not one
 // it can decode (it is then sent as it is).
 func advertiseSASLHandshakeV0(frame []byte, version int16) ([]byte, bool) {
+	if len(frame) < 8 {
+		return nil, false
+	}
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.Version = version
 	if err := resp.ReadFrom(frame[8:]); err != nil {
