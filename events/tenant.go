@@ -39,6 +39,16 @@ const (
 // TopicFor returns the ingress topic of tenant t: tenant.<t>.events.
 func TopicFor(t TenantID) string { return topicPrefix + string(t) + topicSuffix }
 
+// TenantTopicPattern matches the ingress topic of every valid tenant id
+// (tenant.<id>.events), as a regular expression of the whole name.
+const TenantTopicPattern = `^tenant\.[a-z0-9][a-z0-9-]{1,62}\.events$`
+
+// TenantTopicShape matches every topic of the shape tenant.<x>.events,
+// whether or not <x> is a valid tenant id (IsTenantTopic), as a regular
+// expression of the whole name: what the vault consumes, so that records
+// published to the topic of an invalid or unknown tenant are audited.
+const TenantTopicShape = `^tenant\..+\.events$`
+
 // ProducerPrincipal is the broker principal (SCRAM user) of tenant t's
 // producers: tenant-<t>. It may write t's topic and nothing else.
 func ProducerPrincipal(t TenantID) string { return "tenant-" + string(t) }

@@ -106,63 +106,90 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
 // are done all the same. A topic that does not exist is an error wrapping
 // ErrTopicNotFound.
 func (a *Admin) DeleteRecords(ctx context.Context, topic string, before map[int]int64) error {
-	offsets := make(kadm.Offsets, 1)
+	return a.DeleteRecordsMany(ctx, map[string]map[int]int64{topic: before})
+}
+
+// DeleteRecordsMany is DeleteRecords for several topics at once, in one
+// request per broker leading any of their partitions. Each topic's error
+// is reported as DeleteRecords reports it, joined.
+func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64) error {
+	offsets := make(kadm.Offsets, len(before))
 	var errs []error
-	for p, o := range before {
-		if o < 0 { // kadm's -1 would mean "up to the end"
-			errs = append(errs, fmt.Errorf("partition %d: negative offset %d: %w", p, o, kerr.OffsetOutOfRange))
-			continue
+	for topic, parts := range before {
+		for p, o := range parts {
+			if o < 0 { // kadm's -1 would mean "up to the end"
+				errs = append(errs, fmt.Errorf("delete records of %s: partition %d: negative offset %d: %w", topic, p, o, kerr.OffsetOutOfRange))
+				continue
+			}
+			offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: o, LeaderEpoch: -1})
 		}
-		offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: o, LeaderEpoch: -1})
 	}
 	if len(offsets) == 0 {
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("delete records of %s: %w", topic, err)
-		}
-		return nil
+		return errors.Join(errs...)
 	}
 	resps, err := a.adm.DeleteRecords(ctx, offsets)
-	if len(resps[topic]) == 0 && err != nil {
-		if isUnknownTopic(err) {
-			a.cl.PurgeTopicsFromClient(topic)
-			err = ErrTopicNotFound
+	var outOfRange []string
+	for topic, parts := range offsets {
+		var terrs []error
+		if len(resps[topic]) == 0 && err != nil {
+			terr := err
+			if isUnknownTopic(err) {
+				a.cl.PurgeTopicsFromClient(topic)
+				terr = ErrTopicNotFound
+			}
+			errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, terr))
+			continue
 		}
-		return fmt.Errorf("delete records of %s: %w", topic, err)
-	}
-	var outOfRange []int32
-	for p, o := range offsets[topic] {
-		r, ok := resps[topic][p]
-		switch {
-		case !ok: // a shard error: an unknown partition, a broker that failed
-			errs = append(errs, fmt.Errorf("partition %d: offset %d: not deleted: %w", p, o.At, cmp.Or(err, errors.New("no answer"))))
-		case errors.Is(r.Err, kerr.OffsetOutOfRange):
-			outOfRange = append(outOfRange, p)
-		case r.Err != nil:
-			errs = append(errs, fmt.Errorf("partition %d: %w", p, r.Err))
+		for p, o := range parts {
+			r, ok := resps[topic][p]
+			switch {
+			case !ok: // a shard error: an unknown partition, a broker that failed
+				terrs = append(terrs, fmt.Errorf("partition %d: offset %d: not deleted: %w", p, o.At, cmp.Or(err, errors.New("no answer"))))
+			case errors.Is(r.Err, kerr.OffsetOutOfRange):
+				outOfRange = append(outOfRange, topic)
+			case isUnknownTopic(r.Err):
+				a.cl.PurgeTopicsFromClient(topic)
+				terrs = append(terrs, fmt.Errorf("partition %d: %w", p, ErrTopicNotFound))
+			case r.Err != nil:
+				terrs = append(terrs, fmt.Errorf("partition %d: %w", p, r.Err))
+			}
+		}
+		if err := errors.Join(terrs...); err != nil {
+			errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
 		}
 	}
 	if len(outOfRange) > 0 {
 		// Kafka refuses an offset below the log start offset: those
 		// records are gone already, which is what was asked.
-		starts, err := a.adm.ListStartOffsets(ctx, topic)
+		starts, err := a.adm.ListStartOffsets(ctx, outOfRange...)
 		if err == nil {
 			err = starts.Error()
 		}
-		for _, p := range outOfRange {
-			o := offsets[topic][p].At
-			switch s, ok := starts.Lookup(topic, p); {
-			case err != nil:
-				errs = append(errs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o, kerr.OffsetOutOfRange, err))
-			case ok && o <= s.Offset:
-			default:
-				errs = append(errs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o, kerr.OffsetOutOfRange))
+		seen := map[string]bool{}
+		for _, topic := range outOfRange {
+			if seen[topic] {
+				continue
+			}
+			seen[topic] = true
+			var terrs []error
+			for p, o := range offsets[topic] {
+				if r, ok := resps[topic][p]; !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+					continue
+				}
+				switch s, ok := starts.Lookup(topic, p); {
+				case err != nil:
+					terrs = append(terrs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o.At, kerr.OffsetOutOfRange, err))
+				case ok && o.At <= s.Offset:
+				default:
+					terrs = append(terrs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o.At, kerr.OffsetOutOfRange))
+				}
+			}
+			if err := errors.Join(terrs...); err != nil {
+				errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete records of %s: %w", topic, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // LogStartOffsets returns the log start offset of each of topic's

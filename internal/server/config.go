@@ -77,6 +77,11 @@ type Config struct {
 	KafkaTLSCA string
 	// KafkaTLS connects to --brokers over TLS (system roots and KafkaTLSCA).
 	KafkaTLS bool
+	// IngestConsumer is "kgo" (default): one consumer-group membership
+	// (group ConsumerGroup) for every tenant topic, in commit rounds; or
+	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
+	// the earlier design, kept for comparison.
+	IngestConsumer string
 }
 
 func (c *Config) setDefaults() {
@@ -128,6 +133,9 @@ func (c *Config) setDefaults() {
 	if c.KafkaAuth == "" {
 		c.KafkaAuth = "scram"
 	}
+	if c.IngestConsumer == "" {
+		c.IngestConsumer = "kgo"
+	}
 	if c.KafkaSASLMechanism == "" {
 		c.KafkaSASLMechanism = "SCRAM-SHA-256"
 	}
@@ -174,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, errors.New("--partitions must be at least 1"))
+	}
+	if c.IngestConsumer != "kgo" && c.IngestConsumer != "kafka-go" {
+		errs = append(errs, fmt.Errorf("--ingest-consumer %q: want kgo or kafka-go", c.IngestConsumer))
 	}
 	switch c.KafkaAuth {
 	case "scram", "none":
@@ -227,7 +238,8 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.StringVar(&brokers, "brokers", env("brokers", ""), "external Kafka brokers host:port,...; empty runs the embedded broker (env TENANTVAULT_BROKERS)")
 	fs.StringVar(&c.MasterKey, "master-key", env("master-key", ""), "master key (KEK) URI: local://PATH (development only; default local://<data-dir>/master.key), hcvault://HOST/MOUNT/keys/NAME, aws-kms://ARN, gcp-kms://projects/.../cryptoKeys/K; {tenant} in the URI gives each tenant its own KMS key (env TENANTVAULT_MASTER_KEY)")
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
-	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group prefix (env TENANTVAULT_CONSUMER_GROUP)")
+	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic (env TENANTVAULT_CONSUMER_GROUP)")
+	fs.StringVar(&c.IngestConsumer, "ingest-consumer", env("ingest-consumer", "kgo"), "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison) (env TENANTVAULT_INGEST_CONSUMER)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", env("alert-webhook", ""), "URL that receives each boundary-violation alert as a JSON POST (env TENANTVAULT_ALERT_WEBHOOK)")
 	fs.StringVar(&c.AlertTopic, "alert-topic", env("alert-topic", "vault.alerts"), "Kafka topic of boundary-violation alerts; - disables (env TENANTVAULT_ALERT_TOPIC)")

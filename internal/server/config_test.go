@@ -26,6 +26,7 @@ func defaultConfig() Config {
 		IngressRetention: "delete",
 		KeyCacheTTL:      5 * time.Minute,
 		KafkaAuth:        "scram",
+		IngestConsumer:   "kgo",
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}

@@ -107,7 +107,7 @@ func TestKafkaIsolationKcat(t *testing.T) {
 	}
 	// acme's credential cannot join the vault's group of bravo's topic
 	// (nor of its own).
-	for _, g := range []string{"tenantvault.tenant.bravo.events", "tenantvault.tenant.acme.events"} {
+	for _, g := range []string{"tenantvault", "tenantvault.tenant.bravo.events", "tenantvault.tenant.acme.events"} {
 		out, err = kcatRun(t, kcat, 10*time.Second, "", append(base(&acme), "-G", g, "tenant.bravo.events")...)
 		refused("acme join group "+g, out, err, "authorization failed", "not authorized")
 	}
@@ -244,8 +244,9 @@ func TestKafkaIsolationFranzGo(t *testing.T) {
 		{"produce bravo", produce("tenant.bravo.events")},
 		{"consume acme", consume("tenant.acme.events")},
 		{"consume bravo", consume("tenant.bravo.events")},
-		{"describe the vault's group of bravo", describeGroup("tenantvault.tenant.bravo.events")},
-		{"commit in the vault's group of bravo", commit("tenantvault.tenant.bravo.events", "tenant.bravo.events")},
+		{"describe the vault's group", describeGroup("tenantvault")},
+		{"commit in the vault's group", commit("tenantvault", "tenant.bravo.events")},
+		{"describe the vault's legacy group of bravo", describeGroup("tenantvault.tenant.bravo.events")},
 		{"create a topic", createTopic("tenant.mallory.events")},
 		{"consume vault.alerts", consume("vault.alerts")},
 	}
@@ -399,7 +400,9 @@ func TestBrokerDataLost(t *testing.T) {
 	}
 
 	v = mustStart(t, dir, "")
-	var rotated struct{ Kafka struct{ User, Password string } }
+	var rotated struct {
+		Kafka struct{ User, Password string }
+	}
 	if st := v.do("POST", "/v1/tenants/acme/kafka-credential/rotate", v.srv.AdminToken(), nil, &rotated); st != 200 || rotated.Kafka.Password == "" {
 		t.Fatalf("rotate = %d %+v", st, rotated)
 	}

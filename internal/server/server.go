@@ -45,12 +45,13 @@ type Server struct {
 	broker     *kafka.Embedded
 	brokers    []string
 	admin      *kafka.Admin
-	sub        *kafka.Subscriber
+	sub        *kafka.Subscriber // --ingest-consumer=kafka-go
+	consumer   *kafka.Consumer   // --ingest-consumer=kgo
 	keystore   *keys.Keystore
 	stores     *projections.Stores
 	audit      *audit.Log
 	vault      *vault.Vault
-	runner     *ingest.Runner
+	runner     runner
 	alerts     *alerts.Dispatcher
 	alertPub   *kafka.Publisher
 	listener   net.Listener
@@ -118,9 +119,6 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.admin, err = kafka.NewAdmin(s.brokers, s.kafkaAuth); err != nil {
 		return fmt.Errorf("kafka admin: %w", err)
 	}
-	if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
-		return fmt.Errorf("kafka subscriber: %w", err)
-	}
 	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
@@ -165,8 +163,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := s.vault.EnsureBroker(ctx); err != nil {
 		return err
 	}
-	if s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, TopicIDs: s.admin, Vault: s.vault, Logger: s.Logger,
-		Deleter: s.admin, KeepIngress: cfg.IngressRetention == "keep"}); err != nil {
+	if err := s.openIngest(); err != nil {
 		return err
 	}
 	// A shred that a crash interrupted is finished before anything else;
@@ -230,6 +227,9 @@ func (s *Server) Close() error {
 	}
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
+	}
+	if s.consumer != nil {
+		errs = append(errs, s.consumer.Close())
 	}
 	if s.alertPub != nil {
 		errs = append(errs, s.alertPub.Close())
@@ -321,6 +321,38 @@ func adminToken(cfg *Config, log *slog.Logger) (string, error) {
 	return tok, nil
 }
 
+// runner consumes the tenant topics into the vault: ingest.RoundRunner
+// (one consumer of every tenant topic, commit rounds) or ingest.Runner (a
+// consumer group per topic, kafka-go).
+type runner interface {
+	Run(ctx context.Context) error
+	Add(topic string)
+	Remove(ctx context.Context, topic string) error
+}
+
+// openIngest makes the consumer and the runner of --ingest-consumer.
+func (s *Server) openIngest() error {
+	cfg := &s.Config
+	keep := cfg.IngressRetention == "keep"
+	var err error
+	switch cfg.IngestConsumer {
+	case "kafka-go":
+		if s.sub, err = kafka.NewSubscriber(kafka.SubscriberConfig{Brokers: s.brokers, ConsumerGroup: cfg.ConsumerGroup, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			return fmt.Errorf("kafka subscriber: %w", err)
+		}
+		s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, TopicIDs: s.admin, Vault: s.vault, Logger: s.Logger,
+			Deleter: s.admin, KeepIngress: keep})
+		return err
+	default:
+		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
+			Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			return fmt.Errorf("kafka consumer: %w", err)
+		}
+		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger})
+		return err
+	}
+}
+
 // ingress is the Kafka side of a shred: the runner stops consuming the
 // tenant's topic, the admin deletes it and its consumer group.
 type ingress struct{ s *Server }
@@ -338,7 +370,10 @@ func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
 }
 
 var (
-	_ vault.Ingress     = ingress{}
-	_ vault.Topics      = (*kafka.Admin)(nil)
-	_ ingest.Subscriber = (*kafka.Subscriber)(nil)
+	_ vault.Ingress        = ingress{}
+	_ vault.Topics         = (*kafka.Admin)(nil)
+	_ ingest.Subscriber    = (*kafka.Subscriber)(nil)
+	_ ingest.RoundConsumer = (*kafka.Consumer)(nil)
+	_ runner               = (*ingest.Runner)(nil)
+	_ runner               = (*ingest.RoundRunner)(nil)
 )

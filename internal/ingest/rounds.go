@@ -1,0 +1,476 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/vault"
+)
+
+// RoundConsumer is the Kafka side of a RoundRunner: one consumer of every
+// tenant topic, handing out what one poll fetched. kafka.Consumer is one.
+type RoundConsumer interface {
+	Poll(ctx context.Context) ([]kafka.Batch, error)
+	Commit(ctx context.Context, ps kafka.Positions) error
+	AllowRebalance()
+	Rewind(ps kafka.Positions)
+	Pause(tps map[string][]int32)
+	Resume(tps map[string][]int32)
+	Forget(topics ...string)
+	Refresh()
+}
+
+// ManyDeleter deletes sealed records of many topics in one request.
+// kafka.Admin is one.
+type ManyDeleter interface {
+	DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64) error
+}
+
+// RoundsConfig configures a RoundRunner.
+type RoundsConfig struct {
+	Consumer RoundConsumer // required
+	Vault    Ingester      // required
+	// KeepIngress keeps the records on the broker once sealed; by default
+	// the records of every committed round are deleted (one DeleteRecords
+	// request for the round, or for the rounds committed while the last
+	// one was in flight).
+	KeepIngress bool
+	// Deleter deletes sealed records; required unless KeepIngress.
+	Deleter ManyDeleter
+	// Parallel bounds the partitions applied at once in a round; default
+	// 4. Partitions of one topic are applied one after the other.
+	Parallel int
+	// Retries is how often a batch the vault failed to apply is tried
+	// again within its round (with backoff from 50ms) before its
+	// partition is paused for PauseFor and read again; default 3.
+	Retries int
+	// PauseFor is how long a partition whose batch kept failing is paused;
+	// default 5s. Other partitions go on meanwhile.
+	PauseFor time.Duration
+	Logger   *slog.Logger
+}
+
+func (c *RoundsConfig) setDefaults() {
+	if c.Parallel == 0 {
+		c.Parallel = 4
+	}
+	if c.Retries == 0 {
+		c.Retries = 3
+	}
+	if c.PauseFor == 0 {
+		c.PauseFor = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem of c.
+func (c *RoundsConfig) Validate() error {
+	var errs []error
+	if c.Consumer == nil {
+		errs = append(errs, errors.New("ingest: Consumer is required"))
+	}
+	if c.Vault == nil {
+		errs = append(errs, errors.New("ingest: Vault is required"))
+	}
+	if !c.KeepIngress && c.Deleter == nil {
+		errs = append(errs, errors.New("ingest: Deleter is required unless KeepIngress"))
+	}
+	if c.Parallel < 0 || c.Retries < 0 || c.PauseFor < 0 {
+		errs = append(errs, errors.New("ingest: Parallel, Retries and PauseFor must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// RoundRunner consumes every tenant topic with one consumer, in commit
+// rounds: it applies everything one poll fetched, each partition's batch
+// into its tenant's own store (tenants in parallel), waits until all of it
+// (stores and audit records) is durable, then commits the round's offsets
+// and deletes its sealed ingress records. Nothing of a round is committed
+// before it is durable, so a crash anywhere re-delivers at most the round,
+// which the stores' offsets and event ids make idempotent.
+//
+// A batch the vault keeps failing to apply does not stall the others: its
+// partition is read again from that batch after a pause, uncommitted.
+// Records of a topic read with another topic ID than the one its partition
+// was read with before (deleted and created again) are not applied: the
+// partition is read again from its start.
+type RoundRunner struct {
+	cfg RoundsConfig
+
+	round sync.Mutex // held while a round is applied and committed
+
+	mu      sync.Mutex
+	removed map[string]string        // topics Remove stopped, with the topic ID they had then ("" unknown)
+	ids     map[tp]string            // topic ID each partition was last read with
+	paused  map[tp]time.Time         // partitions paused until
+	pending map[string]map[int]int64 // sealed offsets not yet deleted
+	fails   map[string]int           // failed deletions of a topic's pending offsets in a row
+	wake    chan struct{}            // pending has news
+	stats   RoundStats
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// RoundStats count what the runner did.
+type RoundStats struct {
+	Rounds, Batches, Records, Commits, Deletes, Failures int64
+}
+
+// NewRoundRunner returns a RoundRunner.
+func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &RoundRunner{
+		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time),
+		pending: make(map[string]map[int]int64), fails: make(map[string]int), wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Stats returns the runner's counters.
+func (r *RoundRunner) Stats() RoundStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// Add consumes topic again if Remove stopped it, and reads the topic list
+// now, so that a topic just created is consumed at once.
+func (r *RoundRunner) Add(topic string) {
+	r.mu.Lock()
+	delete(r.removed, topic)
+	r.mu.Unlock()
+	r.cfg.Consumer.Refresh()
+}
+
+// Remove stops consuming topic: it returns once no batch of topic is being
+// applied and none will be (the consumer forgets the topic; records of it
+// fetched later, the topic still existing, are skipped uncommitted), and
+// forgets its sealed offsets. Add undoes it.
+//
+// A topic of that name created again later (another topic ID) is consumed
+// again, as any new topic.
+func (r *RoundRunner) Remove(ctx context.Context, topic string) error {
+	r.mu.Lock()
+	id := ""
+	for k, kid := range r.ids {
+		if k.topic == topic {
+			id = kid
+			delete(r.ids, k)
+		}
+	}
+	r.removed[topic] = id
+	delete(r.pending, topic)
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.round.Lock() // the round in flight, if any, is over
+		r.round.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("remove %s: %w", topic, context.Cause(ctx))
+	}
+	r.cfg.Consumer.Forget(topic)
+	return nil
+}
+
+// Run consumes until ctx ends. The round in flight when it does is
+// finished (applied and committed) first.
+func (r *RoundRunner) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if !r.cfg.KeepIngress {
+		g.Go(func() error { r.deleteLoop(gctx); return nil })
+	}
+	g.Go(func() error { r.resumeLoop(gctx); return nil })
+	g.Go(func() error {
+		for {
+			batches, err := r.cfg.Consumer.Poll(gctx)
+			if err != nil {
+				if gctx.Err() != nil || errors.Is(err, kafka.ErrConsumerClosed) {
+					return nil
+				}
+				r.cfg.Logger.Warn("poll", "err", err)
+				continue
+			}
+			r.apply(context.WithoutCancel(gctx), batches)
+			r.cfg.Consumer.AllowRebalance()
+		}
+	})
+	err := g.Wait()
+	if !r.cfg.KeepIngress {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		r.deleteSealed(dctx)
+		cancel()
+	}
+	return err
+}
+
+// apply applies one round and commits what was applied.
+func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
+	r.round.Lock()
+	defer r.round.Unlock()
+	if len(batches) == 0 {
+		return
+	}
+	// One job a topic: its partitions in order.
+	byTopic := make(map[string][]kafka.Batch)
+	var order []string
+	restart := kafka.Positions{}
+	r.mu.Lock()
+	for _, b := range batches {
+		if id, ok := r.removed[b.Topic]; ok {
+			if b.TopicID == "" || b.TopicID == id {
+				continue
+			}
+			delete(r.removed, b.Topic) // created again since: a new topic
+		}
+		k := tp{b.Topic, b.Partition}
+		if prev, ok := r.ids[k]; ok && b.TopicID != "" && prev != "" && prev != b.TopicID {
+			// Another topic of the same name: the position is the old
+			// one's. Read the new one from its start; nothing of this
+			// batch is applied or committed.
+			r.cfg.Logger.Warn("topic was deleted and created again: consuming it again from its start",
+				"topic", b.Topic, "partition", b.Partition, "topic_id", b.TopicID, "was", prev)
+			restart.Set(b.Topic, b.Partition, kafka.Position{Offset: 0, LeaderEpoch: -1})
+			r.ids[k] = b.TopicID
+			continue
+		}
+		if b.TopicID != "" {
+			r.ids[k] = b.TopicID
+		}
+		if _, ok := byTopic[b.Topic]; !ok {
+			order = append(order, b.Topic)
+		}
+		byTopic[b.Topic] = append(byTopic[b.Topic], b)
+	}
+	r.stats.Rounds++
+	r.mu.Unlock()
+	if len(restart) > 0 {
+		r.cfg.Consumer.Rewind(restart)
+	}
+
+	var mu sync.Mutex
+	applied := kafka.Positions{}
+	failed := kafka.Positions{}
+	var g errgroup.Group
+	g.SetLimit(r.cfg.Parallel)
+	for _, topic := range order {
+		g.Go(func() error {
+			for _, b := range byTopic[topic] {
+				err := r.ingest(ctx, b)
+				mu.Lock()
+				if err != nil {
+					failed.Set(b.Topic, b.Partition, kafka.Position{Offset: b.Records[0].Offset, LeaderEpoch: -1})
+				} else {
+					applied.Set(b.Topic, b.Partition, b.Next())
+				}
+				mu.Unlock()
+				if err != nil {
+					break // later partitions of the topic wait too: the store failed
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for topic := range failed {
+		for _, b := range byTopic[topic] {
+			if _, ok := failed[topic][b.Partition]; !ok {
+				if _, ok := applied[topic][b.Partition]; !ok {
+					failed.Set(topic, b.Partition, kafka.Position{Offset: b.Records[0].Offset, LeaderEpoch: -1})
+				}
+			}
+		}
+	}
+	if len(failed) > 0 {
+		r.pause(failed)
+	}
+	if len(applied) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := r.cfg.Consumer.Commit(cctx, applied)
+	cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		// The round is durable in the stores; a redelivery is skipped
+		// there. Its records are not deleted until a later commit.
+		r.cfg.Logger.Warn("commit round", "partitions", countPositions(applied), "err", err)
+		return
+	}
+	r.stats.Commits++
+	if r.cfg.KeepIngress {
+		return
+	}
+	for topic, parts := range applied {
+		if _, ok := r.removed[topic]; ok {
+			continue
+		}
+		if r.pending[topic] == nil {
+			r.pending[topic] = make(map[int]int64)
+		}
+		for p, pos := range parts {
+			r.pending[topic][int(p)] = max(r.pending[topic][int(p)], pos.Offset)
+		}
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ingest hands batch b to the vault, retrying with backoff; the error is
+// the last one.
+func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
+	msgs := make([]vault.Message, len(b.Records))
+	for i, rec := range b.Records {
+		msgs[i] = vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
+			Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
+	}
+	backoff := 50 * time.Millisecond
+	var err error
+	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(backoff)
+			backoff *= 2
+		}
+		if err = r.cfg.Vault.Ingest(ctx, b.Topic, msgs); err == nil {
+			r.mu.Lock()
+			r.stats.Batches++
+			r.stats.Records += int64(len(msgs))
+			r.mu.Unlock()
+			return nil
+		}
+	}
+	r.mu.Lock()
+	r.stats.Failures++
+	r.mu.Unlock()
+	r.cfg.Logger.Error("ingest batch failed; its partition is paused and read again", "topic", b.Topic, "partition", b.Partition,
+		"records", len(msgs), "err", err, "pause", r.cfg.PauseFor)
+	return err
+}
+
+// pause rewinds the partitions of ps to their positions and pauses them;
+// the resume loop resumes them after PauseFor.
+func (r *RoundRunner) pause(ps kafka.Positions) {
+	tps := make(map[string][]int32, len(ps))
+	until := time.Now().Add(r.cfg.PauseFor)
+	r.mu.Lock()
+	for t, parts := range ps {
+		for p := range parts {
+			tps[t] = append(tps[t], p)
+			r.paused[tp{t, p}] = until
+		}
+	}
+	r.mu.Unlock()
+	r.cfg.Consumer.Pause(tps)
+	r.cfg.Consumer.Rewind(ps)
+}
+
+// resumeLoop resumes paused partitions when their pause is over (the poll
+// loop may be waiting for records meanwhile).
+func (r *RoundRunner) resumeLoop(ctx context.Context) {
+	tick := time.NewTicker(max(r.cfg.PauseFor/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		tps := map[string][]int32{}
+		r.mu.Lock()
+		for k, until := range r.paused {
+			if now.After(until) {
+				tps[k.topic] = append(tps[k.topic], k.partition)
+				delete(r.paused, k)
+			}
+		}
+		r.mu.Unlock()
+		if len(tps) > 0 {
+			r.cfg.Consumer.Resume(tps)
+		}
+	}
+}
+
+// deleteLoop deletes sealed records as rounds are committed: one request
+// for everything committed since the last one.
+func (r *RoundRunner) deleteLoop(ctx context.Context) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-retry.C:
+		}
+		r.deleteSealed(ctx)
+	}
+}
+
+// deleteSealed deletes the records below the pending sealed offsets; what
+// fails stays pending (unless a newer offset replaced it).
+func (r *RoundRunner) deleteSealed(ctx context.Context) {
+	r.mu.Lock()
+	before := r.pending
+	r.pending = make(map[string]map[int]int64)
+	r.mu.Unlock()
+	if len(before) == 0 {
+		return
+	}
+	err := r.cfg.Deleter.DeleteRecordsMany(ctx, before)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Deletes++
+	if err == nil {
+		clear(r.fails)
+		return
+	}
+	if ctx.Err() == nil {
+		r.cfg.Logger.Warn("delete sealed ingress records", "topics", len(before), "err", err)
+	}
+	for topic, parts := range before {
+		// A topic that keeps failing (deleted meanwhile) is given up
+		// after a few tries; a later round's offsets bring it back.
+		_, removed := r.removed[topic]
+		if r.fails[topic]++; removed || r.fails[topic] > 5 {
+			delete(r.fails, topic)
+			continue
+		}
+		if r.pending[topic] == nil {
+			r.pending[topic] = maps.Clone(parts)
+			continue
+		}
+		for p, o := range parts {
+			r.pending[topic][p] = max(r.pending[topic][p], o)
+		}
+	}
+}
+
+func countPositions(ps kafka.Positions) int {
+	n := 0
+	for _, parts := range ps {
+		n += len(parts)
+	}
+	return n
+}

@@ -1,0 +1,379 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/ingest"
+	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/vault"
+)
+
+var _ ingest.RoundConsumer = (*kafka.Consumer)(nil)
+
+// newConsumer returns a consumer of every tenant topic in group.
+func (k *kafkaEnv) newConsumer(tb testing.TB, group string) *kafka.Consumer {
+	tb.Helper()
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: []string{k.broker.Addr()}, Group: group, Topics: events.TenantTopicPattern,
+		FetchMaxWait: 50 * time.Millisecond, MetadataMaxAge: 200 * time.Millisecond,
+		SessionTimeout: 6 * time.Second, RebalanceTimeout: 6 * time.Second, HeartbeatInterval: 200 * time.Millisecond,
+		Logger: testLogger(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// startRounds runs a RoundRunner on c with v until the test ends (or the
+// returned stop is called).
+func startRounds(tb testing.TB, k *kafkaEnv, c *kafka.Consumer, v ingest.Ingester, edit func(*ingest.RoundsConfig)) (*ingest.RoundRunner, func()) {
+	tb.Helper()
+	cfg := ingest.RoundsConfig{Consumer: c, Vault: v, Deleter: k.admin, PauseFor: 300 * time.Millisecond, Logger: testLogger()}
+	if edit != nil {
+		edit(&cfg)
+	}
+	r, err := ingest.NewRoundRunner(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+		c.Close()
+	}
+	tb.Cleanup(stop)
+	return r, stop
+}
+
+// values are the payloads of msgs.
+func values(msgs []vault.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = string(m.Value)
+	}
+	return out
+}
+
+func seq(from, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(from + i)
+	}
+	return out
+}
+
+func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRoundsDeliverEveryTopicOnce: one consumer reads every tenant topic;
+// each record is handed over once, in partition order, stamped with its
+// topic ID; offsets are committed and sealed records deleted.
+func TestRoundsDeliverEveryTopicOnce(t *testing.T) {
+	k := MustStartKafka(t)
+	const topics, per = 12, 200
+	for i := range topics {
+		topic := fmt.Sprintf("tenant.t%02d.events", i)
+		k.mustCreateTopic(t, topic, 1)
+		mustPublishN(t, k, topic, 0, per)
+	}
+	k.mustCreateTopic(t, "not.a.tenant.topic", 1)
+	mustPublishN(t, k, "not.a.tenant.topic", 0, 5)
+	f := &fakeIngester{}
+	r, stop := startRounds(t, k, k.newConsumer(t, "vault"), f, nil)
+	for i := range topics {
+		topic := fmt.Sprintf("tenant.t%02d.events", i)
+		waitUntil(t, 20*time.Second, topic+" applied", func() bool { return len(f.applied(topic)) >= per })
+	}
+	for i := range topics {
+		topic := fmt.Sprintf("tenant.t%02d.events", i)
+		got := f.applied(topic)
+		if !slices.Equal(values(got), seq(0, per)) {
+			t.Fatalf("%s: applied %d records %v..., want 0..%d once, in order", topic, len(got), values(got)[:min(5, len(got))], per-1)
+		}
+		id, err := k.admin.TopicID(context.Background(), topic)
+		if err != nil || got[0].TopicID != id {
+			t.Errorf("%s: records stamped with topic id %q, want %q (%v)", topic, got[0].TopicID, id, err)
+		}
+	}
+	for _, b := range f.calls() {
+		if b.topic == "not.a.tenant.topic" {
+			t.Fatal("a topic outside the pattern was consumed")
+		}
+	}
+	// Sealed records are deleted.
+	waitUntil(t, 10*time.Second, "sealed records deleted", func() bool {
+		for i := range topics {
+			starts, err := k.admin.LogStartOffsets(context.Background(), fmt.Sprintf("tenant.t%02d.events", i))
+			if err != nil || starts[0] != per {
+				return false
+			}
+		}
+		return true
+	})
+	st := r.Stats()
+	stop()
+	t.Logf("rounds: %+v", st)
+	if st.Deletes > st.Commits+1 {
+		t.Errorf("%d DeleteRecords requests for %d committed rounds, want at most one a round", st.Deletes, st.Commits)
+	}
+
+	// A new consumer of the group resumes after what was committed:
+	// nothing is handed over again.
+	f2 := &fakeIngester{}
+	_, stop2 := startRounds(t, k, k.newConsumer(t, "vault"), f2, nil)
+	mustPublishN(t, k, "tenant.t00.events", per, 10)
+	waitUntil(t, 20*time.Second, "the new records", func() bool { return len(f2.applied("tenant.t00.events")) >= 10 })
+	time.Sleep(300 * time.Millisecond)
+	stop2()
+	if got := values(f2.applied("tenant.t00.events")); !slices.Equal(got, seq(per, 10)) {
+		t.Errorf("after a restart: applied %v, want only the 10 new records", got)
+	}
+	for _, b := range f2.calls() {
+		if b.topic != "tenant.t00.events" {
+			t.Errorf("after a restart: %s handed over again", b.topic)
+		}
+	}
+}
+
+// mustPublishN publishes values from..from+n-1 to topic.
+func mustPublishN(tb testing.TB, k *kafkaEnv, topic string, from, n int) {
+	tb.Helper()
+	if err := k.pub.Publish(topic, testMessagesKeyed(from, n, 1)...); err != nil {
+		tb.Fatalf("Publish(%s): %v", topic, err)
+	}
+}
+
+// TestRoundsNewTopicWithoutRestart: a topic created while the runner runs
+// is consumed within a second, without a restart.
+func TestRoundsNewTopicWithoutRestart(t *testing.T) {
+	k := MustStartKafka(t)
+	k.mustCreateTopic(t, "tenant.first.events", 1)
+	f := &fakeIngester{}
+	r, _ := startRounds(t, k, k.newConsumer(t, "vault"), f, nil)
+	mustPublishN(t, k, "tenant.first.events", 0, 1)
+	waitUntil(t, 20*time.Second, "the first topic", func() bool { return len(f.applied("tenant.first.events")) == 1 })
+	for _, add := range []bool{true, false} {
+		topic := "tenant.late-" + strconv.FormatBool(add) + ".events"
+		k.mustCreateTopic(t, topic, 1)
+		if add {
+			r.Add(topic) // what vaultd does when it creates a tenant
+		}
+		mustPublishN(t, k, topic, 0, 3)
+		start := time.Now()
+		waitUntil(t, 10*time.Second, topic, func() bool { return len(f.applied(topic)) == 3 })
+		t.Logf("%s consumed %v after its publish (Add: %v)", topic, time.Since(start).Round(time.Millisecond), add)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s consumed after %v, want within 1s", topic, d)
+		}
+	}
+}
+
+// TestRoundsFailingTenantDoesNotStall: a tenant whose batches fail does
+// not hold up the others; once it recovers, its records are applied in
+// order, once, and nothing of it was committed before.
+func TestRoundsFailingTenantDoesNotStall(t *testing.T) {
+	k := MustStartKafka(t)
+	k.mustCreateTopic(t, "tenant.sick.events", 1)
+	k.mustCreateTopic(t, "tenant.well.events", 1)
+	var sick atomic.Bool
+	sick.Store(true)
+	f := &fakeIngester{fail: func(_ int, topic string, _ []vault.Message) error {
+		if topic == "tenant.sick.events" && sick.Load() {
+			return errors.New("store unavailable")
+		}
+		return nil
+	}}
+	startRounds(t, k, k.newConsumer(t, "vault"), f, func(c *ingest.RoundsConfig) { c.Retries = 1 })
+	mustPublishN(t, k, "tenant.sick.events", 0, 50)
+	for i := range 5 {
+		mustPublishN(t, k, "tenant.well.events", i*20, 20)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitUntil(t, 20*time.Second, "the healthy tenant", func() bool { return len(f.applied("tenant.well.events")) == 100 })
+	if n := len(f.applied("tenant.sick.events")); n != 0 {
+		t.Fatalf("%d records of the failing tenant applied", n)
+	}
+	starts, _ := k.admin.LogStartOffsets(context.Background(), "tenant.sick.events")
+	if starts[0] != 0 {
+		t.Fatalf("records of the failing tenant deleted (log start %d) before they were applied", starts[0])
+	}
+	sick.Store(false)
+	waitUntil(t, 20*time.Second, "the recovered tenant", func() bool { return len(f.applied("tenant.sick.events")) >= 50 })
+	if got := values(f.applied("tenant.sick.events")); !slices.Equal(got, seq(0, 50)) {
+		t.Errorf("recovered tenant applied %v, want 0..49 once, in order", got)
+	}
+	if got := values(f.applied("tenant.well.events")); !slices.Equal(got, seq(0, 100)) {
+		t.Errorf("healthy tenant applied %d records, want 0..99 once, in order", len(got))
+	}
+}
+
+// TestRoundsRemove: once Remove returns, no batch of the topic is being
+// applied and none follows; Add brings it back.
+func TestRoundsRemove(t *testing.T) {
+	k := MustStartKafka(t)
+	k.mustCreateTopic(t, "tenant.gone.events", 1)
+	k.mustCreateTopic(t, "tenant.stays.events", 1)
+	var removed atomic.Bool
+	var after atomic.Int64
+	f := &fakeIngester{block: func(context.Context) { time.Sleep(5 * time.Millisecond) }}
+	f.fail = func(_ int, topic string, _ []vault.Message) error {
+		if topic == "tenant.gone.events" && removed.Load() {
+			after.Add(1)
+		}
+		return nil
+	}
+	r, _ := startRounds(t, k, k.newConsumer(t, "vault"), f, nil)
+	stopPub := make(chan struct{})
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := 0; ; i += 10 {
+			select {
+			case <-stopPub:
+				return
+			default:
+			}
+			_ = k.pub.Publish("tenant.gone.events", testMessagesKeyed(i, 10, 1)...)
+			_ = k.pub.Publish("tenant.stays.events", testMessagesKeyed(i, 10, 1)...)
+		}
+	}()
+	waitUntil(t, 20*time.Second, "both topics flowing", func() bool {
+		return len(f.applied("tenant.gone.events")) > 50 && len(f.applied("tenant.stays.events")) > 50
+	})
+	if err := r.Remove(context.Background(), "tenant.gone.events"); err != nil {
+		t.Fatal(err)
+	}
+	removed.Store(true)
+	n := len(f.applied("tenant.stays.events"))
+	waitUntil(t, 20*time.Second, "the other topic still flowing", func() bool { return len(f.applied("tenant.stays.events")) > n+50 })
+	close(stopPub)
+	<-pubDone
+	if a := after.Load(); a != 0 {
+		t.Fatalf("%d batches of a removed topic handed over after Remove returned", a)
+	}
+	removed.Store(false)
+	before := len(f.applied("tenant.gone.events"))
+	r.Add("tenant.gone.events")
+	mustPublishN(t, k, "tenant.gone.events", 1_000_000, 1)
+	waitUntil(t, 20*time.Second, "the topic back after Add", func() bool { return len(f.applied("tenant.gone.events")) > before })
+}
+
+// TestRoundsTwoNodesSplitTopics: two consumers in one group (two vaultd
+// nodes) receive disjoint sets of tenant topics that together cover all of
+// them; when one leaves, the other is assigned its share.
+func TestRoundsTwoNodesSplitTopics(t *testing.T) {
+	k := MustStartKafka(t)
+	const topics = 8
+	names := make([]string, topics)
+	for i := range names {
+		names[i] = fmt.Sprintf("tenant.n%02d.events", i)
+		k.mustCreateTopic(t, names[i], 1)
+	}
+	fa, fb := &fakeIngester{}, &fakeIngester{}
+	_, stopA := startRounds(t, k, k.newConsumer(t, "vault"), fa, nil)
+	_, stopB := startRounds(t, k, k.newConsumer(t, "vault"), fb, nil)
+	seen := func(f *fakeIngester) map[string]bool {
+		m := map[string]bool{}
+		for _, b := range f.calls() {
+			m[b.topic] = true
+		}
+		return m
+	}
+	// Publish until both members have received something and every topic
+	// is covered (the group settles on two members first).
+	round := 0
+	waitUntil(t, 40*time.Second, "both members consuming, every topic covered", func() bool {
+		for _, n := range names {
+			_ = k.pub.Publish(n, testMessagesKeyed(round, 1, 1)...)
+		}
+		round++
+		time.Sleep(100 * time.Millisecond)
+		a, b := seen(fa), seen(fb)
+		if len(a) == 0 || len(b) == 0 {
+			return false
+		}
+		for _, n := range names {
+			if !a[n] && !b[n] {
+				return false
+			}
+		}
+		return true
+	})
+	// Once settled, a fresh wave goes to disjoint members.
+	time.Sleep(time.Second)
+	ca, cb := len(fa.calls()), len(fb.calls())
+	for _, n := range names {
+		_ = k.pub.Publish(n, testMessagesKeyed(100000, 1, 1)...)
+	}
+	waitUntil(t, 20*time.Second, "the wave", func() bool {
+		got := 0
+		for _, f := range []*fakeIngester{fa, fb} {
+			for _, b := range f.calls() {
+				for _, m := range b.msgs {
+					if string(m.Value) == "100000" {
+						got++
+					}
+				}
+			}
+		}
+		return got == topics
+	})
+	var onA, onB []string
+	for _, b := range fa.calls()[ca:] {
+		onA = append(onA, b.topic)
+	}
+	for _, b := range fb.calls()[cb:] {
+		onB = append(onB, b.topic)
+	}
+	sort.Strings(onA)
+	sort.Strings(onB)
+	for _, n := range onA {
+		if slices.Contains(onB, n) {
+			t.Fatalf("topic %s went to both members: A %v, B %v", n, onA, onB)
+		}
+	}
+	t.Logf("member A: %v; member B: %v", onA, onB)
+	// B leaves: A gets every topic.
+	stopB()
+	cA := len(fa.calls())
+	waitUntil(t, 40*time.Second, "A assigned B's share", func() bool {
+		for _, n := range names {
+			_ = k.pub.Publish(n, testMessagesKeyed(200000, 1, 1)...)
+		}
+		time.Sleep(200 * time.Millisecond)
+		m := map[string]bool{}
+		for _, b := range fa.calls()[cA:] {
+			m[b.topic] = true
+		}
+		return len(m) == topics
+	})
+	stopA()
+}
