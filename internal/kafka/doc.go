@@ -1,14 +1,20 @@
 // Package kafka is tenantvault's Kafka adapter: the embedded Kafka-protocol
-// broker (franz-go's kfake), topic administration, and a watermill Publisher
-// and Subscriber built on segmentio/kafka-go.
+// broker (franz-go's kfake) behind a thin wire layer, topic and principal
+// administration (kadm), the Consumer of every tenant topic (kgo), and a
+// watermill Publisher and Subscriber built on segmentio/kafka-go.
 //
-// It owns the Kafka wire: nothing else in tenantvault imports kafka-go,
-// watermill or franz-go. It moves opaque records and never looks inside them:
+// It owns the Kafka wire: nothing else in tenantvault imports kafka-go or
+// franz-go. It moves opaque records and never looks inside them:
 // it does not decode events, never sees key material, and never writes
 // anything to disk itself (the embedded broker persists only when given a
 // DataDir).
 //
 // # Delivery semantics
+//
+// The Consumer (kgo) reads every topic of a pattern as one group member and
+// hands out what one poll fetched as per-partition batches; it commits only
+// what its caller commits, and holds rebalances until the caller allows
+// them (after committing), so a commit never covers a partition it lost.
 //
 // The Subscriber is at-least-once. Messages are handed out without waiting
 // for the previous acknowledgement (up to MaxInFlight per subscription), in
