@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,47 +43,126 @@ type Result struct {
 	Commits     int // Badger transactions committed (more than 1 when the batch was split)
 }
 
-// Apply applies batch in one Badger transaction, splitting it into several
-// only when Badger reports badger.ErrTxnTooBig; each part commits the
-// offsets of its own records, so a crash between parts replays cleanly.
-// Records are taken in order:
+// add counts a verdict.
+func (r *Result) add(v VerdictKind) {
+	switch v {
+	case VerdictApplied:
+		r.Applied++
+	case VerdictDuplicate:
+		r.Duplicates++
+	case VerdictSkipped:
+		r.Skipped++
+	case VerdictQuarantined:
+		r.Quarantined++
+	}
+}
+
+// VerdictKind is what Apply decided for one record.
+type VerdictKind uint8
+
+const (
+	// VerdictApplied: the event was appended to its stream's log.
+	VerdictApplied VerdictKind = iota + 1
+	// VerdictDuplicate: an event of that id was applied before; not
+	// applied again.
+	VerdictDuplicate
+	// VerdictSkipped: the record is at or below the stored offset of its
+	// (topic, partition), a Kafka redelivery: it was decided on before,
+	// and nothing was done this time.
+	VerdictSkipped
+	// VerdictQuarantined: the record was sealed into the quarantine, as a
+	// Rejection given by the caller or an event the store refused.
+	VerdictQuarantined
+)
+
+func (k VerdictKind) String() string {
+	switch k {
+	case VerdictApplied:
+		return "applied"
+	case VerdictDuplicate:
+		return "duplicate"
+	case VerdictSkipped:
+		return "skipped"
+	case VerdictQuarantined:
+		return "quarantined"
+	}
+	return "VerdictKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Verdict is what Apply did with one record: the one decision, made under
+// the store's lock against the stored offsets, from which the caller
+// audits. A quarantined record's Code and Reason are those of its
+// Rejection, or the store's when the store refused the event itself (e.g.
+// too_large: more data than a value log file can hold).
+type Verdict struct {
+	Kind   VerdictKind
+	Code   string // VerdictQuarantined: an events error code
+	Reason string // VerdictQuarantined: safe to show to the tenant
+	Seq    uint64 // VerdictQuarantined: the Seq of the quarantine entry
+}
+
+// Apply is ApplyVerdicts without the verdicts.
+func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
+	res, _, err := st.applyBatch(c, batch, nil)
+	return res, err
+}
+
+// ApplyVerdicts applies batch in one Badger transaction, splitting it into
+// several only when Badger reports badger.ErrTxnTooBig; each part commits
+// the offsets of its own records, so a crash between parts replays
+// cleanly. Records are taken in order, and each gets one verdict:
 //
 //   - a record whose offset is at or below the stored offset of its
-//     (topic, partition) is Skipped;
+//     (topic, partition) is skipped (VerdictSkipped: a redelivery);
 //   - a Rejection is sealed into the quarantine with its code, reason,
 //     topic, partition, offset and time, and so is an event that fails
 //     events.Event.Validate, has data that is not JSON, has more data than
 //     a value log file can hold (too_large), or names another tenant in its
-//     tenant extension (forbidden); raw input over that size is cut (see
+//     tenant extension (forbidden), with the store's code and reason
+//     (VerdictQuarantined); raw input over that size is cut (see
 //     Quarantined.RawSize);
-//   - an event whose id was applied before is a Duplicate;
+//   - an event whose id was applied before is a duplicate
+//     (VerdictDuplicate);
 //   - any other event gets version = the stream's version + 1, is sealed
 //     into the stream's log, and updates the stream's state: a JSON merge
 //     patch (RFC 7386) of its data, a tombstone if IsDelete, or nothing but
-//     the version for events without JSON data;
+//     the version for events without JSON data (VerdictApplied);
 //   - the offset of each (topic, partition) is stored with the rest.
 //
-// Events of one stream in a batch are merged in memory: its state is opened
-// once and sealed once per transaction. Apply calls on one store are
-// serialised. On error, the Result counts what the parts committed before
-// it; a record that is neither an event nor a rejection, or has an
+// It returns the verdicts in the order of batch, and the Result, which
+// counts them. Events of one stream in a batch are merged in
+// memory: its state is opened once and sealed once per transaction. Apply
+// calls on one store are serialised. On error, the Result counts what the
+// parts committed before it and the verdicts are those of their records,
+// a prefix of batch (those records will be Skipped when the batch comes
+// again); a record that is neither an event nor a rejection, or has an
 // impossible topic, partition or offset, fails the batch (EINVALID) before
 // anything is written.
-func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
+func (st *Store) ApplyVerdicts(c Cipher, batch []Record) (Result, []Verdict, error) {
+	verdicts := make([]Verdict, len(batch))
+	res, done, err := st.applyBatch(c, batch, verdicts)
+	return res, verdicts[:done], err
+}
+
+// applyBatch is ApplyVerdicts; verdicts is nil or has one entry per record
+// of batch, to fill. It also returns how many records (from the first) the
+// committed parts hold: all of them unless it fails.
+func (st *Store) applyBatch(c Cipher, batch []Record, verdicts []Verdict) (Result, int, error) {
 	if err := checkCipher(c); err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	if err := validateBatch(batch); err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	if err := st.enter(); err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	defer st.leave()
 	st.apply.Lock()
 	defer st.apply.Unlock()
 
 	var res Result
+	done := 0 // records of committed parts
 	touched := make(map[string]struct{})
 	fits := len(batch) // records known to fit in one transaction
 	if st.fits > 0 {
@@ -91,14 +171,18 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 	for rest := batch; len(rest) > 0; {
 		n := min(len(rest), fits)
 		for {
-			part, done, err := st.applyPart(c, rest[:n], touched)
+			var vs []Verdict
+			if verdicts != nil {
+				vs = verdicts[done : done+n]
+			}
+			part, written, err := st.applyPart(c, rest[:n], vs, touched)
 			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
 				// Retry with fewer records: three quarters of those written
 				// before the overflow, leaving room for the state and offset
 				// writes at the end, or three quarters of n if those
 				// overflowed. Later parts start from the size that fitted.
-				if done > 0 && done < n {
-					n = done
+				if written > 0 && written < n {
+					n = written
 				}
 				n = max(1, n-max(1, n/4))
 				fits, st.fits = n, n
@@ -106,7 +190,7 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 			}
 			if err != nil {
 				res.Streams = len(touched)
-				return res, fmt.Errorf("apply to store of tenant %s: %w", st.tenant, err)
+				return res, done, fmt.Errorf("apply to store of tenant %s: %w", st.tenant, err)
 			}
 			res.Applied += part.Applied
 			res.Duplicates += part.Duplicates
@@ -115,10 +199,10 @@ func (st *Store) Apply(c Cipher, batch []Record) (Result, error) {
 			res.Commits++
 			break
 		}
-		rest = rest[n:]
+		rest, done = rest[n:], done+n
 	}
 	res.Streams = len(touched)
-	return res, nil
+	return res, done, nil
 }
 
 func validateBatch(batch []Record) error {
@@ -194,10 +278,11 @@ type streamState struct {
 // merge walks the whole document for each event.
 const largeState = 16 << 10
 
-// applyPart applies records in one transaction and commits it. On
-// ErrTxnTooBig it reports how many records were fully written before the
-// overflow, so the caller can retry with fewer.
-func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct{}) (Result, int, error) {
+// applyPart applies records in one transaction and commits it, filling
+// verdicts (nil, or one per record). On ErrTxnTooBig it reports how many
+// records were fully written before the overflow, so the caller can retry
+// with fewer (and verdicts are filled again).
+func (st *Store) applyPart(c Cipher, records []Record, verdicts []Verdict, touched map[string]struct{}) (Result, int, error) {
 	txn := st.db.NewTransaction(true)
 	defer txn.Discard()
 	a := &applier{
@@ -207,8 +292,13 @@ func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct
 		byName:  make(map[string]*streamState),
 	}
 	for i := range records {
-		if err := a.record(&records[i]); err != nil {
+		v, err := a.record(&records[i])
+		if err != nil {
 			return Result{}, i, err
+		}
+		a.res.add(v.Kind)
+		if verdicts != nil {
+			verdicts[i] = v
 		}
 	}
 	if err := a.flush(); err != nil {
@@ -226,14 +316,14 @@ func (st *Store) applyPart(c Cipher, records []Record, touched map[string]struct
 	return a.res, len(records), nil
 }
 
-func (a *applier) record(r *Record) error {
+// record applies r and returns its verdict.
+func (a *applier) record(r *Record) (Verdict, error) {
 	off, err := a.offset(r.Topic, r.Partition)
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	if r.Offset <= off.offset {
-		a.res.Skipped++
-		return nil
+		return Verdict{Kind: VerdictSkipped}, nil
 	}
 	off.offset, off.dirty = r.Offset, true
 
@@ -247,20 +337,19 @@ func (a *applier) record(r *Record) error {
 
 	eh, err := hash(a.c, hashEvent, ev.ID)
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	ik := indexKey(eh)
 	switch _, err := a.txn.Get(ik); {
 	case err == nil:
-		a.res.Duplicates++
-		return nil
+		return Verdict{Kind: VerdictDuplicate}, nil
 	case !errors.Is(err, badger.ErrKeyNotFound):
-		return fmt.Errorf("read event index: %w", err)
+		return Verdict{}, fmt.Errorf("read event index: %w", err)
 	}
 
 	s, err := a.state(ev.Subject)
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	version := s.rec.Version + 1
 	switch {
@@ -269,7 +358,7 @@ func (a *applier) record(r *Record) error {
 		s.doc, s.decoded = nil, false
 	case len(ev.Data) > 0:
 		if err := s.merge(ev.Data); err != nil {
-			return err
+			return Verdict{}, err
 		}
 	}
 	s.rec.Version = version
@@ -281,16 +370,15 @@ func (a *applier) record(r *Record) error {
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, StoredAt: a.now,
 	})
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	if err := a.txn.Set(lk, sealed); err != nil {
-		return fmt.Errorf("write log entry: %w", err)
+		return Verdict{}, fmt.Errorf("write log entry: %w", err)
 	}
 	if err := a.txn.Set(ik, concat(s.hash, be64(version))); err != nil {
-		return fmt.Errorf("write event index: %w", err)
+		return Verdict{}, fmt.Errorf("write event index: %w", err)
 	}
-	a.res.Applied++
-	return nil
+	return Verdict{Kind: VerdictApplied}, nil
 }
 
 // check refuses events Apply must not project; they are quarantined.
@@ -431,11 +519,12 @@ func (s *streamState) settle() error {
 	return nil
 }
 
-func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
+// quarantine seals r into the quarantine with code and reason.
+func (a *applier) quarantine(r *Record, code, reason string, raw []byte) (Verdict, error) {
 	if a.nextSeq == 0 {
 		seq, err := lastQuarantineSeq(a.txn)
 		if err != nil {
-			return err
+			return Verdict{}, err
 		}
 		a.nextSeq = seq + 1
 	}
@@ -450,14 +539,13 @@ func (a *applier) quarantine(r *Record, code, reason string, raw []byte) error {
 		Code: code, Reason: reason, Raw: raw, RawSize: size, At: a.now,
 	})
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	if err := a.txn.Set(k, sealed); err != nil {
-		return fmt.Errorf("write quarantine entry: %w", err)
+		return Verdict{}, fmt.Errorf("write quarantine entry: %w", err)
 	}
 	a.nextSeq++
-	a.res.Quarantined++
-	return nil
+	return Verdict{Kind: VerdictQuarantined, Code: code, Reason: reason, Seq: seq}, nil
 }
 
 func lastQuarantineSeq(txn *badger.Txn) (uint64, error) {

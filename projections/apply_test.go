@@ -568,3 +568,137 @@ func TestApplyLargeState(t *testing.T) {
 	}
 	assertJSON(t, "State(big).Data after a delete", got.Data, `{"fresh":true}`)
 }
+
+// TestApplyVerdicts checks the verdict of every kind of record, in input
+// order: applied, duplicate (of a stored event and within the batch),
+// skipped (a redelivery, and an older offset within the batch),
+// quarantined as the caller's Rejection, and quarantined by the store
+// itself (an event too large for a value, an invalid event), with the
+// store's code and reason and the seqs of the quarantine entries.
+func TestApplyVerdicts(t *testing.T) {
+	s := MustOpenStores(t, func(cfg *Config) {
+		cfg.BadgerOptions = func(o badger.Options) badger.Options { return o.WithValueLogFileSize(1 << 20) }
+	})
+	st := MustCreateStore(t, s, "acme")
+	c := newTestCipher(t, "acme")
+	MustApply(t, st, c, []Record{rec(0, 0, newEvent("e0", "s", `{"a":0}`))})
+
+	huge := newEvent("huge", "s", fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", st.maxPayload)))
+	hugeSize := len(huge.Data)
+	batch := []Record{
+		rec(0, 0, newEvent("e0", "s", `{"a":0}`)), // redelivered
+		rec(0, 1, newEvent("e1", "s", `{"a":1}`)),
+		rec(0, 2, newEvent("e0", "s", `{"a":"again"}`)), // resent at a new offset
+		reject(0, 3, events.EINVALID, "event is not a JSON object", []byte("garbage")),
+		rec(0, 4, huge),
+		rec(0, 5, newEvent("no-subject", "", `{}`)),
+		rec(0, 4, newEvent("e2", "s", `{}`)), // an older offset within the batch
+		rec(0, 6, newEvent("e1", "s", `{"a":"dup"}`)),
+		rec(1, 0, newEvent("e3", "t", `{}`)),
+	}
+	res, verdicts, err := st.ApplyVerdicts(c, batch)
+	if err != nil {
+		t.Fatalf("ApplyVerdicts() = %v", err)
+	}
+	want := []Verdict{
+		{Kind: VerdictSkipped},
+		{Kind: VerdictApplied},
+		{Kind: VerdictDuplicate},
+		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "event is not a JSON object", Seq: 1},
+		{Kind: VerdictQuarantined, Code: events.ETOOLARGE, Seq: 2,
+			Reason: fmt.Sprintf("event data of %d bytes is over the store's limit of %d bytes", hugeSize, st.maxPayload)},
+		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "(mentions the subject)", Seq: 3},
+		{Kind: VerdictSkipped},
+		{Kind: VerdictDuplicate},
+		{Kind: VerdictApplied},
+	}
+	if len(verdicts) == len(want) && verdicts[5].Kind == VerdictQuarantined && strings.Contains(verdicts[5].Reason, "subject") {
+		verdicts[5].Reason = want[5].Reason // Validate's words
+	}
+	if !reflect.DeepEqual(verdicts, want) {
+		t.Errorf("ApplyVerdicts() verdicts =\n%+v\nwant\n%+v", verdicts, want)
+	}
+	if wantRes := (Result{Applied: 2, Duplicates: 2, Quarantined: 3, Skipped: 2, Streams: 2, Commits: 1}); res != wantRes {
+		t.Errorf("ApplyVerdicts() = %+v, want %+v", res, wantRes)
+	}
+	q, _, err := st.Quarantine(c, "", 10)
+	if err != nil || len(q) != 3 {
+		t.Fatalf("Quarantine() = %d entries, %v, want 3", len(q), err)
+	}
+	for i, e := range q {
+		if v := want[3+i]; e.Seq != v.Seq || e.Code != v.Code || e.Offset != batch[3+i].Offset {
+			t.Errorf("Quarantine()[%d] = seq %d code %s offset %d, want the verdict's seq %d code %s, offset %d",
+				i, e.Seq, e.Code, e.Offset, v.Seq, v.Code, batch[3+i].Offset)
+		}
+	}
+
+	// The same batch again: every record is a redelivery.
+	_, verdicts, err = st.ApplyVerdicts(c, batch)
+	if err != nil || len(verdicts) != len(batch) {
+		t.Fatalf("ApplyVerdicts(again) = %d verdicts, %v, want %d", len(verdicts), err, len(batch))
+	}
+	for i, v := range verdicts {
+		if v != (Verdict{Kind: VerdictSkipped}) {
+			t.Errorf("ApplyVerdicts(again)[%d] = %+v, want skipped", i, v)
+		}
+	}
+}
+
+func TestVerdictKindString(t *testing.T) {
+	for k, want := range map[VerdictKind]string{
+		VerdictApplied: "applied", VerdictDuplicate: "duplicate", VerdictSkipped: "skipped",
+		VerdictQuarantined: "quarantined", 0: "VerdictKind(0)", 9: "VerdictKind(9)",
+	} {
+		if got := k.String(); got != want {
+			t.Errorf("VerdictKind(%d).String() = %q, want %q", k, got, want)
+		}
+	}
+}
+
+var errPoisoned = errors.New("xtest: poisoned")
+
+// poisonedCipher fails to seal a value that holds poison.
+type poisonedCipher struct {
+	*testCipher
+	poison []byte
+}
+
+func (c poisonedCipher) Encrypt(plaintext, ad []byte) ([]byte, error) {
+	if bytes.Contains(plaintext, c.poison) {
+		return nil, errPoisoned
+	}
+	return c.testCipher.Encrypt(plaintext, ad)
+}
+
+// TestApplyVerdictsOfCommittedParts splits a batch over Badger's
+// transaction limit and fails a later part: the verdicts returned are those
+// of the parts that committed, a prefix of the batch, whose records the
+// stored offset covers.
+func TestApplyVerdictsOfCommittedParts(t *testing.T) {
+	s := MustOpenStores(t, func(cfg *Config) {
+		cfg.BadgerOptions = func(o badger.Options) badger.Options {
+			return o.WithMemTableSize(1 << 20) // max batch ≈ 157 KB
+		}
+	})
+	st := MustCreateStore(t, s, "acme")
+	c := poisonedCipher{newTestCipher(t, "acme"), []byte("poison-pill")}
+
+	batch := eventBatch("e", 1500, 700, 0, fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 256)))
+	batch[len(batch)-1].Event.Data = json.RawMessage(`{"pad":"poison-pill"}`)
+	res, verdicts, err := st.ApplyVerdicts(c, batch)
+	if !errors.Is(err, errPoisoned) {
+		t.Fatalf("ApplyVerdicts(poisoned batch) = %v, want %v", err, errPoisoned)
+	}
+	t.Logf("%d of %d records in %d commits before the failure", len(verdicts), len(batch), res.Commits)
+	if res.Commits == 0 || len(verdicts) == 0 || len(verdicts) >= len(batch) || res.Applied != len(verdicts) {
+		t.Fatalf("ApplyVerdicts(poisoned batch) = %+v, %d verdicts, want some parts committed, one verdict per applied record", res, len(verdicts))
+	}
+	for i, v := range verdicts {
+		if v.Kind != VerdictApplied {
+			t.Errorf("verdicts[%d] = %+v, want applied", i, v)
+		}
+	}
+	if off, err := st.Offsets(); err != nil || off[testTopic][0] != int64(len(verdicts)-1) {
+		t.Errorf("Offsets() = %v, %v, want partition 0 at %d (the last record with a verdict)", off, err, len(verdicts)-1)
+	}
+}

@@ -4,6 +4,12 @@
 // Kafka offsets and the quarantine of rejected input. Stores are opened
 // lazily and bounded by an LRU of idle handles (Stores).
 //
+// It decides, once, what becomes of each consumed record — applied, a
+// duplicate, skipped as a redelivery (at or below the stored offset), or
+// quarantined, whether the caller rejected it or the store refuses it —
+// and says so per record (Store.ApplyVerdicts): callers audit from those
+// verdicts instead of reading offsets or validating again to guess them.
+//
 // Badger is imported here and nowhere else.
 //
 // What it must never do:

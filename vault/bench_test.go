@@ -3,6 +3,7 @@ package vault_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,64 @@ func BenchmarkShred(b *testing.B) {
 			}
 			b.ReportMetric(unreadable/float64(b.N), "unreadable-ns")
 			b.ReportMetric(total/float64(b.N), "shred-ns")
+		})
+	}
+}
+
+// BenchmarkIngest ingests batches of 256 records (64 streams, 256-byte JSON
+// data) into one tenant: "events" all valid, "rejects" one in eight
+// malformed (each audited as ingest.reject), "redelivery" the same batch
+// again and again (all skipped, nothing audited). Each batch but a
+// redelivery appends its audit records durably.
+func BenchmarkIngest(b *testing.B) {
+	const batch, streams = 256, 64
+	data := `{"n":1,"pad":"` + strings.Repeat("x", 256-len(`{"n":1,"pad":""}`)) + `"}`
+	for _, tc := range []struct {
+		name     string
+		rejectOf int // one record in rejectOf is malformed; 0: none
+		again    bool
+	}{
+		{"events", 0, false},
+		{"rejects", 8, false},
+		{"redelivery", 0, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			tv := MustOpenVault(b, nil)
+			tv.mustCreateTenant(b, "bench")
+			ctx := context.Background()
+			topic := events.TopicFor("bench")
+			msgs := func(iter int) []vault.Message {
+				out := make([]vault.Message, batch)
+				for j := range out {
+					off := int64(iter*batch + j)
+					out[j] = vault.Message{Topic: topic, Offset: off, Value: event(b, fmt.Sprintf("e-%d", off), fmt.Sprintf("s-%d", j%streams), data)}
+					if tc.rejectOf > 0 && j%tc.rejectOf == tc.rejectOf-1 {
+						out[j].Value = []byte("{not json")
+					}
+				}
+				return out
+			}
+			first := msgs(0)
+			if tc.again {
+				if err := tv.v.Ingest(ctx, topic, first); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				m := first
+				if !tc.again {
+					b.StopTimer()
+					m = msgs(i)
+					b.StartTimer()
+				}
+				if err := tv.v.Ingest(ctx, topic, m); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(i*batch)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }

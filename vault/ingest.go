@@ -65,19 +65,11 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	defer release()
 
-	// Records at or below the stored offset were applied (and their
-	// rejections audited) before: a redelivery must not audit them again.
-	// Apply is serialised per store and a partition has one consumer, so
-	// the offsets cannot move between here and Apply.
-	applied, err := st.Offsets()
-	if err != nil {
-		return fmt.Errorf("ingest %s: %w", t, err)
-	}
 	if e, _ := v.reg.get(t); e.TopicID != "" && msgs[0].TopicID != "" && msgs[0].TopicID != e.TopicID {
-		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c, applied)
+		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c)
 	}
 	recs := make([]projections.Record, len(msgs))
-	var rejects []audit.Record
+	var named map[int]string // index → the tenant a rejected event names
 	for i := range msgs {
 		m := &msgs[i]
 		recs[i] = projections.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
@@ -87,75 +79,119 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			continue
 		}
 		recs[i].Reject = rej
-		if off, ok := applied[m.Topic][m.Partition]; ok && m.Offset <= off {
-			continue
-		}
-		details := map[string]string{"code": rej.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10)}
 		if e.Tenant != "" {
-			details[audit.DetailEventTenant] = e.Tenant
+			if named == nil {
+				named = make(map[int]string)
+			}
+			named[i] = e.Tenant
 		}
-		rejects = append(rejects, audit.Record{
-			Principal: "ingest", Tenant: string(t), Action: "ingest.reject", Resource: "topics/" + topic,
-			Outcome: "rejected", Reason: rej.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
-		})
 	}
-	res, err := v.apply(t, st, c, recs)
-	if err != nil {
+	// The store decides each record once, under its lock, against its
+	// offsets: the audit records follow its verdicts. A record it skipped
+	// was applied, and its rejection audited, before.
+	verdicts, err := v.apply(t, st, c, recs)
+	if len(verdicts) == 0 {
 		return err
 	}
-
-	batch := audit.Record{
-		Principal: "ingest", Tenant: string(t), Action: "ingest.batch", Resource: "topics/" + topic,
-		Outcome: "ok", Count: res.Applied, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: offsetDetails(msgs),
+	// On error, the verdicts are those of the parts that committed: they
+	// are skipped when the batch comes again, so they are audited now.
+	if aerr := v.appendAll(ctx, v.ingestAudit(t, topic, c, msgs, recs, named, verdicts)); aerr != nil {
+		return errors.Join(err, aerr)
 	}
-	batch.Details["applied"] = strconv.Itoa(res.Applied)
-	batch.Details["duplicates"] = strconv.Itoa(res.Duplicates)
-	batch.Details["quarantined"] = strconv.Itoa(res.Quarantined)
-	batch.Details["skipped"] = strconv.Itoa(res.Skipped)
-	if res.Skipped == len(msgs) {
-		// A pure redelivery: everything was applied and audited before.
+	return err
+}
+
+// ingestAudit returns the audit records of a batch from the verdicts of
+// its first len(verdicts) records: an ingest.reject per quarantined
+// record, whoever decided it (the vault's decode or the store), and an
+// ingest.batch; nothing for a pure redelivery (all skipped), which was
+// audited the first time.
+func (v *Vault) ingestAudit(t events.TenantID, topic string, c Cipher, msgs []Message, recs []projections.Record, named map[int]string, verdicts []projections.Verdict) []audit.Record {
+	var rejects []audit.Record
+	var applied, duplicates, quarantined, skipped int
+	for i, vd := range verdicts {
+		switch vd.Kind {
+		case projections.VerdictApplied:
+			applied++
+			continue
+		case projections.VerdictDuplicate:
+			duplicates++
+			continue
+		case projections.VerdictSkipped:
+			skipped++
+			continue
+		}
+		quarantined++
+		m := &msgs[i]
+		details := map[string]string{"code": vd.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10),
+			"quarantine_seq": strconv.FormatUint(vd.Seq, 10)} // the entry in GET /v1/tenants/{t}/quarantine
+		tenant := named[i]
+		if ev := recs[i].Event; ev != nil {
+			tenant = ev.Tenant // refused by the store
+		}
+		if tenant != "" {
+			details[audit.DetailEventTenant] = tenant
+		}
+		rejects = append(rejects, audit.Record{
+			Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
+			Outcome: "rejected", Reason: vd.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+		})
+	}
+	if skipped == len(verdicts) {
 		return nil
 	}
-	return v.appendAll(ctx, append(rejects, batch))
+	batch := audit.Record{
+		Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestBatch, Resource: "topics/" + topic,
+		Outcome: "ok", Count: applied, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: offsetDetails(msgs[:len(verdicts)]),
+	}
+	batch.Details["applied"] = strconv.Itoa(applied)
+	batch.Details["duplicates"] = strconv.Itoa(duplicates)
+	batch.Details["quarantined"] = strconv.Itoa(quarantined)
+	batch.Details["skipped"] = strconv.Itoa(skipped)
+	return append(rejects, batch)
 }
 
 // ingestForeignTopic quarantines a batch read from a topic that bears the
 // tenant's topic name but not the id of the topic the vault created: it was
 // deleted and created again past the vault, and what was published to it is
 // not the tenant's. Every record is kept sealed in the quarantine, none is
-// applied, and one flagged audit record says so (with both ids).
+// applied, and one flagged audit record says so (with both ids) for the
+// records quarantined this time: the store skips those it quarantined
+// before.
 //
 // Its offsets are kept apart, under the topic's name and id
 // ("tenant.acme.events@<id>"): they count in that topic, not in the
 // vault's, so its records are quarantined once each and the vault's own
 // topic's position does not move.
-func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic, want string, msgs []Message, st *projections.Store, c Cipher, applied map[string]map[int]int64) error {
+func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic, want string, msgs []Message, st *projections.Store, c Cipher) error {
 	const reason = "topic not created by the vault"
 	recs := make([]projections.Record, len(msgs))
-	fresh := 0
 	for i := range msgs {
 		m := &msgs[i]
-		name := m.Topic + "@" + m.TopicID
-		recs[i] = projections.Record{Topic: name, Partition: m.Partition, Offset: m.Offset,
+		recs[i] = projections.Record{Topic: m.Topic + "@" + m.TopicID, Partition: m.Partition, Offset: m.Offset,
 			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, Raw: v.evidence(m.Value)}}
-		if off, ok := applied[name][m.Partition]; !ok || m.Offset > off {
+	}
+	verdicts, err := v.apply(t, st, c, recs)
+	fresh := 0
+	for _, vd := range verdicts {
+		if vd.Kind == projections.VerdictQuarantined {
 			fresh++
 		}
 	}
-	if _, err := v.apply(t, st, c, recs); err != nil {
-		return err
-	}
 	if fresh == 0 {
-		return nil // a redelivery: audited before
+		return err // nothing committed, or a redelivery: audited before
 	}
-	details := offsetDetails(msgs)
+	details := offsetDetails(msgs[:len(verdicts)])
 	details["code"] = events.EFORBIDDEN
 	details[audit.DetailTopicID] = msgs[0].TopicID
 	details[audit.DetailTenantTopicID] = want
-	return v.record(ctx, audit.Record{
+	if aerr := v.record(ctx, audit.Record{
 		Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
 		Outcome: "rejected", Reason: reason, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
-	})
+	}); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
 }
 
 // decode turns m into an event of tenant t, or a rejection. A rejected
@@ -187,18 +223,20 @@ func (v *Vault) evidence(raw []byte) []byte {
 	return raw
 }
 
-// apply applies recs to t's store and counts what happened.
-func (v *Vault) apply(t events.TenantID, st *projections.Store, c Cipher, recs []projections.Record) (projections.Result, error) {
-	res, err := st.Apply(c, recs)
-	if err != nil {
-		return res, fmt.Errorf("ingest %s: %w", t, err)
-	}
-	v.stats.Batches.Add(1)
+// apply applies recs to t's store, counts what happened and returns the
+// verdicts: one per record, or on error one per record of the parts that
+// committed (a prefix of recs, possibly empty).
+func (v *Vault) apply(t events.TenantID, st *projections.Store, c Cipher, recs []projections.Record) ([]projections.Verdict, error) {
+	res, verdicts, err := st.ApplyVerdicts(c, recs)
 	v.stats.EventsApplied.Add(int64(res.Applied))
 	v.stats.EventsDuplicate.Add(int64(res.Duplicates))
 	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
 	v.stats.EventsSkipped.Add(int64(res.Skipped))
-	return res, nil
+	if err != nil {
+		return verdicts, fmt.Errorf("ingest %s: %w", t, err)
+	}
+	v.stats.Batches.Add(1)
+	return verdicts, nil
 }
 
 // appendAll appends recs concurrently, so that group commit makes them

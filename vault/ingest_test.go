@@ -1,15 +1,20 @@
 package vault_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
 )
 
@@ -313,5 +318,175 @@ func TestIngestSkip(t *testing.T) {
 	}
 	if got := tv.v.Tenants(); !slices.Equal(got, []events.TenantID{"acme"}) {
 		t.Errorf("Tenants() = %v, want [acme]", got)
+	}
+}
+
+// A record only the store refuses — an event within the vault's
+// MaxEventBytes with more data than the store keeps in one value (half a
+// value log file) — is audited as the vault's own rejections are: exactly
+// one ingest.reject, with the store's code and reason, and counted in the
+// ingest.batch record; a redelivery audits it no more.
+func TestIngestAuditsStoreQuarantine(t *testing.T) {
+	limit := int(projections.Config{}.BadgerOptionsFor(t.TempDir()).ValueLogFileSize / 2)
+	tv := MustOpenVault(t, func(c *vault.Config) { c.MaxEventBytes = limit + 1<<20 })
+	acme := tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	topic := events.TopicFor("acme")
+	big := event(t, "e-big", "s", `{"pad":"`+strings.Repeat("x", limit)+`"}`)
+	batch := []vault.Message{
+		{Topic: topic, Offset: 0, Key: []byte("s"), Value: event(t, "e-1", "s", `{"a":1}`)},
+		{Topic: topic, Offset: 1, Key: []byte("s"), Value: big}, // the store's decision
+		{Topic: topic, Offset: 2, Value: []byte("garbage")},     // the vault's
+		{Topic: topic, Offset: 3, Key: []byte("s"), Value: event(t, "e-2", "s", `{"b":2}`)},
+	}
+
+	n := tv.audit.Size()
+	if err := tv.v.Ingest(ctx, topic, batch); err != nil {
+		t.Fatalf("Ingest = %v, want nil", err)
+	}
+	var rejects, batches []audit.Record
+	for _, r := range tv.recordsSince(t, n) {
+		switch r.Action {
+		case audit.ActionIngestReject:
+			rejects = append(rejects, r)
+		case audit.ActionIngestBatch:
+			batches = append(batches, r)
+		}
+	}
+	slices.SortFunc(rejects, func(a, b audit.Record) int { return strings.Compare(a.Details["offset"], b.Details["offset"]) })
+	if len(rejects) != 2 {
+		t.Fatalf("ingest.reject records = %d, want 2: %s", len(rejects), dump(rejects))
+	}
+	if r := rejects[0]; r.Details["code"] != events.ETOOLARGE || r.Details["offset"] != "1" || r.Details["partition"] != "0" ||
+		!strings.Contains(r.Reason, "store's limit") || r.Tenant != "acme" || r.Outcome != audit.OutcomeRejected || r.Flagged {
+		t.Errorf("ingest.reject of the store-refused record = %s, want too_large at offset 1 with the store's reason, not flagged", dump(r))
+	}
+	if r := rejects[1]; r.Details["code"] != events.EINVALID || r.Details["offset"] != "2" {
+		t.Errorf("ingest.reject of the malformed record = %s, want invalid at offset 2", dump(r))
+	}
+	if len(batches) != 1 || batches[0].Count != 2 || batches[0].Details["applied"] != "2" || batches[0].Details["quarantined"] != "2" ||
+		batches[0].Details["skipped"] != "0" || batches[0].Details["duplicates"] != "0" {
+		t.Errorf("ingest.batch records = %s, want one of 2 applied, 2 quarantined", dump(batches))
+	}
+	q := tv.quarantine(t, acme, "acme")
+	if len(q) != 2 || header(q[0], "code") != events.ETOOLARGE || q[0].Offset != 1 || header(q[1], "code") != events.EINVALID {
+		t.Errorf("quarantine = %d entries %v, want too_large at 1, invalid at 2", len(q), q)
+	}
+
+	t.Run("redelivery", func(t *testing.T) {
+		n := tv.audit.Size()
+		if err := tv.v.Ingest(ctx, topic, batch); err != nil {
+			t.Fatalf("Ingest(again) = %v", err)
+		}
+		if recs := tv.recordsSince(t, n); len(recs) != 0 {
+			t.Errorf("redelivery audited %s, want nothing", dump(recs))
+		}
+	})
+	t.Run("partial redelivery", func(t *testing.T) {
+		more := append(slices.Clone(batch[1:]), vault.Message{Topic: topic, Offset: 4, Key: []byte("s"), Value: event(t, "e-3", "s", `{"c":3}`)})
+		n := tv.audit.Size()
+		if err := tv.v.Ingest(ctx, topic, more); err != nil {
+			t.Fatalf("Ingest = %v", err)
+		}
+		rec := tv.onlyRecord(t, n)
+		if rec.Action != audit.ActionIngestBatch || rec.Details["applied"] != "1" || rec.Details["skipped"] != "3" || rec.Details["quarantined"] != "0" {
+			t.Errorf("audit record = %s, want one ingest.batch of 1 applied, 3 skipped", dump(rec))
+		}
+	})
+	if got := tv.v.Stats().EventsQuarantined.Load(); got != 2 {
+		t.Errorf("Stats().EventsQuarantined = %d, want 2", got)
+	}
+}
+
+// poisonedKeys hands out ciphers that fail to seal a value holding poison
+// while on is set.
+type poisonedKeys struct {
+	baseKeys
+	poison []byte
+	on     *atomic.Bool
+}
+
+type poisonedCipher struct {
+	vault.Cipher
+	poison []byte
+	on     *atomic.Bool
+}
+
+var (
+	_ vault.Keys   = poisonedKeys{}
+	_ vault.Cipher = poisonedCipher{}
+)
+
+// baseKeys names the embedded Keys of poisonedKeys apart from its Keys
+// method.
+type baseKeys = vault.Keys
+
+var errPoisoned = errors.New("xtest: poisoned")
+
+func (k poisonedKeys) Cipher(t events.TenantID) (vault.Cipher, error) {
+	c, err := k.baseKeys.Cipher(t)
+	if err != nil {
+		return nil, err
+	}
+	return poisonedCipher{c, k.poison, k.on}, nil
+}
+
+func (c poisonedCipher) Encrypt(plaintext, ad []byte) ([]byte, error) {
+	if c.on.Load() && bytes.Contains(plaintext, c.poison) {
+		return nil, errPoisoned
+	}
+	return c.Cipher.Encrypt(plaintext, ad)
+}
+
+// A batch the store splits into several transactions, and which fails
+// after some of them committed, has the records of those audited at once:
+// they are skipped when the batch comes again, so each bad record still
+// gets exactly one ingest.reject.
+func TestIngestAuditsCommittedPartsOfAFailedBatch(t *testing.T) {
+	var on atomic.Bool
+	tv := MustOpenVault(t, func(c *vault.Config) { c.Keys = poisonedKeys{c.Keys, []byte("poison-pill"), &on} })
+	tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	topic := events.TopicFor("acme")
+	const n = 6000 // over one Badger transaction
+	pad := strings.Repeat("x", 200)
+	batch := make([]vault.Message, n)
+	for i := range batch {
+		batch[i] = vault.Message{Topic: topic, Offset: int64(i), Value: event(t, fmt.Sprintf("e-%d", i), fmt.Sprintf("s-%d", i%500), `{"pad":"`+pad+`"}`)}
+	}
+	batch[10].Value = []byte("garbage")
+	batch[n-10].Value = []byte("garbage")
+	batch[n-1].Value = event(t, "e-poison", "s-0", `{"pad":"poison-pill"}`)
+
+	on.Store(true)
+	before := tv.audit.Size()
+	if err := tv.v.Ingest(ctx, topic, batch); !errors.Is(err, errPoisoned) {
+		t.Fatalf("Ingest(poisoned) = %v, want %v", err, errPoisoned)
+	}
+	first := tv.recordsSince(t, before)
+	slices.SortFunc(first, func(a, b audit.Record) int { return strings.Compare(b.Action, a.Action) }) // reject, then batch
+	if len(first) != 2 || first[0].Action != audit.ActionIngestReject || first[0].Details["offset"] != "10" ||
+		first[1].Action != audit.ActionIngestBatch || first[1].Details["first_offset"] != "0" {
+		t.Fatalf("audit records of the failed batch = %s, want the reject at offset 10 and a batch record of the committed parts", dump(first))
+	}
+	last, _ := strconv.Atoi(first[1].Details["last_offset"])
+	if last >= n-10 || first[1].Details["records"] != strconv.Itoa(last+1) || first[1].Details["applied"] != strconv.Itoa(last) {
+		t.Errorf("batch record of the failed batch = %v, want records 0…last (< %d), all but one applied", first[1].Details, n-10)
+	}
+	t.Logf("records 0…%d committed before the failure", last)
+
+	on.Store(false)
+	if err := tv.v.Ingest(ctx, topic, batch); err != nil {
+		t.Fatalf("Ingest(again) = %v", err)
+	}
+	rejects, err := tv.audit.List(ctx, audit.Filter{Action: audit.ActionIngestReject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rejects) != 2 || rejects[0].Details["offset"] != "10" || rejects[1].Details["offset"] != strconv.Itoa(n-10) {
+		t.Errorf("ingest.reject records = %s, want one at offset 10, one at %d", dump(rejects), n-10)
+	}
+	if got := tv.v.Stats().EventsApplied.Load(); got != n-2 {
+		t.Errorf("Stats().EventsApplied = %d, want %d", got, n-2)
 	}
 }
