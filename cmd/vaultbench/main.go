@@ -9,7 +9,13 @@
 // unauthenticated Kafka (no SASL, no ACLs), which tells what SASL/SCRAM and
 // ACLs cost, and writes the same records straight into Badger, with the
 // vault's store options, without Kafka or encryption: the baseline. It
-// prints the rates, their ratios, and the peak RSS of the vault phase.
+// also measures two peers on the same records, each with one topic and one
+// consumer for every tenant: a naive shared store (one Badger DB,
+// tenant-prefixed keys, no crypto) and PostgreSQL with row-level security
+// (when the Debian postgresql binaries are installed). It prints the
+// rates, their ratios, and the peak RSS of the vault phase. -reads
+// measures the vault's HTTP reads against a bare net/http handler, and
+// -tenants-idle what N idle tenants cost.
 //
 //	go run ./cmd/vaultbench -events 200000 -tenants 100 -payload 256
 package main
@@ -54,7 +60,18 @@ type config struct {
 	brokers                                              []string // external cluster; empty: embedded brokers
 	dir                                                  string
 	skipBaseline, skipTransport, skipNoSASL              bool
+	skipNaive, skipPG                                    bool
 	out, memprofile, cpuprofile                          string
+	// reads runs the read phase (-reads) for readSeconds against the vault
+	// and as long against a bare net/http handler.
+	reads       bool
+	readSeconds float64
+	// tenantsIdle (-tenants-idle) is how many tenants the idle phase
+	// creates (0: no idle phase); it measures CPU over idleSeconds, after
+	// idleSettle (0: 2s) of quiet.
+	tenantsIdle int
+	idleSeconds float64
+	idleSettle  time.Duration
 }
 
 func main() {
@@ -71,6 +88,12 @@ func main() {
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
 	flag.BoolVar(&c.skipNoSASL, "skip-nosasl", false, "do not run the vault without Kafka authentication (--kafka-auth=none; only run with the embedded brokers)")
+	flag.BoolVar(&c.skipNaive, "skip-naive", false, "do not run the naive shared store (one topic, one consumer, one Badger DB with tenant-prefixed keys)")
+	flag.BoolVar(&c.skipPG, "skip-pg", false, "do not run PostgreSQL with row-level security (one topic, one consumer; skipped anyway when /usr/lib/postgresql/*/bin is not installed)")
+	flag.BoolVar(&c.reads, "reads", false, "after the vault phase's ingest, measure GETs of random streams' state over HTTP (16 connections) against a bare net/http handler")
+	flag.Float64Var(&c.readSeconds, "read-seconds", 10, "seconds of reads against the vault, and as many against the bare handler (with -reads)")
+	flag.IntVar(&c.tenantsIdle, "tenants-idle", 0, "before the runs, start a vault of its own (embedded broker), create this many tenants and measure the idle process's CPU and RSS (0: off)")
+	flag.Float64Var(&c.idleSeconds, "idle-seconds", 10, "seconds over which -tenants-idle measures idle CPU")
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
@@ -90,11 +113,18 @@ func main() {
 type Phase struct {
 	Seconds, EventsPerSec, CPUSeconds float64
 	Ratio                             float64 `json:",omitempty"` // events/s against the baseline's
-	// PublishSeconds, Batches and PeakRSSMiB are a vault phase's, as in
-	// Results.
+	// PublishSeconds and PeakRSSMiB are a vault phase's, as in Results.
 	PublishSeconds float64 `json:",omitempty"`
-	Batches        int64   `json:",omitempty"`
-	PeakRSSMiB     float64 `json:",omitempty"`
+	// Batches are the store transactions of the phase: the vault's ingest
+	// batches, the naive store's Badger commits, PostgreSQL transactions.
+	Batches    int64   `json:",omitempty"`
+	PeakRSSMiB float64 `json:",omitempty"`
+	// ServerCPUSeconds is the CPU of a server process outside vaultbench
+	// (PostgreSQL's, its backends included) over the window; CPUSeconds is
+	// vaultbench's own.
+	ServerCPUSeconds float64 `json:",omitempty"`
+	// Server names the server of a peer (PostgreSQL's version).
+	Server string `json:",omitempty"`
 }
 
 // Results are one run's figures.
@@ -135,18 +165,42 @@ type Results struct {
 	// CeilingRatio is the vault's events/s against KafkaBadger's: how close
 	// the vault comes to the ceiling its components set.
 	CeilingRatio float64 `json:",omitempty"`
+	// Naive: the naive shared store on the same records: one topic for
+	// all tenants, one consumer, one Badger DB with tenant-prefixed keys,
+	// no crypto, a synced write batch per consumed batch with the consumer
+	// offsets in it, acked after the commit.
+	Naive *Phase `json:",omitempty"`
+	// NaiveRatio is the vault's events/s against Naive's.
+	NaiveRatio float64 `json:",omitempty"`
+	// PostgresRLS: PostgreSQL with row-level security on the same records:
+	// one topic, one consumer, one INSERT ... SELECT per tenant group of
+	// each consumed batch, each in a transaction of its own,
+	// synchronous_commit on. PostgresRLSSkipped says why it did not run
+	// when PostgreSQL is not installed.
+	PostgresRLS        *Phase  `json:",omitempty"`
+	PostgresRLSSkipped string  `json:",omitempty"`
+	PostgresRLSRatio   float64 `json:",omitempty"` // the vault's events/s against PostgresRLS's
+	// Reads is the read phase's (-reads), run on the vault phase's vault.
+	Reads *Reads `json:",omitempty"`
 }
 
-// Report is what -json writes: every run, and the medians of the ratios.
+// Report is what -json writes: every run, the medians of the ratios, and
+// the idle phase's figures.
 type Report struct {
 	Runs                                                    []Results
 	MedianRatio, MedianKafkaBadgerRatio, MedianCeilingRatio float64 `json:",omitempty"`
 	MedianSASLRatio                                         float64 `json:",omitempty"`
+	MedianNaiveRatio, MedianPostgresRLSRatio                float64 `json:",omitempty"`
+	MedianReadsRatio                                        float64 `json:",omitempty"` // vault reads/s against the bare handler's
+	Idle                                                    *Idle   `json:",omitempty"`
 }
 
 func run(ctx context.Context, c config, w io.Writer) error {
 	if c.events < c.tenants || c.tenants < 1 || c.payload < 16 || c.runs < 1 {
 		return errors.New("want -events >= -tenants >= 1, -payload >= 16 and -runs >= 1")
+	}
+	if (c.reads && c.readSeconds <= 0) || (c.tenantsIdle > 0 && c.idleSeconds <= 0) || c.tenantsIdle < 0 {
+		return errors.New("want -read-seconds > 0 with -reads, -tenants-idle >= 0, and -idle-seconds > 0 with -tenants-idle")
 	}
 	dir := c.dir
 	if dir == "" {
@@ -161,6 +215,20 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	fmt.Fprintf(w, "vaultbench: %d events, %d tenants, %d streams/tenant, %d-byte data\n", perTenant*c.tenants, c.tenants, c.streams, c.payload)
 
 	var rep Report
+	// The idle phase runs first, so that its RSS holds no memory the
+	// process kept from the load phases.
+	if c.tenantsIdle > 0 {
+		idle, err := benchIdle(ctx, c, filepath.Join(dir, "idle"))
+		if err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		if c.dir == "" {
+			os.RemoveAll(filepath.Join(dir, "idle"))
+		}
+		rep.Idle = idle
+		fmt.Fprintf(w, "idle: %d tenants, create p50 %.1f ms p99 %.1f ms (max %.1f ms), idle CPU %.2f%% of a core over %gs, RSS %.0f MiB (peak %.0f MiB)\n",
+			idle.Tenants, idle.CreateP50Ms, idle.CreateP99Ms, idle.CreateMaxMs, idle.IdleCPUPercent, c.idleSeconds, idle.RSSMiB, idle.PeakRSSMiB)
+	}
 	for i := range c.runs {
 		if c.runs > 1 {
 			fmt.Fprintf(w, "\nrun %d of %d\n", i+1, c.runs)
@@ -189,6 +257,14 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		}, &rep.MedianKafkaBadgerRatio},
 		{"vault/(kafka->badger)", func(r Results) float64 { return r.CeilingRatio }, &rep.MedianCeilingRatio},
 		{"vault/vault-no-sasl", func(r Results) float64 { return r.SASLRatio }, &rep.MedianSASLRatio},
+		{"vault/naive", func(r Results) float64 { return r.NaiveRatio }, &rep.MedianNaiveRatio},
+		{"vault/postgres-rls", func(r Results) float64 { return r.PostgresRLSRatio }, &rep.MedianPostgresRLSRatio},
+		{"vault-reads/bare-http", func(r Results) float64 {
+			if r.Reads == nil {
+				return 0
+			}
+			return r.Reads.Ratio
+		}, &rep.MedianReadsRatio},
 	}
 	for _, m := range medians {
 		vals := make([]float64, 0, len(rep.Runs))
@@ -263,14 +339,24 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 		}
 		fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
 			res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB, res.VaultProducers)
+		if r := res.Reads; r != nil {
+			for _, l := range []struct {
+				name string
+				s    ReadStats
+			}{{"vault reads:", r.Vault}, {"bare-http reads:", r.BareHTTP}} {
+				fmt.Fprintf(w, "%-18s %8.0f reads/s   (p50 %.2f ms, p99 %.2f ms; %d reads in %.2fs over %d connections, %d-byte answers)\n",
+					l.name, l.s.ReadsPerSec, l.s.P50Ms, l.s.P99Ms, l.s.Reads, l.s.Seconds, r.Connections, l.s.BodyBytes)
+			}
+		}
 		return nil
 	}
 	// noSASLPhase runs the vault with an unauthenticated embedded broker,
-	// in a data dir of its own, without the profiles (they are the vault
-	// phase's).
+	// in a data dir of its own, without the profiles or the reads (they
+	// are the vault phase's).
 	noSASLPhase := func() error {
 		nc := c
 		nc.cpuprofile, nc.memprofile = "", ""
+		nc.reads = false
 		var ns Results
 		if err := benchVault(ctx, nc, filepath.Join(dir, "vault-nosasl"), "none", phaseTenants(c, run, "n"), perTenant, &ns); err != nil {
 			return fmt.Errorf("vault no-SASL: %w", err)
@@ -281,17 +367,51 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 			"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
 		return nil
 	}
-	// The two vault phases run back to back, before the others, and take
-	// turns going first: the vault (SASL) first in odd runs, no-SASL first
-	// in even ones, so that over -runs 2k each starts a run k times and
-	// neither always gets the fresher (or the warmer) machine. With an odd
-	// -runs the vault goes first once more.
+	naivePhase := func() error {
+		p, err := benchNaive(ctx, c, filepath.Join(dir, "naive"), sharedTopic(c, run, "a"), phaseTenants(c, run, "a"), perTenant)
+		if err != nil {
+			return fmt.Errorf("naive: %w", err)
+		}
+		res.Naive = p
+		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; %d Badger commits; one topic, one consumer, one Badger DB)\n",
+			"naive:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.Batches)
+		return nil
+	}
+	pgPhase := func() error {
+		p, skipped, err := benchPostgresRLS(ctx, c, filepath.Join(dir, "postgres-rls"), sharedTopic(c, run, "p"), phaseTenants(c, run, "p"), perTenant)
+		if err != nil {
+			return fmt.Errorf("postgres-rls: %w", err)
+		}
+		if skipped != "" {
+			res.PostgresRLSSkipped = skipped
+			fmt.Fprintf(w, "postgres-rls: skipped (%s)\n", skipped)
+			return nil
+		}
+		res.PostgresRLS = p
+		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s + %.2f CPU-s of the server; %d transactions; one topic, one consumer; %s)\n",
+			"postgres-rls:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.ServerCPUSeconds, p.Batches, p.Server)
+		return nil
+	}
+	// The vault phases and the peers run first, back to back, in an order
+	// that is reversed every other run: vault, vault no-SASL, naive,
+	// postgres-rls in odd runs, postgres-rls, naive, vault no-SASL, vault
+	// in even ones. Over a pair of runs each of them holds, on average,
+	// the same place in the sequence, so that none always gets the
+	// fresher (or the warmer) machine, and a drift that is linear over the
+	// pair favours none of them. With an odd -runs the vault goes first
+	// once more. The baseline and the Kafka-only phases follow.
 	phases := []func() error{vaultPhase}
 	if len(c.brokers) == 0 && !c.skipNoSASL {
 		phases = append(phases, noSASLPhase)
-		if run%2 == 0 {
-			slices.Reverse(phases)
-		}
+	}
+	if !c.skipNaive {
+		phases = append(phases, naivePhase)
+	}
+	if !c.skipPG {
+		phases = append(phases, pgPhase)
+	}
+	if run%2 == 0 {
+		slices.Reverse(phases)
 	}
 	for _, ph := range phases {
 		if err := ph(); err != nil {
@@ -325,7 +445,7 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 		for _, p := range []struct {
 			name string
 			p    *Phase
-		}{{"vault-no-sasl", res.VaultNoSASL}, {"kafka-only", res.KafkaOnly}, {"kafka->badger", res.KafkaBadger}} {
+		}{{"vault-no-sasl", res.VaultNoSASL}, {"naive", res.Naive}, {"postgres-rls", res.PostgresRLS}, {"kafka-only", res.KafkaOnly}, {"kafka->badger", res.KafkaBadger}} {
 			if p.p != nil {
 				p.p.Ratio = p.p.EventsPerSec / res.BaselineEventsPerSec
 				fmt.Fprintf(w, "ratio %s/baseline: %.2f\n", p.name, p.p.Ratio)
@@ -339,6 +459,17 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 	if res.VaultNoSASL != nil {
 		res.SASLRatio = res.VaultEventsPerSec / res.VaultNoSASL.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/vault-no-sasl: %.2f\n", res.SASLRatio)
+	}
+	if res.Naive != nil {
+		res.NaiveRatio = res.VaultEventsPerSec / res.Naive.EventsPerSec
+		fmt.Fprintf(w, "ratio vault/naive: %.2f\n", res.NaiveRatio)
+	}
+	if res.PostgresRLS != nil {
+		res.PostgresRLSRatio = res.VaultEventsPerSec / res.PostgresRLS.EventsPerSec
+		fmt.Fprintf(w, "ratio vault/postgres-rls: %.2f\n", res.PostgresRLSRatio)
+	}
+	if res.Reads != nil {
+		fmt.Fprintf(w, "ratio vault-reads/bare-http: %.2f\n", res.Reads.Ratio)
 	}
 	return res, nil
 }
@@ -485,6 +616,13 @@ func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []
 			return fmt.Errorf("tenant %s: %d events queryable, want %d", t, sum, perTenant)
 		}
 	}
+	if c.reads {
+		r, err := benchReads(ctx, c, base, tenants, tokens, min(c.streams, perTenant))
+		if err != nil {
+			return fmt.Errorf("reads: %w", err)
+		}
+		res.Reads = r
+	}
 	return nil
 }
 
@@ -511,8 +649,14 @@ func producerAuth(vault kafka.Auth, t events.TenantID, cred *kafkaCredential) (k
 }
 
 // prepare builds every record before the clock starts: the producers'
-// work of encoding events is theirs, not the vault's.
+// work of encoding events is theirs, not the vault's. Each record is keyed
+// by its stream id, and its message UUID is its number within its tenant.
 func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.Message {
+	return prepareKeyed(c, tenants, perTenant, func(_ events.TenantID, stream string) string { return stream })
+}
+
+// prepareKeyed is prepare with the record keys key(tenant, stream).
+func prepareKeyed(c config, tenants []events.TenantID, perTenant int, key func(t events.TenantID, stream string) string) [][][]*message.Message {
 	batches := make([][][]*message.Message, len(tenants))
 	for i, t := range tenants {
 		for j := 0; j < perTenant; j += c.chunk {
@@ -520,7 +664,7 @@ func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.
 			for k := j; k < min(j+c.chunk, perTenant); k++ {
 				stream, b := record(t, k, c.streams, c.payload)
 				m := message.NewMessage(strconv.Itoa(k), b)
-				m.Metadata.Set(kafka.MetadataKey, stream)
+				m.Metadata.Set(kafka.MetadataKey, key(t, stream))
 				msgs = append(msgs, m)
 			}
 			batches[i] = append(batches[i], msgs)
@@ -533,11 +677,20 @@ func prepare(c config, tenants []events.TenantID, perTenant int) [][][]*message.
 // tenant's publisher (pubs[i] is tenants[i]'s), c.publishers tenants at a
 // time.
 func publishAll(ctx context.Context, c config, pubs []*kafka.Publisher, tenants []events.TenantID, batches [][][]*message.Message) error {
+	topics := make([]string, len(tenants))
+	for i, t := range tenants {
+		topics[i] = events.TopicFor(t)
+	}
+	return publishTo(ctx, c, pubs, topics, batches)
+}
+
+// publishTo publishes batches[i] to topics[i] through pubs[i], c.publishers
+// of them at a time.
+func publishTo(ctx context.Context, c config, pubs []*kafka.Publisher, topics []string, batches [][][]*message.Message) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.publishers)
-	for i, t := range tenants {
+	for i, topic := range topics {
 		g.Go(func() error {
-			topic := events.TopicFor(t)
 			for _, msgs := range batches[i] {
 				if err := pubs[i].Publish(topic, msgs...); err != nil {
 					return fmt.Errorf("publish %s: %w", topic, err)
