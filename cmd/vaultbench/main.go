@@ -60,6 +60,8 @@ type config struct {
 	brokers                                              []string // external cluster; empty: embedded brokers
 	dir                                                  string
 	skipBaseline, skipTransport, skipNoSASL              bool
+	skipKafkaGo                                          bool
+	ingestConsumer                                       string // the vault phases' --ingest-consumer
 	skipNaive, skipPG                                    bool
 	out, memprofile, cpuprofile                          string
 	// reads runs the read phase (-reads) for readSeconds against the vault
@@ -87,6 +89,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
+	flag.BoolVar(&c.skipKafkaGo, "skip-kafkago", false, "do not run the vault with the earlier consumer (--ingest-consumer=kafka-go: a consumer group per tenant topic) for comparison")
 	flag.BoolVar(&c.skipNoSASL, "skip-nosasl", false, "do not run the vault without Kafka authentication (--kafka-auth=none; only run with the embedded brokers)")
 	flag.BoolVar(&c.skipNaive, "skip-naive", false, "do not run the naive shared store (one topic, one consumer, one Badger DB with tenant-prefixed keys)")
 	flag.BoolVar(&c.skipPG, "skip-pg", false, "do not run PostgreSQL with row-level security (one topic, one consumer; skipped anyway when /usr/lib/postgresql/*/bin is not installed)")
@@ -153,6 +156,11 @@ type Results struct {
 	// SASLRatio is the vault's events/s against VaultNoSASL's: what
 	// SASL/SCRAM and ACLs leave of the unauthenticated throughput.
 	SASLRatio float64 `json:",omitempty"`
+	// VaultKafkaGo: the same vault consuming with the earlier design
+	// (--ingest-consumer=kafka-go, a consumer group per tenant topic);
+	// ConsumerRatio is the vault's events/s against it.
+	VaultKafkaGo  *Phase  `json:",omitempty"`
+	ConsumerRatio float64 `json:",omitempty"`
 	// KafkaOnly: the same records through the same broker, Publisher and
 	// Subscriber with no vault behind them, each message acked as it
 	// arrives: what Kafka alone costs on this machine.
@@ -190,6 +198,7 @@ type Report struct {
 	Runs                                                    []Results
 	MedianRatio, MedianKafkaBadgerRatio, MedianCeilingRatio float64 `json:",omitempty"`
 	MedianSASLRatio                                         float64 `json:",omitempty"`
+	MedianConsumerRatio                                     float64 `json:",omitempty"`
 	MedianNaiveRatio, MedianPostgresRLSRatio                float64 `json:",omitempty"`
 	MedianReadsRatio                                        float64 `json:",omitempty"` // vault reads/s against the bare handler's
 	Idle                                                    *Idle   `json:",omitempty"`
@@ -257,6 +266,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		}, &rep.MedianKafkaBadgerRatio},
 		{"vault/(kafka->badger)", func(r Results) float64 { return r.CeilingRatio }, &rep.MedianCeilingRatio},
 		{"vault/vault-no-sasl", func(r Results) float64 { return r.SASLRatio }, &rep.MedianSASLRatio},
+		{"vault/vault-kafka-go", func(r Results) float64 { return r.ConsumerRatio }, &rep.MedianConsumerRatio},
 		{"vault/naive", func(r Results) float64 { return r.NaiveRatio }, &rep.MedianNaiveRatio},
 		{"vault/postgres-rls", func(r Results) float64 { return r.PostgresRLSRatio }, &rep.MedianPostgresRLSRatio},
 		{"vault-reads/bare-http", func(r Results) float64 {
@@ -367,6 +377,25 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 			"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
 		return nil
 	}
+	// kafkaGoPhase runs the vault with the earlier consumer, in a data dir
+	// of its own, without the profiles or the reads.
+	kafkaGoPhase := func() error {
+		nc := c
+		nc.cpuprofile, nc.memprofile = "", ""
+		nc.reads = false
+		nc.ingestConsumer = "kafka-go"
+		var kg Results
+		tenants := phaseTenants(c, run, "g")
+		err := benchVault(ctx, nc, filepath.Join(dir, "vault-kafkago"), "scram", tenants, perTenant, &kg)
+		if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
+			return fmt.Errorf("vault kafka-go: %w", err)
+		}
+		res.VaultKafkaGo = &Phase{Seconds: kg.VaultSeconds, EventsPerSec: kg.VaultEventsPerSec, CPUSeconds: kg.VaultCPUSeconds,
+			PublishSeconds: kg.PublishSeconds, Batches: kg.Batches, PeakRSSMiB: kg.PeakRSSMiB}
+		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; a consumer group per topic)\n",
+			"vault kafka-go:", kg.VaultEventsPerSec, kg.VaultSeconds, kg.VaultCPUSeconds, kg.PublishSeconds, kg.Batches, kg.RSSBeforeMiB, kg.PeakRSSMiB)
+		return nil
+	}
 	naivePhase := func() error {
 		p, err := benchNaive(ctx, c, filepath.Join(dir, "naive"), sharedTopic(c, run, "a"), phaseTenants(c, run, "a"), perTenant)
 		if err != nil {
@@ -403,6 +432,9 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 	phases := []func() error{vaultPhase}
 	if len(c.brokers) == 0 && !c.skipNoSASL {
 		phases = append(phases, noSASLPhase)
+	}
+	if !c.skipKafkaGo {
+		phases = append(phases, kafkaGoPhase)
 	}
 	if !c.skipNaive {
 		phases = append(phases, naivePhase)
@@ -456,6 +488,10 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 		res.CeilingRatio = res.VaultEventsPerSec / res.KafkaBadger.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/(kafka->badger): %.2f\n", res.CeilingRatio)
 	}
+	if res.VaultKafkaGo != nil {
+		res.ConsumerRatio = res.VaultEventsPerSec / res.VaultKafkaGo.EventsPerSec
+		fmt.Fprintf(w, "ratio vault/vault-kafka-go: %.2f\n", res.ConsumerRatio)
+	}
 	if res.VaultNoSASL != nil {
 		res.SASLRatio = res.VaultEventsPerSec / res.VaultNoSASL.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/vault-no-sasl: %.2f\n", res.SASLRatio)
@@ -500,7 +536,7 @@ func record(t events.TenantID, j, streams, payload int) (string, []byte) {
 // inside the window, as a producer that starts does.
 func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []events.TenantID, perTenant int, res *Results) error {
 	srv := &server.Server{
-		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers, KafkaAuth: kafkaAuth},
+		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers, KafkaAuth: kafkaAuth, IngestConsumer: c.ingestConsumer},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	ctx, cancel := context.WithCancel(ctx)
