@@ -51,6 +51,12 @@ type Config struct {
 	// touches it. Default DefaultValueLogGCInterval; negative: never.
 	ValueLogGCInterval time.Duration
 
+	// IdleClose closes a store no handle has held for this long, so that a
+	// tenant without traffic holds no open DB (its memtables, file handles
+	// and Badger goroutines): the next Acquire opens it again. Default
+	// DefaultIdleClose; negative: never (only MaxOpen bounds them).
+	IdleClose time.Duration
+
 	// Logger receives Badger's warnings and errors (its info messages at
 	// debug level) and the errors of closing idle stores. Default
 	// slog.Default().
@@ -63,6 +69,9 @@ type Config struct {
 // store (maxGCRewrites).
 const DefaultValueLogGCInterval = time.Minute
 
+// DefaultIdleClose is the default of Config.IdleClose.
+const DefaultIdleClose = time.Minute
+
 func (c *Config) setDefaults() {
 	if c.MaxOpen == 0 {
 		c.MaxOpen = DefaultMaxOpen
@@ -72,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ValueLogGCInterval == 0 {
 		c.ValueLogGCInterval = DefaultValueLogGCInterval
+	}
+	if c.IdleClose == 0 {
+		c.IdleClose = DefaultIdleClose
 	}
 }
 

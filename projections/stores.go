@@ -59,6 +59,7 @@ type entry struct {
 	st       *Store
 	refs     int
 	elem     *list.Element // in Stores.idle while refs == 0
+	released time.Time     // when refs last dropped to 0
 	removing bool          // Remove waits for refs to drain; Acquire waits for Remove
 }
 
@@ -93,27 +94,67 @@ func OpenStores(cfg Config) (*Stores, error) {
 			}
 		}
 	}
-	if cfg.ValueLogGCInterval > 0 {
+	if cfg.ValueLogGCInterval > 0 || cfg.IdleClose > 0 {
 		s.gcStop, s.gcDone = make(chan struct{}), make(chan struct{})
-		go s.gcLoop(cfg.ValueLogGCInterval)
+		go s.gcLoop(cfg.ValueLogGCInterval, cfg.IdleClose)
 	}
 	return s, nil
 }
 
-// gcLoop collects the open stores' value-log garbage every interval until
-// Close.
-func (s *Stores) gcLoop(interval time.Duration) {
+// gcLoop collects the open stores' value-log garbage every interval, and
+// closes the stores idle for idleClose, until Close (a non-positive
+// duration: not that one).
+func (s *Stores) gcLoop(interval, idleClose time.Duration) {
 	defer close(s.gcDone)
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var gc, idle <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		gc = t.C
+	}
+	if idleClose > 0 {
+		t := time.NewTicker(max(idleClose/4, time.Millisecond))
+		defer t.Stop()
+		idle = t.C
+	}
 	for {
 		select {
 		case <-s.gcStop:
 			return
-		case <-t.C:
+		case <-gc:
 			s.CollectGarbage()
+		case <-idle:
+			s.CloseIdle(idleClose)
 		}
 	}
+}
+
+// CloseIdle closes every store that no handle has held for d or longer,
+// and returns how many it closed. Stores runs it every IdleClose/4.
+func (s *Stores) CloseIdle(d time.Duration) int {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0
+	}
+	cutoff := s.now().Add(-d)
+	var victims []*Store
+	for el := s.idle.Back(); el != nil; {
+		e := el.Value.(*entry)
+		prev := el.Prev()
+		if e.released.After(cutoff) {
+			break // the rest were released later
+		}
+		s.idle.Remove(el)
+		e.elem = nil
+		delete(s.open, e.st.tenant)
+		s.busy[e.st.tenant] = true
+		victims = append(victims, e.st)
+		el = prev
+	}
+	s.mu.Unlock()
+	s.closeVictims(victims)
+	return len(victims)
 }
 
 // gcDiscardRatio is the share of a value-log file that must be garbage for
@@ -337,6 +378,7 @@ func (s *Stores) release(e *entry) {
 		s.mu.Unlock()
 		return
 	}
+	e.released = s.now()
 	e.elem = s.idle.PushFront(e)
 	victims := s.evictLocked()
 	s.mu.Unlock()

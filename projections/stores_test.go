@@ -377,3 +377,43 @@ func TestNoPlaintextOnDisk(t *testing.T) {
 		t.Fatalf("walk %s: %d files, %v", dir, files, err)
 	}
 }
+
+// TestIdleStoresClosed: a store no handle held for IdleClose is closed (an
+// idle tenant holds no open DB), a held one never is, and an Acquire opens
+// a closed one again with its data.
+func TestIdleStoresClosed(t *testing.T) {
+	s := MustOpenStores(t, func(cfg *Config) { cfg.IdleClose = 50 * time.Millisecond })
+	c := newTestCipher(t, "k")
+	for _, tn := range []events.TenantID{"idle", "busy"} {
+		if err := s.Create(tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, release, err := s.Acquire("busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	MustApply(t, st, c, []Record{rec(0, 0, newEvent("e", "s", `{"a":1}`))})
+	deadline := time.Now().Add(10 * time.Second)
+	for s.openCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d stores open after the idle one's IdleClose, want 1 (the held one)", s.openCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	release()
+	for s.openCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d stores open after every IdleClose, want 0", s.openCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st, release, err = s.Acquire("busy")
+	if err != nil {
+		t.Fatalf("Acquire after it was closed = %v", err)
+	}
+	defer release()
+	if got, err := st.State(c, "s"); err != nil || got.Version != 1 {
+		t.Errorf("State(s) after the store was closed and opened again = %+v, %v, want version 1", got, err)
+	}
+}
