@@ -80,12 +80,18 @@ func benchIdle(ctx context.Context, c config, dir string) (*Idle, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	stopProfile, err := startCPUProfile(c.idleProfile)
+	if err != nil {
+		return nil, err
+	}
 	cpu0, start := cpuSeconds(), time.Now()
 	select {
 	case <-time.After(window):
 	case <-ctx.Done():
+		stopProfile()
 		return nil, ctx.Err()
 	}
+	stopProfile()
 	res.IdleSeconds = time.Since(start).Seconds()
 	res.IdleCPUSeconds = cpuSeconds() - cpu0
 	res.IdleCPUPercent = 100 * res.IdleCPUSeconds / res.IdleSeconds

@@ -62,6 +62,7 @@ type config struct {
 	skipBaseline, skipTransport, skipNoSASL              bool
 	skipKafkaGo                                          bool
 	ingestConsumer                                       string // the vault phases' --ingest-consumer
+	idleProfile                                          string // CPU profile of the idle window
 	skipNaive, skipPG                                    bool
 	out, memprofile, cpuprofile                          string
 	// reads runs the read phase (-reads) for readSeconds against the vault
@@ -89,6 +90,8 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "work directory (default: a temporary one, removed after)")
 	flag.BoolVar(&c.skipBaseline, "skip-baseline", false, "do not run the Badger baseline")
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
+	flag.DurationVar(&c.idleSettle, "idle-settle", 0, "how long -tenants-idle waits after the last create before it measures (default 2s; over a minute lets idle stores close)")
+	flag.StringVar(&c.idleProfile, "idle-cpuprofile", "", "write a CPU profile of the idle window of -tenants-idle to this file")
 	flag.BoolVar(&c.skipKafkaGo, "skip-kafkago", false, "do not run the vault with the earlier consumer (--ingest-consumer=kafka-go: a consumer group per tenant topic) for comparison")
 	flag.BoolVar(&c.skipNoSASL, "skip-nosasl", false, "do not run the vault without Kafka authentication (--kafka-auth=none; only run with the embedded brokers)")
 	flag.BoolVar(&c.skipNaive, "skip-naive", false, "do not run the naive shared store (one topic, one consumer, one Badger DB with tenant-prefixed keys)")

@@ -34,8 +34,11 @@ type ConsumerConfig struct {
 	Auth Auth
 	// MaxPollRecords bounds the records one Poll returns; default 8192.
 	MaxPollRecords int
-	// FetchMaxWait is how long the broker holds a fetch for new records;
-	// default 100ms.
+	// FetchMaxWait is how long the broker holds a fetch when it has no new
+	// records (it answers as soon as one arrives, so this is not a
+	// latency, but a partition newly assigned joins at the next fetch);
+	// default 250ms. Each fetch names every assigned partition:
+	// with many idle tenants a short wait costs CPU on both sides.
 	FetchMaxWait time.Duration
 	// MetadataMaxAge is how often the topic list is read again, so how
 	// soon a topic created elsewhere is consumed; default 1s. Refresh reads
@@ -54,7 +57,7 @@ func (c *ConsumerConfig) setDefaults() {
 		c.MaxPollRecords = 8192
 	}
 	if c.FetchMaxWait == 0 {
-		c.FetchMaxWait = 100 * time.Millisecond
+		c.FetchMaxWait = 250 * time.Millisecond
 	}
 	if c.MetadataMaxAge == 0 {
 		c.MetadataMaxAge = time.Second
