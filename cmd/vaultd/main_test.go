@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -246,6 +247,45 @@ func publishQuiet(brokers, tenant string, from, n int) error {
 	return pub.Publish(events.TopicFor(events.TenantID(tenant)), msgs...)
 }
 
+// metric reads the value of the Prometheus counter name (without labels)
+// from base's /metrics.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s = %q: %v", name, v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s in /metrics", name)
+	return 0
+}
+
+// waitMetric waits until counter name reaches at least want.
+func waitMetric(t *testing.T, base, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := metric(t, base, name)
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 60s, want at least %v", name, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitTotal(t *testing.T, base, tenant, token string, want uint64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -314,9 +354,11 @@ func TestProcessCrashAndSignals(t *testing.T) {
 	// The topic survived: more events flow after the crash.
 	publishN(t, kafkaAddr, "crashy", 3000, 500)
 	waitTotal(t, base, "crashy", tok, 3500)
-	// Redelivered ids (a producer retrying) are applied once.
+	// Redelivered ids (a producer retrying) are consumed, found
+	// duplicates, and applied once.
+	dups := metric(t, base, "tenantvault_events_duplicate_total")
 	publishN(t, kafkaAddr, "crashy", 3400, 100)
-	time.Sleep(500 * time.Millisecond)
+	waitMetric(t, base, "tenantvault_events_duplicate_total", dups+100)
 	waitTotal(t, base, "crashy", tok, 3500)
 
 	// SIGTERM: a clean, prompt shutdown.

@@ -73,9 +73,10 @@ func TestCrashManyTenants(t *testing.T) {
 	for _, name := range names {
 		waitTotal(t, f.base, name, tokens[name], 2*per)
 	}
-	// Redelivered ids are applied once.
+	// Redelivered ids are consumed, found duplicates, and applied once.
+	dups := metric(t, f.base, "tenantvault_events_duplicate_total")
 	publishAll(2*per-50, 50)
-	time.Sleep(time.Second)
+	waitMetric(t, f.base, "tenantvault_events_duplicate_total", dups+float64(50*tenants))
 	for _, name := range names {
 		waitTotal(t, f.base, name, tokens[name], 2*per)
 	}

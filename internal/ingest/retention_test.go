@@ -107,7 +107,9 @@ func TestRetention(t *testing.T) {
 			if tc.fail {
 				v.fail = func(int, string, []vault.Message) error { return errors.New("store unavailable") }
 			}
-			rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: k.admin, Vault: v, KeepIngress: tc.keep, RetentionInterval: tc.interval})
+			lister := &countingLister{TopicLister: k.admin}
+			rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Deleter: k.admin, Vault: v, KeepIngress: tc.keep,
+				RetentionInterval: tc.interval, DiscoverInterval: tc.interval})
 
 			var sealed map[int]int64
 			if tc.fail {
@@ -135,7 +137,14 @@ func TestRetention(t *testing.T) {
 				}
 				return
 			}
-			time.Sleep(5 * interval)
+			// The runner goes on (five more discovery passes, each as long
+			// as a retention interval; with a failing batch, more failed
+			// calls too) and deletes nothing.
+			passes, calls := lister.n.Load(), len(v.calls())
+			waitFor(t, "five more discovery passes", func() bool { return lister.n.Load() >= passes+5 })
+			if tc.fail {
+				waitFor(t, "more failed Ingest calls", func() bool { return len(v.calls()) > calls })
+			}
 			if got := k.logStart(t, topic); got[0] != 0 || got[1] != 0 {
 				t.Errorf("log start offsets = %v, want 0 (nothing deleted)", got)
 			}
@@ -195,7 +204,8 @@ func TestRemove(t *testing.T) {
 			})
 		}
 	}}
-	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: k.admin, Vault: v,
+	lister := &countingLister{TopicLister: k.admin}
+	rr := startRunner(t, ingest.Config{Subscriber: sub, Topics: lister, Deleter: k.admin, Vault: v,
 		DiscoverInterval: 50 * time.Millisecond, RetentionInterval: 50 * time.Millisecond})
 	waitFor(t, "3 records of each topic ingested", func() bool { return len(v.applied(topic)) == 3 && len(v.applied(other)) == 3 })
 	waitFor(t, "sealed records deleted", func() bool { return k.logStart(t, topic)[0] == 3 })
@@ -237,7 +247,8 @@ func TestRemove(t *testing.T) {
 
 	// More records: not consumed while discovery leaves the topic alone.
 	k.mustPublish(t, topic, 5, 2, 1)
-	time.Sleep(300 * time.Millisecond) // 6 discovery passes
+	passes := lister.n.Load()
+	waitFor(t, "six discovery passes", func() bool { return lister.n.Load() >= passes+6 })
 	if got := len(v.calls()); got != calls {
 		t.Fatalf("%d Ingest calls after Remove returned, want none", got-calls)
 	}

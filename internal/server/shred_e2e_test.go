@@ -363,12 +363,23 @@ func TestShredConcurrentReads(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	count := func(after time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range results {
+			if r.at.After(after) {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 10*time.Second, "reads under way", func() bool { return count(time.Time{}) >= 50 })
 	if _, err := vlt.Shred(ctx, admin, "racy", "racy"); err != nil {
 		t.Fatal(err)
 	}
 	returned := time.Now()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 10*time.Second, "reads after the shred returned", func() bool { return count(returned) >= 50 })
 	close(stop)
 	wg.Wait()
 	var before, after, gone int
