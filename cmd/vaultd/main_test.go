@@ -387,7 +387,7 @@ func TestProcessCrashAndSignals(t *testing.T) {
 			t.Fatalf("a token or password appears in the log")
 		}
 	}
-	// And it starts again on the same data.
-	p = startVaultd(t, dir, httpAddr, kafkaAddr)
+	// And it starts again on the same data (stopped by the cleanup).
+	startVaultd(t, dir, httpAddr, kafkaAddr)
 	waitTotal(t, base, "crashy", tok, 3500)
 }
