@@ -82,7 +82,7 @@ func (v *Vault) setProducer(ctx context.Context, t events.TenantID) (*KafkaCrede
 func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant string) (KafkaCredential, error) {
 	const action = audit.ActionKafkaCredentialRotate
 	resource := "tenants/" + tenant + "/kafka-credential"
-	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return KafkaCredential{}, err
 	}
 	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}

@@ -303,7 +303,8 @@ func TestRotateKafkaCredential(t *testing.T) {
 		wantReason  string
 	}{
 		{"tenant principal", tv, acme, "acme", events.EFORBIDDEN, audit.OutcomeDenied, "admin credential required"},
-		{"tenant principal on another tenant", tv, acme, "gone", events.EFORBIDDEN, audit.OutcomeDenied, "admin credential required"},
+		// A crossing: refused and flagged (the reason is the violation's).
+		{"tenant principal on another tenant", tv, acme, "gone", events.EFORBIDDEN, audit.OutcomeDenied, "token tenant differs from path tenant"},
 		{"invalid tenant id", tv, admin, "../acme", events.EINVALID, audit.OutcomeRejected, "invalid tenant id"},
 		{"empty tenant id", tv, admin, "", events.EINVALID, audit.OutcomeRejected, "invalid tenant id"},
 		{"unknown tenant", tv, admin, "nosuch", events.ENOTFOUND, audit.OutcomeRejected, "unknown tenant"},

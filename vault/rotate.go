@@ -50,7 +50,7 @@ func (j *rewrapJob) status() RewrapStatus {
 // registry entry, auditing a refusal.
 func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action string) (events.TenantID, error) {
 	resource := "tenants/" + tenant + "/keys"
-	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return "", err
 	}
 	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}

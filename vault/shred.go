@@ -54,7 +54,7 @@ type Receipt struct {
 func (v *Vault) Shred(ctx context.Context, p Principal, tenant, confirm string) (Receipt, error) {
 	const action = "tenant.shred"
 	resource := "tenants/" + tenant
-	if err := v.requireAdmin(ctx, p, action, resource); err != nil {
+	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return Receipt{}, err
 	}
 	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}

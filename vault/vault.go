@@ -263,11 +263,23 @@ type TenantInfo struct {
 
 // requireAdmin audits and refuses a non-admin principal.
 func (v *Vault) requireAdmin(ctx context.Context, p Principal, action, resource string) error {
+	return v.requireAdminOn(ctx, p, action, resource, "")
+}
+
+// requireAdminOn is requireAdmin for an action on tenant target: the
+// refusal is recorded against target, so a tenant credential used on
+// another tenant's admin endpoint (shred, keys, Kafka credential) is a
+// flagged boundary crossing (token_tenant_mismatch), not a plain denial.
+func (v *Vault) requireAdminOn(ctx context.Context, p Principal, action, resource, target string) error {
 	if p.admin {
 		return nil
 	}
 	v.stats.Denied.Add(1)
-	return v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: string(p.tenant), Action: action, Resource: resource, Outcome: "denied", Reason: "admin credential required"},
+	tenant := string(p.tenant)
+	if target != "" {
+		tenant = target // the audit log bounds it
+	}
+	return v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "denied", Reason: "admin credential required"},
 		events.Errorf(events.EFORBIDDEN, "admin credential required"))
 }
 

@@ -53,26 +53,9 @@ func New(v *vault.Vault, opts Options) *Handler {
 		opts.Ready = func() error { return nil }
 	}
 	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux()}
-	h.mux.HandleFunc("POST /v1/tenants", h.createTenant)
-	h.mux.HandleFunc("GET /v1/tenants", h.listTenants)
-	h.mux.HandleFunc("DELETE /v1/tenants/{tenant}", h.shredTenant)
-	h.mux.HandleFunc("POST /v1/master-key/rotate", h.rotateMaster)
-	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/rotate", h.rotateKeys)
-	h.mux.HandleFunc("POST /v1/tenants/{tenant}/kafka-credential/rotate", h.rotateKafkaCredential)
-	h.mux.HandleFunc("GET /v1/tenants/{tenant}/keys", h.getKeys)
-	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/disable", h.retireKey(false))
-	h.mux.HandleFunc("POST /v1/tenants/{tenant}/keys/{id}/destroy", h.retireKey(true))
-	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams", h.listStreams)
-	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}", h.getStream)
-	h.mux.HandleFunc("GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents)
-	h.mux.HandleFunc("GET /v1/tenants/{tenant}/quarantine", h.getQuarantine)
-	h.mux.HandleFunc("GET /v1/audit", h.getAudit)
-	h.mux.HandleFunc("GET /v1/alerts", h.getAlerts)
-	h.mux.HandleFunc("GET /v1/audit/checkpoint", h.getCheckpoint)
-	h.mux.HandleFunc("GET /v1/audit/public-key", h.getPublicKey)
-	h.mux.HandleFunc("GET /v1/audit/proof/inclusion", h.getInclusion)
-	h.mux.HandleFunc("GET /v1/audit/proof/consistency", h.getConsistency)
-	h.mux.HandleFunc("GET /v1/audit/export", h.getExport)
+	for _, rt := range h.routes() {
+		h.mux.HandleFunc(rt.pattern, rt.handler)
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -82,6 +65,50 @@ func New(v *vault.Vault, opts Options) *Handler {
 		writeError(w, events.Errorf(events.ENOTFOUND, "no such endpoint: %s %.100q", r.Method, r.URL.Path))
 	})
 	return h
+}
+
+// route is one endpoint of the API.
+type route struct {
+	pattern string // as net/http's ServeMux takes it: "METHOD /path/{wildcard}"
+	handler http.HandlerFunc
+}
+
+// routes are the API's endpoints, but for /healthz, /readyz and /metrics.
+func (h *Handler) routes() []route {
+	return []route{
+		{"POST /v1/tenants", h.createTenant},
+		{"GET /v1/tenants", h.listTenants},
+		{"DELETE /v1/tenants/{tenant}", h.shredTenant},
+		{"POST /v1/master-key/rotate", h.rotateMaster},
+		{"POST /v1/tenants/{tenant}/keys/rotate", h.rotateKeys},
+		{"POST /v1/tenants/{tenant}/kafka-credential/rotate", h.rotateKafkaCredential},
+		{"GET /v1/tenants/{tenant}/keys", h.getKeys},
+		{"POST /v1/tenants/{tenant}/keys/{id}/disable", h.retireKey(false)},
+		{"POST /v1/tenants/{tenant}/keys/{id}/destroy", h.retireKey(true)},
+		{"GET /v1/tenants/{tenant}/streams", h.listStreams},
+		{"GET /v1/tenants/{tenant}/streams/{stream}", h.getStream},
+		{"GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents},
+		{"GET /v1/tenants/{tenant}/quarantine", h.getQuarantine},
+		{"GET /v1/audit", h.getAudit},
+		{"GET /v1/alerts", h.getAlerts},
+		{"GET /v1/audit/checkpoint", h.getCheckpoint},
+		{"GET /v1/audit/public-key", h.getPublicKey},
+		{"GET /v1/audit/proof/inclusion", h.getInclusion},
+		{"GET /v1/audit/proof/consistency", h.getConsistency},
+		{"GET /v1/audit/export", h.getExport},
+	}
+}
+
+// Routes lists the patterns of the API's endpoints (but for /healthz,
+// /readyz and /metrics), as "METHOD /path/{wildcard}", for tests that must
+// cover every one of them: a new route cannot be left out of the
+// cross-tenant matrix.
+func Routes() []string {
+	var out []string
+	for _, rt := range (&Handler{}).routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -287,17 +314,21 @@ type streamJSON struct {
 	Data      json.RawMessage `json:"data,omitempty"`
 }
 
+// The tenant-data handlers open the session (authorization and the
+// boundary check, audited) before they validate anything else: a request
+// that crosses a boundary is refused and flagged whatever its parameters.
+
 func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	s, ok := h.session(w, r, "stream.list", "streams")
 	if !ok {
 		return
 	}
 	defer s.Close()
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	list, next, err := s.Streams(r.Context(), r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		h.fail(w, r, err)
@@ -341,6 +372,11 @@ type eventJSON struct {
 }
 
 func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.session(w, r, "events.read", "streams")
+	if !ok {
+		return
+	}
+	defer s.Close()
 	limit, err := intParam(r, "limit", 100, 1000)
 	if err != nil {
 		h.fail(w, r, err)
@@ -351,11 +387,6 @@ func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	s, ok := h.session(w, r, "events.read", "streams")
-	if !ok {
-		return
-	}
-	defer s.Close()
 	evs, err := s.History(r.Context(), r.PathValue("stream"), uint64(after), limit)
 	if err != nil {
 		h.fail(w, r, err)
@@ -380,16 +411,16 @@ func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	s, ok := h.session(w, r, "quarantine.read", "quarantine")
 	if !ok {
 		return
 	}
 	defer s.Close()
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	list, next, err := s.Quarantine(r.Context(), r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		h.fail(w, r, err)
