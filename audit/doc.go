@@ -89,7 +89,12 @@
 //   - acknowledge a record (Append returning nil) before it is fsynced;
 //   - sign a checkpoint over records that are not durable;
 //   - hold key material: it signs through the note.Signer it is given;
-//   - store payloads, tokens, key bytes or clear stream ids.
+//   - store payloads, tokens, key bytes or clear stream ids;
+//   - import a package of ours other than events and internal/atomicfile
+//     (crash-safe checkpoint writes), or a third-party package other than
+//     transparency-dev/merkle and golang.org/x/mod/sumdb/note: no HTTP,
+//     Kafka, Tink or Badger here (the webhook and Kafka alert sinks live in
+//     audit/alerts). internal/archtest enforces these imports.
 //
 // The hash chain detects a modified, deleted, inserted or reordered record.
 // Dropping or rewriting the last records (or rewriting records and

@@ -7,8 +7,11 @@
 // projects a stream's state), several times cheaper than encoding/json on the
 // ingest path, and stricter in one point: strings must be valid UTF-8.
 //
-// It imports only the standard library. It never touches the disk, the
-// network or key material: it names things and checks them, nothing more.
+// It imports only the standard library (and may import
+// github.com/google/uuid), never a package of ours. It never touches the
+// disk, the network or key material, and imports none of os, net, syscall,
+// io/fs or path/filepath (nor their subpackages): it names things and
+// checks them, nothing more. internal/archtest enforces these imports.
 // A TenantID that exists as a value has passed validation, so code that
 // builds a path or a topic from one may trust it.
 package events

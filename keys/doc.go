@@ -85,7 +85,15 @@
 //     reused, and Recreate makes new keys.
 //   - Accept a tenant id it did not re-validate with events.ParseTenantID: ids
 //     name files here.
-//   - Import any tenantvault package other than events.
+//   - Import a package of ours other than events and internal/atomicfile
+//     (crash-safe writes), or a third-party package other than Tink, the
+//     KMS clients of the master key providers (github.com/hashicorp/vault/api,
+//     google.golang.org/api/...), their error codes (google.golang.org/grpc/...)
+//     and golang.org/x/mod/sumdb/note (the audit signer). No other package
+//     imports Tink or a KMS client (hashicorp/vault/api, aws-sdk-go,
+//     cloud.google.com/go/kms, google.golang.org/api) directly, except cmd/*,
+//     which may import anything.
+//     internal/archtest enforces these imports.
 //
 // # Concurrency
 //

@@ -10,7 +10,10 @@
 // and says so per record (Store.ApplyVerdicts): callers audit from those
 // verdicts instead of reading offsets or validating again to guess them.
 //
-// Badger is imported here and nowhere else.
+// Badger is imported directly here and nowhere else, except by cmd/*
+// (which may import anything). Of ours, projections imports only events,
+// and of third parties only Badger. internal/archtest enforces these
+// imports.
 //
 // What it must never do:
 //   - see key bytes: every value holding tenant data is sealed and opened

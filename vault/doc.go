@@ -6,8 +6,11 @@
 // It never sees key bytes (it holds a Cipher it declares), never opens a store
 // from a bare tenant id taken from a request (a Session is made only from a
 // validated credential), and never puts payloads, stream ids or tokens in the
-// audit log, in logs or in error messages. It imports no Kafka, HTTP, Tink or
-// Badger package: those are behind the small interfaces declared here.
+// audit log, in logs or in error messages. Of ours it imports only events,
+// projections, audit and internal/atomicfile: never keys (internal/keysvault
+// adapts keys to the small interfaces declared here) and never
+// internal/kafka. It imports no third-party package, so no Kafka, HTTP,
+// Tink or Badger package. internal/archtest enforces these imports.
 //
 // It gives each tenant's producers a broker principal of their own
 // (Producers: write its topic, nothing else), whose secret it hands out once

@@ -11,4 +11,9 @@
 //
 // An alert carries what the audit record carries: metadata, never payloads
 // or tokens.
+//
+// Of ours it imports only audit and events, and no third-party package. It
+// imports net/http for the webhook sink: the one package besides the HTTP
+// API (vault/httpapi), internal/server and cmd/* that does, an exception
+// internal/archtest records and enforces.
 package alerts

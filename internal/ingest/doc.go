@@ -12,5 +12,9 @@
 // stops consuming a topic (a tenant being shredded) before it is deleted.
 //
 // It never decodes, decrypts or stores anything itself, and never logs a
-// message's payload or key.
+// message's payload or key. Of ours it imports only events, vault and
+// internal/kafka, and of third parties only watermill (message types, an
+// exception to "watermill only in the Kafka adapter") and errgroup: no
+// Kafka client, HTTP, Tink or Badger. internal/archtest enforces these
+// imports.
 package ingest

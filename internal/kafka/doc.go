@@ -3,11 +3,16 @@
 // administration (kadm), the Consumer of every tenant topic (kgo), and a
 // watermill Publisher and Subscriber built on segmentio/kafka-go.
 //
-// It owns the Kafka wire: nothing else in tenantvault imports kafka-go or
-// franz-go. It moves opaque records and never looks inside them:
-// it does not decode events, never sees key material, and never writes
-// anything to disk itself (the embedded broker persists only when given a
-// DataDir).
+// It owns the Kafka wire: no other package imports kafka-go or franz-go
+// directly, except cmd/*, which may import anything. Watermill belongs here
+// too, with two exceptions that use its message types: internal/ingest (its
+// Subscriber hands out message.Message) and internal/server (it wires the
+// Publisher and Subscriber); cmd/* may import it as well. Of ours it
+// imports only events. internal/archtest enforces these imports.
+//
+// It moves opaque records and never looks inside them: it does not decode
+// events, never sees key material, and never writes anything to disk itself
+// (the embedded broker persists only when given a DataDir).
 //
 // # Delivery semantics
 //

@@ -6,4 +6,10 @@
 //
 // It holds configuration and lifetimes only: no business logic, no key
 // material, no tenant data.
+//
+// As wiring it may import any package of ours, but it reaches Tink, the KMS
+// clients, Badger, kafka-go and franz-go only through keys, projections and
+// internal/kafka, never directly. It imports net/http (it serves the HTTP
+// API) and watermill (an exception: it builds the message.Message values
+// the ingest runner consumes). internal/archtest enforces these imports.
 package server

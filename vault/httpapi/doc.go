@@ -5,4 +5,10 @@
 // It never opens a store or a cipher itself: every tenant read goes through
 // a vault.Session made from the request's bearer credential. It never logs
 // request bodies, tokens or tenant data.
+//
+// Of ours it imports only events, vault, audit and audit/alerts: never keys,
+// projections or the Kafka adapter. It is the HTTP API package, so it may
+// import net/http; besides it, only internal/server (which serves it),
+// cmd/* and, for its webhook sink, audit/alerts do. internal/archtest
+// enforces these imports.
 package httpapi
