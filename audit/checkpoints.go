@@ -66,11 +66,10 @@ type checkpointStore struct {
 	roll   int64
 	logger *slog.Logger
 
-	mu     sync.RWMutex // guards files, locs and last
-	files  []string
-	locs   []cpLoc
-	last   *signedCheckpoint
-	closed bool
+	mu    sync.RWMutex // guards files, locs and last
+	files []string
+	locs  []cpLoc
+	last  *signedCheckpoint
 
 	w      *os.File // the active history file, opened on the first append
 	wSize  int64

@@ -155,7 +155,6 @@ type Log struct {
 	closed     bool
 	closing    chan struct{}
 	writerDone chan struct{}
-	closeErr   error
 
 	// Owned by the writer goroutine (and by Open before it starts).
 	w       *os.File // the active segment, opened for appending

@@ -606,8 +606,7 @@ func TestOnFlagged(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[uint64]int{}
 	var unflagged []uint64
-	var l *Log
-	l = MustOpenLog(t, func(o *Options) {
+	l := MustOpenLog(t, func(o *Options) {
 		o.MaxBatch = 8
 		o.OnFlagged = func(r Record) {
 			mu.Lock()

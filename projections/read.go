@@ -93,7 +93,7 @@ func (st *Store) State(c Cipher, stream string) (State, error) {
 	if rec.Stream != stream {
 		return State{}, events.Errorf(events.EINTERNAL, "state %x belongs to another stream", sh)
 	}
-	return State{Stream: rec.Stream, Version: rec.Version, Data: rec.Data, UpdatedAt: rec.UpdatedAt, Deleted: rec.Deleted}, nil
+	return State(rec), nil
 }
 
 // History returns up to limit events of stream with a version above after,

@@ -149,7 +149,6 @@ func TestRewrapMovesEveryValue(t *testing.T) {
 	if got, want := mustKeyUsage(t, st, c), map[uint32]uint64{k1: stats.sealed()}; !maps.Equal(got, want) {
 		t.Fatalf("KeyUsage() = %v, want %v", got, want)
 	}
-	want := snapshot(t, st, c)
 
 	k2 := c.Rotate(t)
 	// Values written after the rotation are under the new primary.
@@ -158,7 +157,7 @@ func TestRewrapMovesEveryValue(t *testing.T) {
 	if before[k1] == 0 || before[k2] != 2 { // the late log entry and stream-2's state
 		t.Fatalf("KeyUsage() after rotation = %v, want most under 0x%08x and 2 under 0x%08x", before, k1, k2)
 	}
-	want = snapshot(t, st, c)
+	want := snapshot(t, st, c)
 
 	var calls []RewrapProgress
 	p, err := st.Rewrap(context.Background(), c, func(p RewrapProgress) { calls = append(calls, p) })

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of tenantvault: installs the test-only tools the tests
 # need when they are missing (kcat, a Kafka client that shares no code with
-# the vault), then runs every test with the race detector.
+# the vault), checks hygiene (gofmt -l, go mod tidy -diff, go vet,
+# staticcheck), then runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,26 @@ if ! command -v kcat >/dev/null 2>&1; then
   fi
 fi
 
-go vet ./...
+# Hygiene checks, before the tests: each fails the script with a message.
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "error: gofmt -l: these files are not gofmt-formatted (run gofmt -w on them):" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+if ! tidy_diff=$(go mod tidy -diff 2>&1) || [ -n "$tidy_diff" ]; then
+  echo "error: go.mod/go.sum are not tidy (run go mod tidy):" >&2
+  echo "$tidy_diff" >&2
+  exit 1
+fi
+if ! go vet ./...; then
+  echo "error: go vet ./... reported problems (above)" >&2
+  exit 1
+fi
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, builds with go1.26
+if ! go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...; then
+  echo "error: staticcheck $STATICCHECK_VERSION reported problems (above)" >&2
+  exit 1
+fi
+
 go test -race -timeout 30m "$@" ./...
