@@ -290,3 +290,30 @@ func jsonErrorKind(err error) string {
 	}
 	return "malformed JSON"
 }
+
+// ClaimedTenant is the tenant a record names — its ce_tenant header, or
+// the "tenant" member of its JSON value — read leniently, whatever else is
+// wrong with the record: a record that names another tenant than its
+// topic's is a boundary crossing even when it is also malformed. "" when it
+// names none (or its value is not a JSON object).
+func ClaimedTenant(value []byte, headers []Header) string {
+	binary := false
+	for _, h := range headers {
+		if strings.EqualFold(h.Key, "ce_tenant") {
+			return string(h.Value)
+		}
+		binary = binary || strings.EqualFold(h.Key, "ce_specversion")
+	}
+	if binary {
+		return "" // the value is the event's data, not the event
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(value, &members) != nil {
+		return ""
+	}
+	var t string
+	if json.Unmarshal(members["tenant"], &t) != nil {
+		return ""
+	}
+	return t
+}

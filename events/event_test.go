@@ -139,3 +139,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestClaimedTenant(t *testing.T) {
+	tests := []struct {
+		name    string
+		value   string
+		headers []events.Header
+		want    string
+	}{
+		{"structured", `{"specversion":"1.0","tenant":"globex"}`, nil, "globex"},
+		{"structured, missing id", `{"tenant":"globex","type":"t"}`, nil, "globex"},
+		{"repeated: the last", `{"tenant":"a","tenant":"b"}`, nil, "b"},
+		{"case matters", `{"Tenant":"globex"}`, nil, ""},
+		{"not a string", `{"tenant":7}`, nil, ""},
+		{"malformed JSON", `{"tenant":"globex"`, nil, ""},
+		{"binary header", `{}`, []events.Header{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_tenant", Value: []byte("globex")}}, "globex"},
+		{"binary without ce_id", `x`, []events.Header{{Key: "ce_tenant", Value: []byte("globex")}}, "globex"},
+		{"binary data is not the event", `{"tenant":"globex"}`, []events.Header{{Key: "ce_specversion", Value: []byte("1.0")}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := events.ClaimedTenant([]byte(tt.value), tt.headers); got != tt.want {
+				t.Errorf("events.ClaimedTenant(%q, %v) = %q, want %q", tt.value, tt.headers, got, tt.want)
+			}
+		})
+	}
+}

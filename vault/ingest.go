@@ -201,6 +201,14 @@ func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *proj
 	e, err := events.Decode(m.Value, m.Headers, v.cfg.MaxEventBytes)
 	switch {
 	case err != nil:
+		// A malformed record that names another tenant is first of all a
+		// crossing: refused as one (and so flagged), its other defect in
+		// the reason.
+		if claimed := events.ClaimedTenant(m.Value, m.Headers); claimed != "" && claimed != string(t) {
+			rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant; also: " + events.ErrorMessage(err)}
+			e = events.Event{Tenant: claimed}
+			break
+		}
 		rej = &projections.Rejection{Code: events.ErrorCode(err), Reason: events.ErrorMessage(err)}
 	case e.Tenant != "" && e.Tenant != string(t):
 		rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant"}

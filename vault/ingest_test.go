@@ -490,3 +490,51 @@ func TestIngestAuditsCommittedPartsOfAFailedBatch(t *testing.T) {
 		t.Errorf("Stats().EventsApplied = %d, want %d", got, n-2)
 	}
 }
+
+// TestIngestFlagsClaimedTenantOfMalformedEvents: an event that names
+// another tenant than its topic's is a flagged crossing even when it has a
+// second defect (no id, specversion 2.0, a bad time, binary ce_tenant
+// without ce_id): quarantined as forbidden, its other defect in the reason,
+// audited flagged event_tenant_mismatch naming the claimed tenant.
+func TestIngestFlagsClaimedTenantOfMalformedEvents(t *testing.T) {
+	tv := MustOpenVault(t, nil)
+	tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	topic := events.TopicFor("acme")
+	batch := []vault.Message{
+		{Topic: topic, Offset: 0, Key: []byte("s"), Value: []byte(`{"specversion":"1.0","source":"x","type":"t","subject":"s","tenant":"globex"}`)},
+		{Topic: topic, Offset: 1, Key: []byte("s"), Value: []byte(`{"specversion":"2.0","id":"e1","source":"x","type":"t","subject":"s","tenant":"globex"}`)},
+		{Topic: topic, Offset: 2, Key: []byte("s"), Value: []byte(`{"specversion":"1.0","id":"e2","source":"x","type":"t","subject":"s","time":"yesterday","tenant":"globex"}`)},
+		{Topic: topic, Offset: 3, Key: []byte("s"), Value: []byte(`{}`), Headers: []events.Header{
+			{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_source", Value: []byte("x")}, {Key: "ce_type", Value: []byte("t")},
+			{Key: "ce_subject", Value: []byte("s")}, {Key: "ce_tenant", Value: []byte("globex")}}},
+		{Topic: topic, Offset: 4, Key: []byte("s"), Value: []byte(`{"specversion":"1.0","source":"x","type":"t","subject":"s"}`)}, // no id, no tenant: plain invalid
+	}
+	n := tv.audit.Size()
+	if err := tv.v.Ingest(ctx, topic, batch); err != nil {
+		t.Fatalf("Ingest = %v, want nil", err)
+	}
+	var flagged, plain []audit.Record
+	for _, r := range tv.recordsSince(t, n) {
+		if r.Action != audit.ActionIngestReject {
+			continue
+		}
+		if r.Flagged {
+			flagged = append(flagged, r)
+		} else {
+			plain = append(plain, r)
+		}
+	}
+	if len(flagged) != 4 || len(plain) != 1 {
+		t.Fatalf("ingest.reject records: %d flagged, %d plain, want 4 and 1: %s %s", len(flagged), len(plain), dump(flagged), dump(plain))
+	}
+	for _, r := range flagged {
+		if _, code, _ := audit.Classify(r); code != audit.ViolationEventTenant || r.Details[audit.DetailEventTenant] != "globex" ||
+			r.Details["code"] != events.EFORBIDDEN || !strings.Contains(r.Reason, "event tenant differs from topic tenant") {
+			t.Errorf("flagged record %s, want event_tenant_mismatch naming globex", dump(r))
+		}
+	}
+	if plain[0].Details["offset"] != "4" || plain[0].Details["code"] != events.EINVALID {
+		t.Errorf("plain reject %s, want the invalid event at offset 4", dump(plain[0]))
+	}
+}
