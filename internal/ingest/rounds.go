@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +57,10 @@ type RoundsConfig struct {
 	// PauseFor is how long a partition whose batch kept failing is paused;
 	// default 5s. Other partitions go on meanwhile.
 	PauseFor time.Duration
-	Logger   *slog.Logger
+	// StuckAfter is how long a partition may keep failing before Health
+	// reports ingest unhealthy (vaultd's /readyz); default 1m.
+	StuckAfter time.Duration
+	Logger     *slog.Logger
 }
 
 func (c *RoundsConfig) setDefaults() {
@@ -67,6 +72,9 @@ func (c *RoundsConfig) setDefaults() {
 	}
 	if c.PauseFor == 0 {
 		c.PauseFor = 5 * time.Second
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -113,6 +121,7 @@ type RoundRunner struct {
 	removed map[string]string        // topics Remove stopped, with the topic ID they had then ("" unknown)
 	ids     map[tp]string            // topic ID each partition was last read with
 	paused  map[tp]time.Time         // partitions paused until
+	failing map[tp]time.Time         // partitions whose batches fail, since
 	pending map[string]map[int]int64 // sealed offsets not yet deleted
 	fails   map[string]int           // failed deletions of a topic's pending offsets in a row
 	wake    chan struct{}            // pending has news
@@ -136,9 +145,30 @@ func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
 		return nil, err
 	}
 	return &RoundRunner{
-		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time),
+		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
 		pending: make(map[string]map[int]int64), fails: make(map[string]int), wake: make(chan struct{}, 1),
 	}, nil
+}
+
+// Health reports whether ingest makes progress: an error naming the
+// partitions whose batches have kept failing for StuckAfter or longer.
+func (r *RoundRunner) Health() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var stuck []string
+	for k, since := range r.failing {
+		if _, removed := r.removed[k.topic]; removed {
+			continue
+		}
+		if d := time.Since(since); d >= r.cfg.StuckAfter {
+			stuck = append(stuck, fmt.Sprintf("%s/%d (failing for %s)", k.topic, k.partition, d.Round(time.Second)))
+		}
+	}
+	if len(stuck) == 0 {
+		return nil
+	}
+	slices.Sort(stuck)
+	return fmt.Errorf("ingest stuck: %s", strings.Join(stuck, ", "))
 }
 
 // Stats returns the runner's counters.
@@ -276,6 +306,14 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 		g.Go(func() error {
 			for _, b := range byTopic[topic] {
 				err := r.ingest(ctx, b)
+				r.mu.Lock()
+				k := tp{b.Topic, b.Partition}
+				if _, ok := r.failing[k]; err != nil && !ok {
+					r.failing[k] = time.Now()
+				} else if err == nil {
+					delete(r.failing, k)
+				}
+				r.mu.Unlock()
 				mu.Lock()
 				if err != nil {
 					failed.Set(b.Topic, b.Partition, kafka.Position{Offset: b.Records[0].Offset, LeaderEpoch: -1})

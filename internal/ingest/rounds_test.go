@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,7 +212,10 @@ func TestRoundsFailingTenantDoesNotStall(t *testing.T) {
 		}
 		return nil
 	}}
-	startRounds(t, k, k.newConsumer(t, "vault"), f, func(c *ingest.RoundsConfig) { c.Retries = 1 })
+	r, _ := startRounds(t, k, k.newConsumer(t, "vault"), f, func(c *ingest.RoundsConfig) { c.Retries = 1; c.StuckAfter = 200 * time.Millisecond })
+	if err := r.Health(); err != nil {
+		t.Fatalf("Health() before any failure = %v, want nil", err)
+	}
 	mustPublishN(t, k, "tenant.sick.events", 0, 50)
 	for i := range 5 {
 		mustPublishN(t, k, "tenant.well.events", i*20, 20)
@@ -225,8 +229,17 @@ func TestRoundsFailingTenantDoesNotStall(t *testing.T) {
 	if starts[0] != 0 {
 		t.Fatalf("records of the failing tenant deleted (log start %d) before they were applied", starts[0])
 	}
+	// Failing for longer than StuckAfter: unhealthy (vaultd is not ready),
+	// naming the partition.
+	waitUntil(t, 20*time.Second, "Health to report the failing partition", func() bool {
+		err := r.Health()
+		return err != nil && strings.Contains(err.Error(), "tenant.sick.events/0")
+	})
 	sick.Store(false)
 	waitUntil(t, 20*time.Second, "the recovered tenant", func() bool { return len(f.applied("tenant.sick.events")) >= 50 })
+	if err := r.Health(); err != nil {
+		t.Errorf("Health() after recovery = %v, want nil", err)
+	}
 	if got := values(f.applied("tenant.sick.events")); !slices.Equal(got, seq(0, 50)) {
 		t.Errorf("recovered tenant applied %v, want 0..49 once, in order", got)
 	}

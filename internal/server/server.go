@@ -186,6 +186,9 @@ func (s *Server) ready() error {
 	if !s.running.Load() {
 		return errors.New("ingest not running")
 	}
+	if h, ok := s.runner.(interface{ Health() error }); ok {
+		return h.Health()
+	}
 	return nil
 }
 
