@@ -82,25 +82,17 @@ func (v *Vault) setProducer(ctx context.Context, t events.TenantID) (*KafkaCrede
 func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant string) (KafkaCredential, error) {
 	const action = audit.ActionKafkaCredentialRotate
 	resource := "tenants/" + tenant + "/kafka-credential"
-	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
+	t, err := v.adminTenantAt(ctx, p, tenant, action, resource)
+	if err != nil {
 		return KafkaCredential{}, err
 	}
 	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
-	t, err := events.ParseTenantID(tenant)
-	if err != nil {
-		rec.Reason = "invalid tenant id"
-		return KafkaCredential{}, v.auditDenied(ctx, rec, err)
-	}
-	v.createMu.Lock()
+	v.createMu.Lock() // no shred meanwhile
 	defer v.createMu.Unlock()
 	e, ok := v.reg.get(t)
 	switch {
-	case !ok:
-		rec.Reason = "unknown tenant"
-		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
-	case !e.active():
-		rec.Reason = "tenant was shredded"
-		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was shredded", t))
+	case !ok || !e.active():
+		return KafkaCredential{}, v.gone(ctx, rec)
 	case v.cfg.Producers == nil:
 		rec.Reason = "brokers do not authenticate"
 		return KafkaCredential{}, v.auditDenied(ctx, rec, events.Errorf(events.EUNAVAILABLE, "the brokers do not authenticate clients: tenants have no Kafka credential"))

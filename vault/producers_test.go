@@ -308,7 +308,8 @@ func TestRotateKafkaCredential(t *testing.T) {
 		{"invalid tenant id", tv, admin, "../acme", events.EINVALID, audit.OutcomeRejected, "invalid tenant id"},
 		{"empty tenant id", tv, admin, "", events.EINVALID, audit.OutcomeRejected, "invalid tenant id"},
 		{"unknown tenant", tv, admin, "nosuch", events.ENOTFOUND, audit.OutcomeRejected, "unknown tenant"},
-		{"shredded tenant", tv, admin, "gone", events.EGONE, audit.OutcomeRejected, "tenant was shredded"},
+		// As on the keys endpoints: an access to a shredded tenant (flagged).
+		{"shredded tenant", tv, admin, "gone", events.EGONE, audit.OutcomeDenied, "access to a shredded tenant"},
 		{"nil Producers", plain, plain.admin(t), "acme", events.EUNAVAILABLE, audit.OutcomeRejected, "brokers do not authenticate"},
 	}
 	for _, tt := range tests {

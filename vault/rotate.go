@@ -46,10 +46,17 @@ func (j *rewrapJob) status() RewrapStatus {
 	return j.st
 }
 
-// adminTenant checks an admin request on tenant and returns its id and
-// registry entry, auditing a refusal.
+// adminTenant checks an admin request on tenant's keys and returns its id,
+// auditing a refusal.
 func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action string) (events.TenantID, error) {
-	resource := "tenants/" + tenant + "/keys"
+	return v.adminTenantAt(ctx, p, tenant, action, "tenants/"+tenant+"/keys")
+}
+
+// adminTenantAt checks an admin request on resource of an active tenant and
+// returns its id, auditing a refusal: a principal that is not the admin (a
+// crossing when it is another tenant's), an invalid id, an unknown tenant,
+// a shredded one.
+func (v *Vault) adminTenantAt(ctx context.Context, p Principal, tenant, action, resource string) (events.TenantID, error) {
 	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return "", err
 	}
