@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"time"
 
@@ -37,22 +35,11 @@ const idleSettle = 2 * time.Second
 // broker and vaultbench, which does nothing meanwhile.
 func benchIdle(ctx context.Context, c config, dir string) (*Idle, error) {
 	resetPeakRSS()
-	srv := &server.Server{
-		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0"},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := srv.Open(ctx); err != nil {
+	srv, stop, err := startServer(ctx, server.Config{DataDir: dir})
+	if err != nil {
 		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		srv.Close()
-	}()
+	defer stop()
 	base := "http://" + srv.HTTPAddr()
 	lat := make([]time.Duration, 0, c.tenantsIdle)
 	for i := range c.tenantsIdle {

@@ -538,22 +538,11 @@ func record(t events.TenantID, j, streams, payload int) (string, []byte) {
 // after it stops; they connect (and authenticate) at their first publish,
 // inside the window, as a producer that starts does.
 func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []events.TenantID, perTenant int, res *Results) error {
-	srv := &server.Server{
-		Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Brokers: c.brokers, KafkaAuth: kafkaAuth, IngestConsumer: c.ingestConsumer},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := srv.Open(ctx); err != nil {
+	srv, stop, err := startServer(ctx, server.Config{DataDir: dir, Brokers: c.brokers, KafkaAuth: kafkaAuth, IngestConsumer: c.ingestConsumer})
+	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		srv.Close()
-	}()
+	defer stop()
 	base := "http://" + srv.HTTPAddr()
 	tokens := make(map[events.TenantID]string, len(tenants))
 	pubs := make([]*kafka.Publisher, len(tenants))
@@ -864,17 +853,8 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 	if err := publishAll(ctx, c, slices.Repeat([]*kafka.Publisher{pub}, len(tenants)), tenants, batches); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for acked.Load() < total {
-		select {
-		case err := <-errs:
-			return nil, err
-		default:
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d messages acked after 10 minutes", acked.Load(), total)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := waitAcked(&acked, total, errs); err != nil {
+		return nil, err
 	}
 	p := &Phase{Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0}
 	p.EventsPerSec = float64(total) / p.Seconds
@@ -933,6 +913,43 @@ func benchBaseline(c config, dir string, tenants []events.TenantID, perTenant in
 	res.BaselineSeconds = time.Since(start).Seconds()
 	res.BaselineEventsPerSec = float64(perTenant*len(tenants)) / res.BaselineSeconds
 	res.BaselineCPUSeconds = cpuSeconds() - cpu0
+	return nil
+}
+
+// startServer opens and runs a vaultd on cfg (on loopback ports of its own,
+// logging warnings to stderr) until stop is called.
+func startServer(ctx context.Context, cfg server.Config) (srv *server.Server, stop func(), err error) {
+	cfg.HTTPAddr, cfg.KafkaAddr = "127.0.0.1:0", "127.0.0.1:0"
+	srv = &server.Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	ctx, cancel := context.WithCancel(ctx)
+	if err := srv.Open(ctx); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	return srv, func() {
+		cancel()
+		<-done
+		srv.Close()
+	}, nil
+}
+
+// waitAcked waits until acked reaches total (the clock of a phase stops
+// there), or an error comes from errs, or ten minutes pass.
+func waitAcked(acked *atomic.Int64, total int64, errs <-chan error) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for acked.Load() < total {
+		select {
+		case err := <-errs:
+			return err
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d records committed after 10 minutes", acked.Load(), total)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	return nil
 }
 

@@ -190,17 +190,8 @@ func runShared(ctx context.Context, c config, dir, topic string, tenants []event
 		}
 	}
 	batches = nil
-	deadline := time.Now().Add(10 * time.Minute)
-	for acked.Load() < total {
-		select {
-		case err := <-errc:
-			return nil, err
-		default:
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d records committed after 10 minutes", acked.Load(), total)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := waitAcked(&acked, total, errc); err != nil {
+		return nil, err
 	}
 	p := &Phase{Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0}
 	if serverCPU != nil {
