@@ -491,21 +491,21 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 		res.CeilingRatio = res.VaultEventsPerSec / res.KafkaBadger.EventsPerSec
 		fmt.Fprintf(w, "ratio vault/(kafka->badger): %.2f\n", res.CeilingRatio)
 	}
-	if res.VaultKafkaGo != nil {
-		res.ConsumerRatio = res.VaultEventsPerSec / res.VaultKafkaGo.EventsPerSec
-		fmt.Fprintf(w, "ratio vault/vault-kafka-go: %.2f\n", res.ConsumerRatio)
-	}
-	if res.VaultNoSASL != nil {
-		res.SASLRatio = res.VaultEventsPerSec / res.VaultNoSASL.EventsPerSec
-		fmt.Fprintf(w, "ratio vault/vault-no-sasl: %.2f\n", res.SASLRatio)
-	}
-	if res.Naive != nil {
-		res.NaiveRatio = res.VaultEventsPerSec / res.Naive.EventsPerSec
-		fmt.Fprintf(w, "ratio vault/naive: %.2f\n", res.NaiveRatio)
-	}
-	if res.PostgresRLS != nil {
-		res.PostgresRLSRatio = res.VaultEventsPerSec / res.PostgresRLS.EventsPerSec
-		fmt.Fprintf(w, "ratio vault/postgres-rls: %.2f\n", res.PostgresRLSRatio)
+	// The vault against each of its peers measured in this run.
+	for _, peer := range []struct {
+		name  string
+		phase *Phase
+		ratio *float64
+	}{
+		{"vault-kafka-go", res.VaultKafkaGo, &res.ConsumerRatio},
+		{"vault-no-sasl", res.VaultNoSASL, &res.SASLRatio},
+		{"naive", res.Naive, &res.NaiveRatio},
+		{"postgres-rls", res.PostgresRLS, &res.PostgresRLSRatio},
+	} {
+		if peer.phase != nil {
+			*peer.ratio = res.VaultEventsPerSec / peer.phase.EventsPerSec
+			fmt.Fprintf(w, "ratio vault/%s: %.2f\n", peer.name, *peer.ratio)
+		}
 	}
 	if res.Reads != nil {
 		fmt.Fprintf(w, "ratio vault-reads/bare-http: %.2f\n", res.Reads.Ratio)
@@ -804,23 +804,7 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 				return
 			}
 			var seq int
-			linger := time.NewTimer(time.Hour)
-			for m := range ch {
-				batch := []*message.Message{m}
-				linger.Reset(5 * time.Millisecond)
-			gather:
-				for len(batch) < 512 {
-					select {
-					case m, ok := <-ch:
-						if !ok {
-							break gather
-						}
-						batch = append(batch, m)
-					case <-linger.C:
-						break gather
-					}
-				}
-				linger.Stop()
+			err := consumeBatches(ch, func(batch []*message.Message) error {
 				for part := range slices.Chunk(batch, baselineBatch) {
 					if err := db.Update(func(txn *badger.Txn) error {
 						for _, m := range part {
@@ -831,15 +815,18 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 						}
 						return nil
 					}); err != nil {
-						errs <- err
-						cancel()
-						return
+						return err
 					}
 				}
 				for _, m := range batch {
 					m.Ack()
 				}
 				acked.Add(int64(len(batch)))
+				return nil
+			})
+			if err != nil {
+				errs <- err
+				cancel()
 			}
 		}()
 	}
