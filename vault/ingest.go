@@ -36,8 +36,10 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	t, err := events.TenantFromTopic(topic)
 	details := offsetDetails(msgs)
+	var e registryEntry
 	if err == nil {
-		e, ok := v.reg.get(t)
+		var ok bool
+		e, ok = v.reg.get(t)
 		switch {
 		case !ok:
 			err = events.Errorf(events.ENOTFOUND, "unknown tenant %s", t)
@@ -65,7 +67,7 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	defer release()
 
-	if e, _ := v.reg.get(t); e.TopicID != "" && msgs[0].TopicID != "" && msgs[0].TopicID != e.TopicID {
+	if e.TopicID != "" && msgs[0].TopicID != "" && msgs[0].TopicID != e.TopicID {
 		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c)
 	}
 	recs := make([]projections.Record, len(msgs))
