@@ -140,35 +140,12 @@ func DecodeStructured(b []byte) (Event, error) {
 		if it.escaped {
 			name = []byte(unquote(k, true))
 		}
-		var (
-			dst *string // a string attribute
-			raw *[]byte // one decoded after the loop, kept as written
-		)
-		switch string(name) {
-		case "id":
-			dst = &e.ID
-		case "source":
-			dst = &e.Source
-		case "specversion":
-			dst = &e.SpecVersion
-		case "type":
-			dst = &e.Type
-		case "subject":
-			dst = &e.Subject
-		case "datacontenttype":
-			dst = &e.DataContentType
-		case "dataschema":
-			dst = &e.DataSchema
-		case "tenant":
-			dst = &e.Tenant
-		case "time":
-			raw = &timeAttr
-		case "data_base64":
-			raw = &dataBase64
-		case "data":
+		if string(name) == "data" {
 			e.Data = v
 			continue
-		default:
+		}
+		dst, raw := e.attrSlot(string(name), &timeAttr, &dataBase64)
+		if dst == nil && raw == nil {
 			continue // an extension attribute
 		}
 		if err := stringAttr(string(name), v); err != nil {
@@ -188,13 +165,53 @@ func DecodeStructured(b []byte) (Event, error) {
 	if it.bad || skipSpace(b, it.i) != len(b) {
 		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", syntaxErrorAt(b))
 	}
+	if err := e.finishDecoded(timeAttr, dataBase64); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// attrSlot says where DecodeStructured keeps the attribute name: a string
+// attribute of e (dst), or one of the attributes decoded after the whole
+// object was read (raw: time and data_base64). Both are nil for an
+// extension attribute, which is not kept.
+func (e *Event) attrSlot(name string, timeAttr, dataBase64 *[]byte) (dst *string, raw *[]byte) {
+	switch name {
+	case "id":
+		return &e.ID, nil
+	case "source":
+		return &e.Source, nil
+	case "specversion":
+		return &e.SpecVersion, nil
+	case "type":
+		return &e.Type, nil
+	case "subject":
+		return &e.Subject, nil
+	case "datacontenttype":
+		return &e.DataContentType, nil
+	case "dataschema":
+		return &e.DataSchema, nil
+	case "tenant":
+		return &e.Tenant, nil
+	case "time":
+		return nil, timeAttr
+	case "data_base64":
+		return nil, dataBase64
+	}
+	return nil, nil
+}
+
+// finishDecoded completes an event read by DecodeStructured: it copies the
+// data out of the input, decodes the time and data_base64 attributes kept
+// as written, and validates the whole event.
+func (e *Event) finishDecoded(timeAttr, dataBase64 []byte) error {
 	if len(e.Data) > 0 {
 		e.Data = append(json.RawMessage(nil), e.Data...)
 	}
 	if timeAttr != nil {
 		t, err := time.Parse(time.RFC3339Nano, unquote(timeAttr, bytes.IndexByte(timeAttr, '\\') >= 0))
 		if err != nil {
-			return Event{}, Errorf(EINVALID, "attribute time is not RFC 3339")
+			return Errorf(EINVALID, "attribute time is not RFC 3339")
 		}
 		e.Time = t
 	}
@@ -202,14 +219,11 @@ func DecodeStructured(b []byte) (Event, error) {
 		s := unquote(dataBase64, bytes.IndexByte(dataBase64, '\\') >= 0)
 		bin, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return Event{}, Errorf(EINVALID, "attribute data_base64 is not base64")
+			return Errorf(EINVALID, "attribute data_base64 is not base64")
 		}
 		e.DataBase64 = bin
 	}
-	if err := e.Validate(); err != nil {
-		return Event{}, err
-	}
-	return e, nil
+	return e.Validate()
 }
 
 // stringAttr refuses an attribute value that is neither a string nor null.
