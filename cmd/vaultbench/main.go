@@ -343,139 +343,183 @@ func deleteTopics(ctx context.Context, c config, tenants []events.TenantID) erro
 
 // runOnce runs every phase once, in dir.
 func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io.Writer) (Results, error) {
-	res := Results{Events: perTenant * c.tenants, Tenants: c.tenants, PayloadBytes: c.payload}
-	vaultPhase := func() error {
-		tenants := phaseTenants(c, run, "v")
-		err := benchVault(ctx, c, filepath.Join(dir, "vault"), "scram", tenants, perTenant, &res)
-		if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
-			return err
+	r := &benchRun{c: c, dir: dir, run: run, perTenant: perTenant, w: w,
+		res: Results{Events: perTenant * c.tenants, Tenants: c.tenants, PayloadBytes: c.payload}}
+	if err := r.comparedPhases(ctx); err != nil {
+		return r.res, err
+	}
+	if !c.skipBaseline {
+		if err := benchBaseline(c, filepath.Join(dir, "baseline"), phaseTenants(c, run, "d"), perTenant, &r.res); err != nil {
+			return r.res, err
 		}
-		fmt.Fprintf(w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
-			res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB, res.VaultProducers)
-		if r := res.Reads; r != nil {
-			for _, l := range []struct {
-				name string
-				s    ReadStats
-			}{{"vault reads:", r.Vault}, {"bare-http reads:", r.BareHTTP}} {
-				fmt.Fprintf(w, "%-18s %8.0f reads/s   (p50 %.2f ms, p99 %.2f ms; %d reads in %.2fs over %d connections, %d-byte answers)\n",
-					l.name, l.s.ReadsPerSec, l.s.P50Ms, l.s.P99Ms, l.s.Reads, l.s.Seconds, r.Connections, l.s.BodyBytes)
-			}
+		r.res.Ratio = r.res.VaultEventsPerSec / r.res.BaselineEventsPerSec
+		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs, %.2f CPU-s)\n", r.res.BaselineEventsPerSec, r.res.BaselineSeconds, r.res.BaselineCPUSeconds)
+	}
+	if !c.skipTransport {
+		if err := r.transportPhases(ctx); err != nil {
+			return r.res, err
 		}
-		return nil
 	}
-	// noSASLPhase runs the vault with an unauthenticated embedded broker,
-	// in a data dir of its own, without the profiles or the reads (they
-	// are the vault phase's).
-	noSASLPhase := func() error {
-		nc := c
-		nc.cpuprofile, nc.memprofile = "", ""
-		nc.reads = false
-		var ns Results
-		if err := benchVault(ctx, nc, filepath.Join(dir, "vault-nosasl"), "none", phaseTenants(c, run, "n"), perTenant, &ns); err != nil {
-			return fmt.Errorf("vault no-SASL: %w", err)
-		}
-		res.VaultNoSASL = &Phase{Seconds: ns.VaultSeconds, EventsPerSec: ns.VaultEventsPerSec, CPUSeconds: ns.VaultCPUSeconds,
-			PublishSeconds: ns.PublishSeconds, Batches: ns.Batches, PeakRSSMiB: ns.PeakRSSMiB}
-		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
-			"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
-		return nil
+	r.ratios()
+	return r.res, nil
+}
+
+// benchRun is one run of every phase, gathering their figures in res.
+type benchRun struct {
+	c              config
+	dir            string
+	run, perTenant int
+	w              io.Writer
+	res            Results
+}
+
+// comparedPhases runs the vault phases and the peers, back to back, in an
+// order that is reversed every other run: vault, vault no-SASL, vault
+// kafka-go, naive, postgres-rls in odd runs, the reverse in even ones.
+// Over a pair of runs each of them holds, on average, the same place in
+// the sequence, so that none always gets the fresher (or the warmer)
+// machine, and a drift that is linear over the pair favours none of them.
+// With an odd -runs the vault goes first once more. The baseline and the
+// Kafka-only phases follow, in runOnce.
+func (r *benchRun) comparedPhases(ctx context.Context) error {
+	phases := []func(context.Context) error{r.vaultPhase}
+	if len(r.c.brokers) == 0 && !r.c.skipNoSASL {
+		phases = append(phases, r.noSASLPhase)
 	}
-	// kafkaGoPhase runs the vault with the earlier consumer, in a data dir
-	// of its own, without the profiles or the reads.
-	kafkaGoPhase := func() error {
-		nc := c
-		nc.cpuprofile, nc.memprofile = "", ""
-		nc.reads = false
-		nc.ingestConsumer = "kafka-go"
-		var kg Results
-		tenants := phaseTenants(c, run, "g")
-		err := benchVault(ctx, nc, filepath.Join(dir, "vault-kafkago"), "scram", tenants, perTenant, &kg)
-		if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
-			return fmt.Errorf("vault kafka-go: %w", err)
-		}
-		res.VaultKafkaGo = &Phase{Seconds: kg.VaultSeconds, EventsPerSec: kg.VaultEventsPerSec, CPUSeconds: kg.VaultCPUSeconds,
-			PublishSeconds: kg.PublishSeconds, Batches: kg.Batches, PeakRSSMiB: kg.PeakRSSMiB}
-		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; a consumer group per topic)\n",
-			"vault kafka-go:", kg.VaultEventsPerSec, kg.VaultSeconds, kg.VaultCPUSeconds, kg.PublishSeconds, kg.Batches, kg.RSSBeforeMiB, kg.PeakRSSMiB)
-		return nil
+	if !r.c.skipKafkaGo {
+		phases = append(phases, r.kafkaGoPhase)
 	}
-	naivePhase := func() error {
-		p, err := benchNaive(ctx, c, filepath.Join(dir, "naive"), sharedTopic(c, run, "a"), phaseTenants(c, run, "a"), perTenant)
-		if err != nil {
-			return fmt.Errorf("naive: %w", err)
-		}
-		res.Naive = p
-		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; %d Badger commits; one topic, one consumer, one Badger DB)\n",
-			"naive:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.Batches)
-		return nil
+	if !r.c.skipNaive {
+		phases = append(phases, r.naivePhase)
 	}
-	pgPhase := func() error {
-		p, skipped, err := benchPostgresRLS(ctx, c, filepath.Join(dir, "postgres-rls"), sharedTopic(c, run, "p"), phaseTenants(c, run, "p"), perTenant)
-		if err != nil {
-			return fmt.Errorf("postgres-rls: %w", err)
-		}
-		if skipped != "" {
-			res.PostgresRLSSkipped = skipped
-			fmt.Fprintf(w, "postgres-rls: skipped (%s)\n", skipped)
-			return nil
-		}
-		res.PostgresRLS = p
-		fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s + %.2f CPU-s of the server; %d transactions; one topic, one consumer; %s)\n",
-			"postgres-rls:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.ServerCPUSeconds, p.Batches, p.Server)
-		return nil
+	if !r.c.skipPG {
+		phases = append(phases, r.pgPhase)
 	}
-	// The vault phases and the peers run first, back to back, in an order
-	// that is reversed every other run: vault, vault no-SASL, naive,
-	// postgres-rls in odd runs, postgres-rls, naive, vault no-SASL, vault
-	// in even ones. Over a pair of runs each of them holds, on average,
-	// the same place in the sequence, so that none always gets the
-	// fresher (or the warmer) machine, and a drift that is linear over the
-	// pair favours none of them. With an odd -runs the vault goes first
-	// once more. The baseline and the Kafka-only phases follow.
-	phases := []func() error{vaultPhase}
-	if len(c.brokers) == 0 && !c.skipNoSASL {
-		phases = append(phases, noSASLPhase)
-	}
-	if !c.skipKafkaGo {
-		phases = append(phases, kafkaGoPhase)
-	}
-	if !c.skipNaive {
-		phases = append(phases, naivePhase)
-	}
-	if !c.skipPG {
-		phases = append(phases, pgPhase)
-	}
-	if run%2 == 0 {
+	if r.run%2 == 0 {
 		slices.Reverse(phases)
 	}
 	for _, ph := range phases {
-		if err := ph(); err != nil {
-			return res, err
+		if err := ph(ctx); err != nil {
+			return err
 		}
 	}
-	if !c.skipBaseline {
-		if err := benchBaseline(c, filepath.Join(dir, "baseline"), phaseTenants(c, run, "d"), perTenant, &res); err != nil {
-			return res, err
-		}
-		res.Ratio = res.VaultEventsPerSec / res.BaselineEventsPerSec
-		fmt.Fprintf(w, "badger baseline:   %8.0f events/s  (%.2fs, %.2f CPU-s)\n", res.BaselineEventsPerSec, res.BaselineSeconds, res.BaselineCPUSeconds)
+	return nil
+}
+
+func (r *benchRun) vaultPhase(ctx context.Context) error {
+	tenants := phaseTenants(r.c, r.run, "v")
+	err := benchVault(ctx, r.c, filepath.Join(r.dir, "vault"), "scram", tenants, r.perTenant, &r.res)
+	if err = errors.Join(err, deleteTopics(ctx, r.c, tenants)); err != nil {
+		return err
 	}
-	if !c.skipTransport {
-		for _, ph := range []struct {
-			name, tag string
-			badger    bool
-			into      **Phase
-		}{{"kafka only", "k", false, &res.KafkaOnly}, {"kafka -> badger", "b", true, &res.KafkaBadger}} {
-			tenants := phaseTenants(c, run, ph.tag)
-			p, err := benchTransport(ctx, c, filepath.Join(dir, strings.ReplaceAll(ph.name, " ", "")), tenants, perTenant, ph.badger)
-			if err = errors.Join(err, deleteTopics(ctx, c, tenants)); err != nil {
-				return res, fmt.Errorf("%s: %w", ph.name, err)
-			}
-			*ph.into = p
-			fmt.Fprintf(w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s)\n", ph.name+":", p.EventsPerSec, p.Seconds, p.CPUSeconds)
+	res := &r.res
+	fmt.Fprintf(r.w, "vault end-to-end:  %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
+		res.VaultEventsPerSec, res.VaultSeconds, res.VaultCPUSeconds, res.PublishSeconds, res.Batches, res.RSSBeforeMiB, res.PeakRSSMiB, res.VaultProducers)
+	if rd := res.Reads; rd != nil {
+		for _, l := range []struct {
+			name string
+			s    ReadStats
+		}{{"vault reads:", rd.Vault}, {"bare-http reads:", rd.BareHTTP}} {
+			fmt.Fprintf(r.w, "%-18s %8.0f reads/s   (p50 %.2f ms, p99 %.2f ms; %d reads in %.2fs over %d connections, %d-byte answers)\n",
+				l.name, l.s.ReadsPerSec, l.s.P50Ms, l.s.P99Ms, l.s.Reads, l.s.Seconds, rd.Connections, l.s.BodyBytes)
 		}
 	}
-	if !c.skipBaseline {
+	return nil
+}
+
+// variantPhase runs the vault once more in a data dir of its own, changed
+// by vary, without the profiles or the reads (they are the vault
+// phase's), and returns its figures as a Phase.
+func (r *benchRun) variantPhase(ctx context.Context, name, subdir, tag, auth string, vary func(*config)) (*Phase, Results, error) {
+	nc := r.c
+	nc.cpuprofile, nc.memprofile = "", ""
+	nc.reads = false
+	if vary != nil {
+		vary(&nc)
+	}
+	var v Results
+	tenants := phaseTenants(r.c, r.run, tag)
+	err := benchVault(ctx, nc, filepath.Join(r.dir, subdir), auth, tenants, r.perTenant, &v)
+	if err = errors.Join(err, deleteTopics(ctx, r.c, tenants)); err != nil {
+		return nil, v, fmt.Errorf("%s: %w", name, err)
+	}
+	return &Phase{Seconds: v.VaultSeconds, EventsPerSec: v.VaultEventsPerSec, CPUSeconds: v.VaultCPUSeconds,
+		PublishSeconds: v.PublishSeconds, Batches: v.Batches, PeakRSSMiB: v.PeakRSSMiB}, v, nil
+}
+
+// noSASLPhase runs the vault with an unauthenticated embedded broker.
+func (r *benchRun) noSASLPhase(ctx context.Context) error {
+	p, ns, err := r.variantPhase(ctx, "vault no-SASL", "vault-nosasl", "n", "none", nil)
+	if err != nil {
+		return err
+	}
+	r.res.VaultNoSASL = p
+	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
+		"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
+	return nil
+}
+
+// kafkaGoPhase runs the vault with the earlier consumer.
+func (r *benchRun) kafkaGoPhase(ctx context.Context) error {
+	p, kg, err := r.variantPhase(ctx, "vault kafka-go", "vault-kafkago", "g", "scram", func(c *config) { c.ingestConsumer = "kafka-go" })
+	if err != nil {
+		return err
+	}
+	r.res.VaultKafkaGo = p
+	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; a consumer group per topic)\n",
+		"vault kafka-go:", kg.VaultEventsPerSec, kg.VaultSeconds, kg.VaultCPUSeconds, kg.PublishSeconds, kg.Batches, kg.RSSBeforeMiB, kg.PeakRSSMiB)
+	return nil
+}
+
+func (r *benchRun) naivePhase(ctx context.Context) error {
+	p, err := benchNaive(ctx, r.c, filepath.Join(r.dir, "naive"), sharedTopic(r.c, r.run, "a"), phaseTenants(r.c, r.run, "a"), r.perTenant)
+	if err != nil {
+		return fmt.Errorf("naive: %w", err)
+	}
+	r.res.Naive = p
+	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; %d Badger commits; one topic, one consumer, one Badger DB)\n",
+		"naive:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.Batches)
+	return nil
+}
+
+func (r *benchRun) pgPhase(ctx context.Context) error {
+	p, skipped, err := benchPostgresRLS(ctx, r.c, filepath.Join(r.dir, "postgres-rls"), sharedTopic(r.c, r.run, "p"), phaseTenants(r.c, r.run, "p"), r.perTenant)
+	if err != nil {
+		return fmt.Errorf("postgres-rls: %w", err)
+	}
+	if skipped != "" {
+		r.res.PostgresRLSSkipped = skipped
+		fmt.Fprintf(r.w, "postgres-rls: skipped (%s)\n", skipped)
+		return nil
+	}
+	r.res.PostgresRLS = p
+	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s + %.2f CPU-s of the server; %d transactions; one topic, one consumer; %s)\n",
+		"postgres-rls:", p.EventsPerSec, p.Seconds, p.CPUSeconds, p.ServerCPUSeconds, p.Batches, p.Server)
+	return nil
+}
+
+// transportPhases measures Kafka alone and Kafka into Badger.
+func (r *benchRun) transportPhases(ctx context.Context) error {
+	for _, ph := range []struct {
+		name, tag string
+		badger    bool
+		into      **Phase
+	}{{"kafka only", "k", false, &r.res.KafkaOnly}, {"kafka -> badger", "b", true, &r.res.KafkaBadger}} {
+		tenants := phaseTenants(r.c, r.run, ph.tag)
+		p, err := benchTransport(ctx, r.c, filepath.Join(r.dir, strings.ReplaceAll(ph.name, " ", "")), tenants, r.perTenant, ph.badger)
+		if err = errors.Join(err, deleteTopics(ctx, r.c, tenants)); err != nil {
+			return fmt.Errorf("%s: %w", ph.name, err)
+		}
+		*ph.into = p
+		fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s)\n", ph.name+":", p.EventsPerSec, p.Seconds, p.CPUSeconds)
+	}
+	return nil
+}
+
+// ratios fills in and prints the ratios between the phases of this run.
+func (r *benchRun) ratios() {
+	res, w := &r.res, r.w
+	if !r.c.skipBaseline {
 		fmt.Fprintf(w, "ratio vault/baseline: %.2f\n", res.Ratio)
 		for _, p := range []struct {
 			name string
@@ -510,7 +554,6 @@ func runOnce(ctx context.Context, c config, dir string, run, perTenant int, w io
 	if res.Reads != nil {
 		fmt.Fprintf(w, "ratio vault-reads/bare-http: %.2f\n", res.Reads.Ratio)
 	}
-	return res, nil
 }
 
 // record returns tenant t's j-th event, structured mode, with its stream id.
