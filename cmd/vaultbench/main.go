@@ -255,34 +255,45 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		}
 		rep.Runs = append(rep.Runs, res)
 	}
+	rep.medians(c.runs, w)
+	if c.out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		return os.WriteFile(c.out, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// medians fills in the report's median ratios over its runs, and prints
+// them when there was more than one run.
+func (r *Report) medians(runs int, w io.Writer) {
 	medians := []struct {
 		name string
 		get  func(Results) float64
 		into *float64
 	}{
-		{"vault/baseline", func(r Results) float64 { return r.Ratio }, &rep.MedianRatio},
-		{"kafka->badger/baseline", func(r Results) float64 {
-			if r.KafkaBadger == nil {
+		{"vault/baseline", func(res Results) float64 { return res.Ratio }, &r.MedianRatio},
+		{"kafka->badger/baseline", func(res Results) float64 {
+			if res.KafkaBadger == nil {
 				return 0
 			}
-			return r.KafkaBadger.Ratio
-		}, &rep.MedianKafkaBadgerRatio},
-		{"vault/(kafka->badger)", func(r Results) float64 { return r.CeilingRatio }, &rep.MedianCeilingRatio},
-		{"vault/vault-no-sasl", func(r Results) float64 { return r.SASLRatio }, &rep.MedianSASLRatio},
-		{"vault/vault-kafka-go", func(r Results) float64 { return r.ConsumerRatio }, &rep.MedianConsumerRatio},
-		{"vault/naive", func(r Results) float64 { return r.NaiveRatio }, &rep.MedianNaiveRatio},
-		{"vault/postgres-rls", func(r Results) float64 { return r.PostgresRLSRatio }, &rep.MedianPostgresRLSRatio},
-		{"vault-reads/bare-http", func(r Results) float64 {
-			if r.Reads == nil {
+			return res.KafkaBadger.Ratio
+		}, &r.MedianKafkaBadgerRatio},
+		{"vault/(kafka->badger)", func(res Results) float64 { return res.CeilingRatio }, &r.MedianCeilingRatio},
+		{"vault/vault-no-sasl", func(res Results) float64 { return res.SASLRatio }, &r.MedianSASLRatio},
+		{"vault/vault-kafka-go", func(res Results) float64 { return res.ConsumerRatio }, &r.MedianConsumerRatio},
+		{"vault/naive", func(res Results) float64 { return res.NaiveRatio }, &r.MedianNaiveRatio},
+		{"vault/postgres-rls", func(res Results) float64 { return res.PostgresRLSRatio }, &r.MedianPostgresRLSRatio},
+		{"vault-reads/bare-http", func(res Results) float64 {
+			if res.Reads == nil {
 				return 0
 			}
-			return r.Reads.Ratio
-		}, &rep.MedianReadsRatio},
+			return res.Reads.Ratio
+		}, &r.MedianReadsRatio},
 	}
 	for _, m := range medians {
-		vals := make([]float64, 0, len(rep.Runs))
-		for _, r := range rep.Runs {
-			if v := m.get(r); v > 0 {
+		vals := make([]float64, 0, len(r.Runs))
+		for _, run := range r.Runs {
+			if v := m.get(run); v > 0 {
 				vals = append(vals, v)
 			}
 		}
@@ -294,15 +305,10 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		if len(vals)%2 == 0 {
 			*m.into = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
 		}
-		if c.runs > 1 {
+		if runs > 1 {
 			fmt.Fprintf(w, "median ratio %s over %d runs: %.2f (%.2f-%.2f)\n", m.name, len(vals), *m.into, vals[0], vals[len(vals)-1])
 		}
 	}
-	if c.out != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		return os.WriteFile(c.out, append(b, '\n'), 0o644)
-	}
-	return nil
 }
 
 // runID tells this process's tenants from others' on an external cluster.
@@ -587,8 +593,7 @@ func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []
 	}
 	defer stop()
 	base := "http://" + srv.HTTPAddr()
-	tokens := make(map[events.TenantID]string, len(tenants))
-	pubs := make([]*kafka.Publisher, len(tenants))
+	var pubs []*kafka.Publisher
 	defer func() {
 		for _, p := range pubs {
 			if p != nil {
@@ -596,29 +601,9 @@ func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []
 			}
 		}
 	}()
-	res.VaultProducers = "anonymous"
-	for i, t := range tenants {
-		var out struct {
-			Token string
-			Kafka *kafkaCredential // none when the brokers do not authenticate
-		}
-		if err := call(ctx, "POST", base+"/v1/tenants", srv.AdminToken(), `{"id":"`+string(t)+`"}`, &out); err != nil {
-			return fmt.Errorf("create tenant %s: %w", t, err)
-		}
-		tokens[t] = out.Token
-		auth, err := producerAuth(srv.KafkaAuth(), t, out.Kafka)
-		if err != nil {
-			return err
-		}
-		if auth.User == "" && kafkaAuth == "scram" && len(c.brokers) == 0 {
-			return fmt.Errorf("create tenant %s: no Kafka credential in the answer, and the embedded broker authenticates", t)
-		}
-		if auth.User != "" {
-			res.VaultProducers = "SASL/" + cmp.Or(auth.Mechanism, kafka.SCRAMSHA256) + " per tenant"
-		}
-		if pubs[i], err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: srv.Brokers(), Auth: auth}); err != nil {
-			return fmt.Errorf("publisher of tenant %s: %w", t, err)
-		}
+	tokens, pubs, err := createBenchTenants(ctx, c, srv, kafkaAuth, tenants, res)
+	if err != nil {
+		return err
 	}
 
 	batches := prepare(c, tenants, perTenant)
@@ -670,8 +655,57 @@ func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []
 		}
 	}
 	res.Batches = stats.Batches.Load()
+	if err := checkQueryable(ctx, base, tenants, tokens, perTenant); err != nil {
+		return err
+	}
+	if c.reads {
+		r, err := benchReads(ctx, c, base, tenants, tokens, min(c.streams, perTenant))
+		if err != nil {
+			return fmt.Errorf("reads: %w", err)
+		}
+		res.Reads = r
+	}
+	return nil
+}
 
-	// Every event is queryable: the versions of each tenant's streams add up.
+// createBenchTenants creates the tenants through the HTTP API and a
+// publisher for each, logged in as the tenant's producer principal when the
+// brokers authenticate. It returns the tenants' tokens and publishers (also
+// the publishers made before an error, for the caller to close).
+func createBenchTenants(ctx context.Context, c config, srv *server.Server, kafkaAuth string, tenants []events.TenantID, res *Results) (map[events.TenantID]string, []*kafka.Publisher, error) {
+	base := "http://" + srv.HTTPAddr()
+	tokens := make(map[events.TenantID]string, len(tenants))
+	pubs := make([]*kafka.Publisher, len(tenants))
+	res.VaultProducers = "anonymous"
+	for i, t := range tenants {
+		var out struct {
+			Token string
+			Kafka *kafkaCredential // none when the brokers do not authenticate
+		}
+		if err := call(ctx, "POST", base+"/v1/tenants", srv.AdminToken(), `{"id":"`+string(t)+`"}`, &out); err != nil {
+			return nil, pubs, fmt.Errorf("create tenant %s: %w", t, err)
+		}
+		tokens[t] = out.Token
+		auth, err := producerAuth(srv.KafkaAuth(), t, out.Kafka)
+		if err != nil {
+			return nil, pubs, err
+		}
+		if auth.User == "" && kafkaAuth == "scram" && len(c.brokers) == 0 {
+			return nil, pubs, fmt.Errorf("create tenant %s: no Kafka credential in the answer, and the embedded broker authenticates", t)
+		}
+		if auth.User != "" {
+			res.VaultProducers = "SASL/" + cmp.Or(auth.Mechanism, kafka.SCRAMSHA256) + " per tenant"
+		}
+		if pubs[i], err = kafka.NewPublisher(kafka.PublisherConfig{Brokers: srv.Brokers(), Auth: auth}); err != nil {
+			return nil, pubs, fmt.Errorf("publisher of tenant %s: %w", t, err)
+		}
+	}
+	return tokens, pubs, nil
+}
+
+// checkQueryable checks that every event is queryable: the versions of
+// each tenant's streams add up to perTenant.
+func checkQueryable(ctx context.Context, base string, tenants []events.TenantID, tokens map[events.TenantID]string, perTenant int) error {
 	for _, t := range tenants {
 		var out struct {
 			Streams []struct{ Version uint64 }
@@ -686,13 +720,6 @@ func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []
 		if sum != uint64(perTenant) {
 			return fmt.Errorf("tenant %s: %d events queryable, want %d", t, sum, perTenant)
 		}
-	}
-	if c.reads {
-		r, err := benchReads(ctx, c, base, tenants, tokens, min(c.streams, perTenant))
-		if err != nil {
-			return fmt.Errorf("reads: %w", err)
-		}
-		res.Reads = r
 	}
 	return nil
 }
@@ -839,35 +866,7 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if db == nil {
-				for m := range ch {
-					m.Ack()
-					acked.Add(1)
-				}
-				return
-			}
-			var seq int
-			err := consumeBatches(ch, func(batch []*message.Message) error {
-				for part := range slices.Chunk(batch, baselineBatch) {
-					if err := db.Update(func(txn *badger.Txn) error {
-						for _, m := range part {
-							if err := writeBaselineRecord(txn, seq, c.streams, m.Payload); err != nil {
-								return err
-							}
-							seq++
-						}
-						return nil
-					}); err != nil {
-						return err
-					}
-				}
-				for _, m := range batch {
-					m.Ack()
-				}
-				acked.Add(int64(len(batch)))
-				return nil
-			})
-			if err != nil {
+			if err := drainTransport(ch, db, c.streams, &acked); err != nil {
 				errs <- err
 				cancel()
 			}
@@ -889,6 +888,39 @@ func benchTransport(ctx context.Context, c config, dir string, tenants []events.
 	p := &Phase{Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0}
 	p.EventsPerSec = float64(total) / p.Seconds
 	return p, nil
+}
+
+// drainTransport acknowledges every message of ch, counting them in acked;
+// with a db it first writes each batch there as the baseline does.
+func drainTransport(ch <-chan *message.Message, db *badger.DB, streams int, acked *atomic.Int64) error {
+	if db == nil {
+		for m := range ch {
+			m.Ack()
+			acked.Add(1)
+		}
+		return nil
+	}
+	var seq int
+	return consumeBatches(ch, func(batch []*message.Message) error {
+		for part := range slices.Chunk(batch, baselineBatch) {
+			if err := db.Update(func(txn *badger.Txn) error {
+				for _, m := range part {
+					if err := writeBaselineRecord(txn, seq, streams, m.Payload); err != nil {
+						return err
+					}
+					seq++
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		for _, m := range batch {
+			m.Ack()
+		}
+		acked.Add(int64(len(batch)))
+		return nil
+	})
 }
 
 // benchBaseline writes the same records into one Badger DB per tenant, with
