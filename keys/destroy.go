@@ -24,10 +24,9 @@ const (
 
 // DestroyReport describes the crypto-shredding of a tenant's keys.
 type DestroyReport struct {
-	Tenant  events.TenantID
-	KeyIDs  []uint32  // every AEAD key id the tenant's keyset held (destroyed keys included), sorted
-	At      time.Time // when the keys were destroyed (UTC)
-	Already bool      // set by Destroy when the keys were destroyed by an earlier call
+	Tenant events.TenantID
+	KeyIDs []uint32  // every AEAD key id the tenant's keyset held (destroyed keys included), sorted
+	At     time.Time // when the keys were destroyed (UTC)
 }
 
 // tombstoneFile is the format of <dir>/tombstones/<tenant>. It holds no
@@ -55,7 +54,8 @@ func (ks *Keystore) historyPath(t events.TenantID) string {
 	return filepath.Join(ks.dir, tombstoneDir, string(t)+historyExt)
 }
 
-// Destroy crypto-shreds tenant t's keys. In this order:
+// Destroy crypto-shreds tenant t's keys and returns their ids: every AEAD
+// key id t's keyset held (destroyed keys included), sorted. In this order:
 //
 //  1. it writes the tombstone <dir>/tombstones/<t> (0600, fsynced) listing
 //     t's key ids: from here the destruction is decided, and a crash is
@@ -70,40 +70,42 @@ func (ks *Keystore) historyPath(t events.TenantID) string {
 //     URI holding {tenant}, t's own master key file.
 //
 // Afterwards Cipher(t) and Create(t) fail with ErrDestroyed, Keys(t) too,
-// and Owner of each destroyed key id still names t. Destroy never touches
-// t's data: its cost does not depend on how much t stored.
+// Destroyed(t) returns the report of the destruction, and Owner of each
+// destroyed key id still names t. Destroy never touches t's data: its cost
+// does not depend on how much t stored.
 //
-// Destroying a destroyed tenant returns its report again with Already set,
-// and redoes step 3 (in case an earlier call failed there). An unknown
-// tenant is ErrNotFound. Copies of the wrapped keyset outside <dir> (backups)
-// are beyond its reach: with a {tenant} KMS master key URI, deleting the
+// Destroying a destroyed tenant returns the same ids again (a resumed
+// shred), and redoes step 3 (in case an earlier call failed there); its
+// report (Destroyed) keeps the time of the first call. An unknown tenant is
+// ErrNotFound. Copies of the wrapped keyset outside <dir> (backups) are
+// beyond its reach: with a {tenant} KMS master key URI, deleting the
 // tenant's KMS key makes them useless too.
-func (ks *Keystore) Destroy(t events.TenantID) (DestroyReport, error) {
+func (ks *Keystore) Destroy(t events.TenantID) ([]uint32, error) {
 	if err := checkTenant(t); err != nil {
-		return DestroyReport{}, err
+		return nil, err
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	st := ks.state.Load()
 	if st.closed {
-		return DestroyReport{}, errClosed
+		return nil, errClosed
 	}
 	if rep, ok := st.destroyed[t]; ok {
-		rep.Already = true
+		ids := slices.Clone(rep.KeyIDs)
 		if err := ks.shredTenantFiles(t); err != nil {
-			return rep, fmt.Errorf("destroy keys of tenant %s: %w", t, err)
+			return ids, fmt.Errorf("destroy keys of tenant %s: %w", t, err)
 		}
-		return rep, nil
+		return ids, nil
 	}
 	c, ok := st.ciphers[t]
 	if !ok {
-		return DestroyReport{}, fmt.Errorf("destroy keys of tenant %s: %w", t, ErrNotFound)
+		return nil, fmt.Errorf("destroy keys of tenant %s: %w", t, ErrNotFound)
 	}
 	rep := DestroyReport{Tenant: t, KeyIDs: c.meta.Load().ids(), At: time.Now().UTC().Truncate(time.Microsecond)}
 
 	// 1. The tombstone: the decision.
 	if err := ks.writeTombstone(rep); err != nil {
-		return DestroyReport{}, fmt.Errorf("destroy keys of tenant %s: write tombstone: %w", t, err)
+		return nil, fmt.Errorf("destroy keys of tenant %s: write tombstone: %w", t, err)
 	}
 	// 2. Memory: from here no operation of t's cipher gets keys.
 	c.slot.Store(destroyedSlot)
@@ -113,15 +115,15 @@ func (ks *Keystore) Destroy(t events.TenantID) (DestroyReport, error) {
 	next.destroyed[t] = rep
 	ks.state.Store(next)
 	// 3. Disk.
+	ids := slices.Clone(rep.KeyIDs)
 	if err := ks.shredTenantFiles(t); err != nil {
-		return rep, fmt.Errorf("destroy keys of tenant %s: the keys are destroyed in memory and tombstoned, but removing their files failed (Destroy again, or reopen, retries): %w", t, err)
+		return ids, fmt.Errorf("destroy keys of tenant %s: the keys are destroyed in memory and tombstoned, but removing their files failed (Destroy again, or reopen, retries): %w", t, err)
 	}
-	return rep, nil
+	return ids, nil
 }
 
 // Destroyed returns the report of tenant t's destruction, and false when
 // t's keys are not destroyed (never were, or were re-created since).
-// Already is false.
 func (ks *Keystore) Destroyed(t events.TenantID) (DestroyReport, bool) {
 	rep, ok := ks.state.Load().destroyed[t]
 	return rep, ok
@@ -186,7 +188,6 @@ func (ks *Keystore) finishRecreate(t events.TenantID, tomb DestroyReport, hist [
 
 // appendHistory appends r to h unless it is there already.
 func appendHistory(h []DestroyReport, r DestroyReport) []DestroyReport {
-	r.Already = false
 	for _, x := range h {
 		if x.At.Equal(r.At) && slices.Equal(x.KeyIDs, r.KeyIDs) {
 			return h

@@ -9,12 +9,9 @@ import (
 	"github.com/tenantvault/tenantvault/events"
 )
 
-// KeyInfo describes one of a tenant's AEAD keys.
-type KeyInfo struct {
-	ID      uint32
-	Primary bool
-	Status  string // KeyEnabled, KeyDisabled or KeyDestroyed
-}
+// KeyInfo describes one of a tenant's AEAD keys (an events.KeyInfo, so
+// that packages which must not import keys name it too).
+type KeyInfo = events.KeyInfo
 
 // liveCipher returns the cipher of a tenant with keys, or the error that
 // says why there is none. ks.mu must be held.

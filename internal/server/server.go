@@ -28,7 +28,6 @@ import (
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
-	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -144,7 +143,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: keysvault.Keys{KS: s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
