@@ -26,6 +26,7 @@ import (
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/keys"
@@ -304,20 +305,8 @@ func adminToken(cfg *Config, log *slog.Logger) (string, error) {
 		return "", err
 	}
 	tok := "tva_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), atomicfile.Options{NoClobber: true}); err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
 	}
 	log.Info("admin token created", "path", path)
 	return tok, nil
