@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -201,14 +202,14 @@ func appendHistory(h []DestroyReport, r DestroyReport) []DestroyReport {
 // key file when the master key URI is local:// with {tenant}.
 func (ks *Keystore) shredTenantFiles(t events.TenantID) error {
 	var errs []error
-	errs = append(errs, shredFile(ks.path(t)))
-	errs = append(errs, shredFile(filepath.Join(ks.dir, stagingDir, string(t)+keysetExt)))
-	tmps, _ := filepath.Glob(filepath.Join(ks.dir, tmpPrefix+string(t)+keysetExt+"-*"))
+	errs = append(errs, atomicfile.Shred(ks.path(t)))
+	errs = append(errs, atomicfile.Shred(filepath.Join(ks.dir, stagingDir, string(t)+keysetExt)))
+	tmps, _ := filepath.Glob(filepath.Join(ks.dir, atomicfile.TmpPrefix+string(t)+keysetExt+"-*"))
 	for _, p := range tmps {
-		errs = append(errs, shredFile(p))
+		errs = append(errs, atomicfile.Shred(p))
 	}
 	if _, local := ks.master.prov.(*localProvider); local && ks.master.templated() {
-		errs = append(errs, shredFile(strings.TrimPrefix(ks.master.resolve(string(t)), "local://")))
+		errs = append(errs, atomicfile.Shred(strings.TrimPrefix(ks.master.resolve(string(t)), "local://")))
 	}
 	return errors.Join(errs...)
 }
@@ -221,14 +222,14 @@ func (ks *Keystore) writeTombstone(r DestroyReport) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ks.tombstonePath(r.Tenant), append(b, '\n'), false)
+	return atomicfile.WriteFile(ks.tombstonePath(r.Tenant), append(b, '\n'), atomicfile.Options{})
 }
 
 func (ks *Keystore) removeTombstone(t events.TenantID) error {
 	if err := os.Remove(ks.tombstonePath(t)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Join(ks.dir, tombstoneDir))
+	return atomicfile.SyncDir(filepath.Join(ks.dir, tombstoneDir))
 }
 
 func (ks *Keystore) readHistory(t events.TenantID) ([]DestroyReport, error) {
@@ -262,7 +263,7 @@ func (ks *Keystore) writeHistory(t events.TenantID, reps []DestroyReport) error 
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ks.historyPath(t), append(b, '\n'), false)
+	return atomicfile.WriteFile(ks.historyPath(t), append(b, '\n'), atomicfile.Options{})
 }
 
 // readTombstones reads <dir>/tombstones: the tombstone and the history of
@@ -280,7 +281,7 @@ func (ks *Keystore) readTombstones() (map[events.TenantID]DestroyReport, map[eve
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, tmpPrefix) {
+		if strings.HasPrefix(name, atomicfile.TmpPrefix) {
 			os.Remove(filepath.Join(dir, name)) // left by a crash mid-write; no secret in it
 			continue
 		}

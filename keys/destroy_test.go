@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // mustDestroy destroys t's keys and returns the report of it (Destroyed),
@@ -248,7 +249,7 @@ func TestDestroyCrashRecovery(t *testing.T) {
 		mustDestroy(t, ks, "acme")
 		ks.Close()
 		mustWrite(t, ks.path("acme"), saved) // as if the shred never ran
-		mustWrite(t, filepath.Join(ks.dir, tmpPrefix+"acme.keyset-123"), saved)
+		mustWrite(t, filepath.Join(ks.dir, atomicfile.TmpPrefix+"acme.keyset-123"), saved)
 
 		ks2 := mustOpenAt(t, dataDir(ks))
 		if _, err := ks2.Cipher("acme"); !errors.Is(err, ErrDestroyed) {

@@ -7,6 +7,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // KeyInfo describes one of a tenant's AEAD keys (an events.KeyInfo, so
@@ -212,7 +213,7 @@ func (ks *Keystore) changeKeys(t events.TenantID, op string, change func(*ksStat
 	if err != nil {
 		return fmt.Errorf("%s of tenant %s: %w", op, t, err)
 	}
-	if err := replaceFile(ks.path(t), data); err != nil {
+	if err := atomicfile.WriteFile(ks.path(t), data, atomicfile.Options{ShredReplaced: true}); err != nil {
 		return fmt.Errorf("%s of tenant %s: %w", op, t, err)
 	}
 	ks.install(c, nk)
