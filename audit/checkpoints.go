@@ -35,7 +35,6 @@ import (
 const (
 	checkpointsDir = "checkpoints"
 	latestName     = "latest"
-	tmpPrefix      = ".tmp-"
 )
 
 // historyEntry is one line of a history file.
@@ -91,8 +90,8 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 		return nil, nil, fmt.Errorf("list %s: %w", s.dir, err)
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			os.Remove(filepath.Join(s.dir, e.Name())) // left by a crash in writeFileAtomic
+		if strings.HasPrefix(e.Name(), atomicfile.TmpPrefix) {
+			os.Remove(filepath.Join(s.dir, e.Name())) // left by a crash in atomicfile.WriteFile
 		}
 	}
 	firsts, err := listSegments(s.dir)
@@ -113,7 +112,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 			if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
 				return nil, nil, fmt.Errorf("remove empty checkpoint history %s: %w", name, err)
 			}
-			if err := syncDir(s.dir); err != nil {
+			if err := atomicfile.SyncDir(s.dir); err != nil {
 				return nil, nil, fmt.Errorf("sync %s: %w", s.dir, err)
 			}
 			s.wSize = 0
@@ -151,7 +150,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 		if onDisk != nil {
 			logger.Warn("audit: checkpoints/latest is not the last checkpoint of the history (interrupted write?): rewriting it", "size", last.Size)
 		}
-		if err := writeFileAtomic(latestPath, lastNote); err != nil {
+		if err := atomicfile.WriteFile(latestPath, lastNote, atomicfile.Options{}); err != nil {
 			return nil, nil, fmt.Errorf("write %s: %w", latestPath, err)
 		}
 	}
@@ -333,7 +332,7 @@ func (s *checkpointStore) append(sc *signedCheckpoint) error {
 		if s.w, err = os.OpenFile(filepath.Join(s.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 			return fmt.Errorf("create checkpoint history: %w", err)
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("sync %s: %w", s.dir, err)
 		}
 		s.wSize = 0
@@ -354,7 +353,7 @@ func (s *checkpointStore) append(sc *signedCheckpoint) error {
 		s.failed = fmt.Errorf("append checkpoint history (no more checkpoints until the log is reopened): %w", err)
 		return s.failed
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, latestName), sc.note); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, latestName), sc.note, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("write checkpoints/%s: %w", latestName, err)
 	}
 	s.mu.Lock()
@@ -371,12 +370,6 @@ func (s *checkpointStore) close() error {
 	err := s.w.Close()
 	s.w = nil
 	return err
-}
-
-// writeFileAtomic replaces path with data (mode 0600): a temporary file in
-// the same directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	return atomicfile.WriteFile(path, data, atomicfile.Options{TmpPrefix: tmpPrefix})
 }
 
 // checkpointMismatch is the error for records that chain correctly but do

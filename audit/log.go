@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // ErrClosed is returned by Append and List on a closed Log.
@@ -718,7 +719,7 @@ func createSegment(dir string, first uint64) (*segment, *os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("create segment: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		w.Close()
 		return nil, nil, fmt.Errorf("sync %s: %w", dir, err)
 	}

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-
-	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -249,6 +247,3 @@ func truncateSync(path string, size int64) error {
 	}
 	return w.Close()
 }
-
-// syncDir makes the creation of a file in dir durable.
-func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

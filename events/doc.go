@@ -1,6 +1,7 @@
 // Package events is the domain kernel of tenantvault: the validated TenantID,
-// the CloudEvents envelope and its codec, topic naming, and the error codes
-// every other package reports through.
+// the CloudEvents envelope and its codec, topic naming, the error codes
+// every other package reports through, and KeyInfo, the public description
+// of a tenant key (id, primary, status) that keys lists and vault reports.
 //
 // The JSON of events is read by a one-pass scanner of its own (jsonscan.go:
 // ValidJSON, the structured decoder, AppendMergePatch, the merge patch that

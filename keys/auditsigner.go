@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -221,7 +222,7 @@ func (ks *Keystore) createAuditSigner(origin string) (*CheckpointSigner, error) 
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
-	if err := writeFileAtomic(path, append(data, '\n'), true); err != nil {
+	if err := atomicfile.WriteFile(path, append(data, '\n'), atomicfile.Options{NoClobber: true}); err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
 	ks.logger.Info("created the audit checkpoint signing key", "origin", origin, "verifier_key", s.vkey)

@@ -27,11 +27,11 @@ const (
 	tinkPrefixSize = 5
 )
 
-// Key statuses in [KeyInfo].
+// Key statuses in [KeyInfo] (those of events).
 const (
-	KeyEnabled   = "enabled"   // decrypts; the primary also encrypts
-	KeyDisabled  = "disabled"  // kept, but decrypts nothing until enabled again
-	KeyDestroyed = "destroyed" // its material is gone; its id still names its tenant
+	KeyEnabled   = events.KeyEnabled   // decrypts; the primary also encrypts
+	KeyDisabled  = events.KeyDisabled  // kept, but decrypts nothing until enabled again
+	KeyDestroyed = events.KeyDestroyed // its material is gone; its id still names its tenant
 )
 
 // ErrDecrypt is returned by [TenantCipher.Decrypt] for any failure other
@@ -88,6 +88,12 @@ func KeyIDOf(ciphertext []byte) (uint32, bool) {
 	}
 	return binary.BigEndian.Uint32(ciphertext[1:tinkPrefixSize]), true
 }
+
+// KeyIDOf is [KeyIDOf] as a method, so that a TenantCipher names the key of
+// a ciphertext for callers that know it only through an interface (the
+// vault's Cipher, the projections' KeyedCipher). It needs no keys: it reads
+// the prefix, and works on a destroyed tenant's cipher too.
+func (c *TenantCipher) KeyIDOf(ciphertext []byte) (uint32, bool) { return KeyIDOf(ciphertext) }
 
 // TenantCipher seals and opens one tenant's data with the tenant's keys, and
 // computes the tenant's keyed hashes. It is safe for concurrent use. It never

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -24,10 +25,9 @@ const (
 
 // DestroyReport describes the crypto-shredding of a tenant's keys.
 type DestroyReport struct {
-	Tenant  events.TenantID
-	KeyIDs  []uint32  // every AEAD key id the tenant's keyset held (destroyed keys included), sorted
-	At      time.Time // when the keys were destroyed (UTC)
-	Already bool      // set by Destroy when the keys were destroyed by an earlier call
+	Tenant events.TenantID
+	KeyIDs []uint32  // every AEAD key id the tenant's keyset held (destroyed keys included), sorted
+	At     time.Time // when the keys were destroyed (UTC)
 }
 
 // tombstoneFile is the format of <dir>/tombstones/<tenant>. It holds no
@@ -55,7 +55,8 @@ func (ks *Keystore) historyPath(t events.TenantID) string {
 	return filepath.Join(ks.dir, tombstoneDir, string(t)+historyExt)
 }
 
-// Destroy crypto-shreds tenant t's keys. In this order:
+// Destroy crypto-shreds tenant t's keys and returns their ids: every AEAD
+// key id t's keyset held (destroyed keys included), sorted. In this order:
 //
 //  1. it writes the tombstone <dir>/tombstones/<t> (0600, fsynced) listing
 //     t's key ids: from here the destruction is decided, and a crash is
@@ -70,40 +71,42 @@ func (ks *Keystore) historyPath(t events.TenantID) string {
 //     URI holding {tenant}, t's own master key file.
 //
 // Afterwards Cipher(t) and Create(t) fail with ErrDestroyed, Keys(t) too,
-// and Owner of each destroyed key id still names t. Destroy never touches
-// t's data: its cost does not depend on how much t stored.
+// Destroyed(t) returns the report of the destruction, and Owner of each
+// destroyed key id still names t. Destroy never touches t's data: its cost
+// does not depend on how much t stored.
 //
-// Destroying a destroyed tenant returns its report again with Already set,
-// and redoes step 3 (in case an earlier call failed there). An unknown
-// tenant is ErrNotFound. Copies of the wrapped keyset outside <dir> (backups)
-// are beyond its reach: with a {tenant} KMS master key URI, deleting the
+// Destroying a destroyed tenant returns the same ids again (a resumed
+// shred), and redoes step 3 (in case an earlier call failed there); its
+// report (Destroyed) keeps the time of the first call. An unknown tenant is
+// ErrNotFound. Copies of the wrapped keyset outside <dir> (backups) are
+// beyond its reach: with a {tenant} KMS master key URI, deleting the
 // tenant's KMS key makes them useless too.
-func (ks *Keystore) Destroy(t events.TenantID) (DestroyReport, error) {
+func (ks *Keystore) Destroy(t events.TenantID) ([]uint32, error) {
 	if err := checkTenant(t); err != nil {
-		return DestroyReport{}, err
+		return nil, err
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	st := ks.state.Load()
 	if st.closed {
-		return DestroyReport{}, errClosed
+		return nil, errClosed
 	}
 	if rep, ok := st.destroyed[t]; ok {
-		rep.Already = true
+		ids := slices.Clone(rep.KeyIDs)
 		if err := ks.shredTenantFiles(t); err != nil {
-			return rep, fmt.Errorf("destroy keys of tenant %s: %w", t, err)
+			return ids, fmt.Errorf("destroy keys of tenant %s: %w", t, err)
 		}
-		return rep, nil
+		return ids, nil
 	}
 	c, ok := st.ciphers[t]
 	if !ok {
-		return DestroyReport{}, fmt.Errorf("destroy keys of tenant %s: %w", t, ErrNotFound)
+		return nil, fmt.Errorf("destroy keys of tenant %s: %w", t, ErrNotFound)
 	}
 	rep := DestroyReport{Tenant: t, KeyIDs: c.meta.Load().ids(), At: time.Now().UTC().Truncate(time.Microsecond)}
 
 	// 1. The tombstone: the decision.
 	if err := ks.writeTombstone(rep); err != nil {
-		return DestroyReport{}, fmt.Errorf("destroy keys of tenant %s: write tombstone: %w", t, err)
+		return nil, fmt.Errorf("destroy keys of tenant %s: write tombstone: %w", t, err)
 	}
 	// 2. Memory: from here no operation of t's cipher gets keys.
 	c.slot.Store(destroyedSlot)
@@ -113,15 +116,15 @@ func (ks *Keystore) Destroy(t events.TenantID) (DestroyReport, error) {
 	next.destroyed[t] = rep
 	ks.state.Store(next)
 	// 3. Disk.
+	ids := slices.Clone(rep.KeyIDs)
 	if err := ks.shredTenantFiles(t); err != nil {
-		return rep, fmt.Errorf("destroy keys of tenant %s: the keys are destroyed in memory and tombstoned, but removing their files failed (Destroy again, or reopen, retries): %w", t, err)
+		return ids, fmt.Errorf("destroy keys of tenant %s: the keys are destroyed in memory and tombstoned, but removing their files failed (Destroy again, or reopen, retries): %w", t, err)
 	}
-	return rep, nil
+	return ids, nil
 }
 
 // Destroyed returns the report of tenant t's destruction, and false when
 // t's keys are not destroyed (never were, or were re-created since).
-// Already is false.
 func (ks *Keystore) Destroyed(t events.TenantID) (DestroyReport, bool) {
 	rep, ok := ks.state.Load().destroyed[t]
 	return rep, ok
@@ -186,7 +189,6 @@ func (ks *Keystore) finishRecreate(t events.TenantID, tomb DestroyReport, hist [
 
 // appendHistory appends r to h unless it is there already.
 func appendHistory(h []DestroyReport, r DestroyReport) []DestroyReport {
-	r.Already = false
 	for _, x := range h {
 		if x.At.Equal(r.At) && slices.Equal(x.KeyIDs, r.KeyIDs) {
 			return h
@@ -200,14 +202,14 @@ func appendHistory(h []DestroyReport, r DestroyReport) []DestroyReport {
 // key file when the master key URI is local:// with {tenant}.
 func (ks *Keystore) shredTenantFiles(t events.TenantID) error {
 	var errs []error
-	errs = append(errs, shredFile(ks.path(t)))
-	errs = append(errs, shredFile(filepath.Join(ks.dir, stagingDir, string(t)+keysetExt)))
-	tmps, _ := filepath.Glob(filepath.Join(ks.dir, tmpPrefix+string(t)+keysetExt+"-*"))
+	errs = append(errs, atomicfile.Shred(ks.path(t)))
+	errs = append(errs, atomicfile.Shred(filepath.Join(ks.dir, stagingDir, string(t)+keysetExt)))
+	tmps, _ := filepath.Glob(filepath.Join(ks.dir, atomicfile.TmpPrefix+string(t)+keysetExt+"-*"))
 	for _, p := range tmps {
-		errs = append(errs, shredFile(p))
+		errs = append(errs, atomicfile.Shred(p))
 	}
 	if _, local := ks.master.prov.(*localProvider); local && ks.master.templated() {
-		errs = append(errs, shredFile(strings.TrimPrefix(ks.master.resolve(string(t)), "local://")))
+		errs = append(errs, atomicfile.Shred(strings.TrimPrefix(ks.master.resolve(string(t)), "local://")))
 	}
 	return errors.Join(errs...)
 }
@@ -220,14 +222,14 @@ func (ks *Keystore) writeTombstone(r DestroyReport) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ks.tombstonePath(r.Tenant), append(b, '\n'), false)
+	return atomicfile.WriteFile(ks.tombstonePath(r.Tenant), append(b, '\n'), atomicfile.Options{})
 }
 
 func (ks *Keystore) removeTombstone(t events.TenantID) error {
 	if err := os.Remove(ks.tombstonePath(t)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Join(ks.dir, tombstoneDir))
+	return atomicfile.SyncDir(filepath.Join(ks.dir, tombstoneDir))
 }
 
 func (ks *Keystore) readHistory(t events.TenantID) ([]DestroyReport, error) {
@@ -261,7 +263,7 @@ func (ks *Keystore) writeHistory(t events.TenantID, reps []DestroyReport) error 
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(ks.historyPath(t), append(b, '\n'), false)
+	return atomicfile.WriteFile(ks.historyPath(t), append(b, '\n'), atomicfile.Options{})
 }
 
 // readTombstones reads <dir>/tombstones: the tombstone and the history of
@@ -279,7 +281,7 @@ func (ks *Keystore) readTombstones() (map[events.TenantID]DestroyReport, map[eve
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, tmpPrefix) {
+		if strings.HasPrefix(name, atomicfile.TmpPrefix) {
 			os.Remove(filepath.Join(dir, name)) // left by a crash mid-write; no secret in it
 			continue
 		}

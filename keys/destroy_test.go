@@ -14,13 +14,20 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
+// mustDestroy destroys t's keys and returns the report of it (Destroyed),
+// checking that Destroy returned the report's key ids.
 func mustDestroy(tb testing.TB, ks *Keystore, t events.TenantID) DestroyReport {
 	tb.Helper()
-	rep, err := ks.Destroy(t)
+	ids, err := ks.Destroy(t)
 	if err != nil {
 		tb.Fatalf("Destroy(%s) = %v", t, err)
+	}
+	rep, ok := ks.Destroyed(t)
+	if !ok || !slices.Equal(ids, rep.KeyIDs) {
+		tb.Fatalf("Destroy(%s) = %x, then Destroyed = %+v, %v, want the same ids", t, ids, rep, ok)
 	}
 	return rep
 }
@@ -77,8 +84,8 @@ func TestDestroy(t *testing.T) {
 	slices.Sort(ids)
 
 	rep := mustDestroy(t, ks, "acme")
-	if rep.Tenant != "acme" || !slices.Equal(rep.KeyIDs, ids) || rep.At.IsZero() || rep.Already {
-		t.Errorf("Destroy(acme) = %+v, want tenant acme, ids %x, a time, not Already", rep, ids)
+	if rep.Tenant != "acme" || !slices.Equal(rep.KeyIDs, ids) || rep.At.IsZero() {
+		t.Errorf("Destroy(acme) = %+v, want tenant acme, ids %x, a time", rep, ids)
 	}
 
 	gone := []struct {
@@ -137,8 +144,11 @@ func TestDestroy(t *testing.T) {
 
 	// Idempotent.
 	again, err := ks.Destroy("acme")
-	if err != nil || !again.Already || !slices.Equal(again.KeyIDs, ids) || !again.At.Equal(rep.At) {
-		t.Errorf("Destroy(acme) again = %+v, %v, want the same report with Already", again, err)
+	if err != nil || !slices.Equal(again, ids) {
+		t.Errorf("Destroy(acme) again = %x, %v, want the same ids %x", again, err, ids)
+	}
+	if got, ok := ks.Destroyed("acme"); !ok || !slices.Equal(got.KeyIDs, ids) || !got.At.Equal(rep.At) {
+		t.Errorf("Destroyed(acme) after Destroy again = %+v, %v, want the first report (%v)", got, ok, rep.At)
 	}
 	if _, err := ks.Destroy("nobody"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Destroy(nobody) = %v, want %v", err, ErrNotFound)
@@ -239,7 +249,7 @@ func TestDestroyCrashRecovery(t *testing.T) {
 		mustDestroy(t, ks, "acme")
 		ks.Close()
 		mustWrite(t, ks.path("acme"), saved) // as if the shred never ran
-		mustWrite(t, filepath.Join(ks.dir, tmpPrefix+"acme.keyset-123"), saved)
+		mustWrite(t, filepath.Join(ks.dir, atomicfile.TmpPrefix+"acme.keyset-123"), saved)
 
 		ks2 := mustOpenAt(t, dataDir(ks))
 		if _, err := ks2.Cipher("acme"); !errors.Is(err, ErrDestroyed) {

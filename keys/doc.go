@@ -86,7 +86,7 @@
 //   - Accept a tenant id it did not re-validate with events.ParseTenantID: ids
 //     name files here.
 //   - Import a package of ours other than events and internal/atomicfile
-//     (crash-safe writes), or a third-party package other than Tink, the
+//     (crash-safe writes and shredding of every file it writes), or a third-party package other than Tink, the
 //     KMS clients of the master key providers (github.com/hashicorp/vault/api,
 //     google.golang.org/api/...), their error codes (google.golang.org/grpc/...)
 //     and golang.org/x/mod/sumdb/note (the audit signer). No other package

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // MustOpenKeystore opens a keystore in a fresh data directory (keys in
@@ -559,7 +560,7 @@ func TestLocalMasterKey(t *testing.T) {
 			t.Errorf("Stat(%s).Mode() = %v (%v), want %v", m.path, fi.Mode(), err, m.want)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(data, "keys", tmpPrefix+"*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(data, "keys", atomicfile.TmpPrefix+"*")); len(left) > 0 {
 		t.Errorf("temporary files left behind: %v", left)
 	}
 

@@ -1,10 +1,7 @@
 package keys
 
 import (
-	"bytes"
 	"crypto/hmac"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +21,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/prf"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // Sentinel errors; all are *events.Error, so events.ErrorCode maps them.
@@ -40,10 +38,6 @@ var (
 )
 
 const (
-	keysetExt  = ".keyset"
-	checkFile  = "master.check"
-	fileFormat = "tenantvault-keyset-v1"
-
 	// maxKeyIDAttempts bounds regeneration on a key id collision; with
 	// 32-bit random ids, needing more than a few means something is broken.
 	maxKeyIDAttempts = 32
@@ -51,12 +45,6 @@ const (
 	// DefaultCacheTTL and DefaultCacheSize are Config's defaults.
 	DefaultCacheTTL  = 5 * time.Minute
 	DefaultCacheSize = 1024
-)
-
-// The value sealed in master.check, and its associated data.
-var (
-	checkPlaintext = []byte("tenantvault keys: master key check v1")
-	checkAD        = []byte("tenantvault/keys/master.check")
 )
 
 // Config configures Open.
@@ -165,38 +153,6 @@ func (st *ksState) clone() *ksState {
 	return &ksState{ciphers: maps.Clone(st.ciphers), owners: maps.Clone(st.owners), destroyed: maps.Clone(st.destroyed)}
 }
 
-// keysetFile is the format of <dir>/<tenant>.keyset. Tenant is a readable
-// hint only: what binds the file to its tenant is the associated data of the
-// two wrapped keysets. Destroyed lists the AEAD keys removed by DestroyKey:
-// their ids stay the tenant's (Owner), their material is gone.
-type keysetFile struct {
-	Format    string          `json:"format"`
-	Tenant    string          `json:"tenant"`
-	AEAD      json.RawMessage `json:"aead"` // Tink EncryptedKeyset, JSON
-	PRF       json.RawMessage `json:"prf"`  // Tink EncryptedKeyset, JSON
-	Destroyed []uint32        `json:"destroyed_key_ids,omitempty"`
-	// DestroyedMAC authenticates Destroyed: the tenant's PRF of it (see
-	// destroyedMAC), so that the ids cannot be edited in clear.
-	DestroyedMAC []byte `json:"destroyed_key_ids_mac,omitempty"`
-}
-
-// destroyedMACKind is the PRF domain of keysetFile.DestroyedMAC.
-const destroyedMACKind = "tenantvault/keys/destroyed-key-ids"
-
-// destroyedMAC returns the tenant's PRF of the sorted destroyed key ids of
-// k, or nil when there are none.
-func destroyedMAC(k *tenantKeys) ([]byte, error) {
-	if len(k.destroyed) == 0 {
-		return nil, nil
-	}
-	in := binary.AppendUvarint(nil, uint64(len(destroyedMACKind)))
-	in = append(in, destroyedMACKind...)
-	for _, id := range k.destroyed {
-		in = binary.BigEndian.AppendUint32(in, id)
-	}
-	return k.prf.ComputePrimaryPRF(in, HashSize)
-}
-
 // OpenKeystore is Open(Config{Dir: dir, MasterKeyURI: masterKeyURI, Logger: logger}).
 func OpenKeystore(dir, masterKeyURI string, logger *slog.Logger) (*Keystore, error) {
 	return Open(Config{Dir: dir, MasterKeyURI: masterKeyURI, Logger: logger})
@@ -288,79 +244,6 @@ func open(cfg Config, m *master) (*Keystore, error) {
 	return ks, nil
 }
 
-// holdsSealedKeys reports whether dir holds anything sealed by a master key.
-func holdsSealedKeys(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
-		n := e.Name()
-		return n == checkFile || n == auditSignerFile || n == stagingDir || strings.HasSuffix(n, keysetExt)
-	}), nil
-}
-
-// writeCheck seals master.check in dir with m's vault key.
-func (ks *Keystore) writeCheck(dir string, m *master) error {
-	kek, err := m.kekFor(VaultKeyName, false)
-	if err != nil {
-		return err
-	}
-	rec := &errRecorder{masterKey: kek}
-	ct, err := rec.Encrypt(checkPlaintext, checkAD)
-	if err != nil {
-		return kmsError("wrap", "master key check", "", filepath.Join(dir, checkFile), kek, rec.err)
-	}
-	return writeFileAtomic(filepath.Join(dir, checkFile), ct, false)
-}
-
-// checkMasterKey opens the check file at path with the master key. It
-// reports false when there is no check file.
-func (ks *Keystore) checkMasterKey(path string) (bool, error) {
-	ct, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	kek, err := ks.master.kekFor(VaultKeyName, false)
-	if err != nil {
-		return false, err
-	}
-	rec := &errRecorder{masterKey: kek}
-	pt, err := rec.Decrypt(ct, checkAD)
-	if err == nil && bytes.Equal(pt, checkPlaintext) {
-		return true, nil
-	}
-	if unreachable(rec.err) {
-		return false, kmsError("unwrap", "master key check", "", path, kek, rec.err)
-	}
-	sealedBy := ""
-	if id, ok := KeyIDOf(ct); ok {
-		sealedBy = fmt.Sprintf(" (the keystore was sealed by master key id 0x%08x)", id)
-	}
-	return false, fmt.Errorf("master key %s does not open this keystore: it was created with a different master key%s, or %s is corrupted: %w",
-		kek, sealedBy, filepath.Base(path), ErrWrongMasterKey)
-}
-
-// verifyAll unwraps every keyset and the audit signer (if any).
-func (ks *Keystore) verifyAll(st *ksState) error {
-	for _, t := range slices.Sorted(maps.Keys(st.ciphers)) {
-		if _, err := ks.unwrapTenant(st.ciphers[t]); err != nil {
-			return err
-		}
-	}
-	if _, err := ks.loadAuditSigner(); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	ks.auditSigner = nil
-	return nil
-}
-
 // load reads the public part of every <tenant>.keyset, the tombstones and
 // their history, and builds the index. It finishes a Destroy or a Recreate
 // that a crash interrupted.
@@ -378,105 +261,82 @@ func (ks *Keystore) load() (*ksState, error) {
 		owners:    make(map[uint32]events.TenantID),
 		destroyed: make(map[events.TenantID]DestroyReport),
 	}
-	claim := func(id uint32, t events.TenantID) error {
-		if other, taken := st.owners[id]; taken && other != t {
-			return fmt.Errorf("key id 0x%08x is in the keysets of both tenant %s and tenant %s", id, other, t)
-		}
-		st.owners[id] = t
-		return nil
-	}
 	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, tmpPrefix) {
-			// Left by a crash mid-write; it may hold a wrapped keyset.
-			if err := shredFile(filepath.Join(ks.dir, name)); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if !strings.HasSuffix(name, keysetExt) {
-			continue
-		}
-		t, err := events.ParseTenantID(strings.TrimSuffix(name, keysetExt))
-		if err != nil {
-			ks.logger.Warn("ignoring a keyset file whose name is not a valid tenant id", "file", name)
-			continue
-		}
-		if !e.Type().IsRegular() {
-			return nil, fmt.Errorf("keyset %s is not a regular file", name)
-		}
-		_, meta, err := ks.readKeysetFile(t)
-		if err != nil {
+		if err := ks.loadEntry(st, e, tombs, hist); err != nil {
 			return nil, err
 		}
-		if tomb, ok := tombs[t]; ok {
-			if meta.overlaps(tomb.KeyIDs) {
-				// Destroy wrote the tombstone, then crashed: finish it.
-				ks.logger.Warn("finishing the destruction of a tenant's keys that a crash interrupted", "tenant", t)
-				if err := ks.shredTenantFiles(t); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			// Recreate wrote the new keyset, then crashed: finish it.
-			if err := ks.finishRecreate(t, tomb, hist[t]); err != nil {
-				return nil, err
-			}
-			hist[t] = appendHistory(hist[t], tomb)
-			delete(tombs, t)
-		}
-		for _, ki := range meta.keys {
-			if err := claim(ki.ID, t); err != nil {
-				return nil, err
-			}
-		}
-		st.ciphers[t] = ks.newCipher(t, meta)
 	}
 	for t, tomb := range tombs {
-		for _, id := range tomb.KeyIDs {
-			if err := claim(id, t); err != nil {
-				return nil, err
-			}
+		if err := st.claim(t, tomb.KeyIDs); err != nil {
+			return nil, err
 		}
 		st.destroyed[t] = tomb
 	}
 	for t, reps := range hist {
 		for _, r := range reps {
-			for _, id := range r.KeyIDs {
-				if err := claim(id, t); err != nil {
-					return nil, err
-				}
+			if err := st.claim(t, r.KeyIDs); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return st, nil
 }
 
-// path returns the keyset file of tenant t, which must be valid.
-func (ks *Keystore) path(t events.TenantID) string {
-	return filepath.Join(ks.dir, string(t)+keysetExt)
+// loadEntry loads one entry e of the keystore directory into st: the
+// public part of a keyset file, whose key ids it claims. It shreds what a
+// crash left mid-write, finishes a Destroy or a Recreate of the tenant that
+// a crash interrupted (updating tombs and hist), and ignores other files.
+func (ks *Keystore) loadEntry(st *ksState, e fs.DirEntry, tombs map[events.TenantID]DestroyReport, hist map[events.TenantID][]DestroyReport) error {
+	name := e.Name()
+	if strings.HasPrefix(name, atomicfile.TmpPrefix) {
+		// Left by a crash mid-write; it may hold a wrapped keyset.
+		return atomicfile.Shred(filepath.Join(ks.dir, name))
+	}
+	if !strings.HasSuffix(name, keysetExt) {
+		return nil
+	}
+	t, err := events.ParseTenantID(strings.TrimSuffix(name, keysetExt))
+	if err != nil {
+		ks.logger.Warn("ignoring a keyset file whose name is not a valid tenant id", "file", name)
+		return nil
+	}
+	if !e.Type().IsRegular() {
+		return fmt.Errorf("keyset %s is not a regular file", name)
+	}
+	_, meta, err := ks.readKeysetFile(t)
+	if err != nil {
+		return err
+	}
+	if tomb, ok := tombs[t]; ok {
+		if meta.overlaps(tomb.KeyIDs) {
+			// Destroy wrote the tombstone, then crashed: finish it.
+			ks.logger.Warn("finishing the destruction of a tenant's keys that a crash interrupted", "tenant", t)
+			return ks.shredTenantFiles(t)
+		}
+		// Recreate wrote the new keyset, then crashed: finish it.
+		if err := ks.finishRecreate(t, tomb, hist[t]); err != nil {
+			return err
+		}
+		hist[t] = appendHistory(hist[t], tomb)
+		delete(tombs, t)
+	}
+	if err := st.claim(t, meta.ids()); err != nil {
+		return err
+	}
+	st.ciphers[t] = ks.newCipher(t, meta)
+	return nil
 }
 
-// readKeysetFile reads tenant t's keyset file and its public part (key ids
-// and statuses, from Tink's KeysetInfo), without unwrapping anything.
-func (ks *Keystore) readKeysetFile(t events.TenantID) (*keysetFile, *keysetMeta, error) {
-	path := ks.path(t)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
+// claim records ids as tenant t's in st's index, failing on an id that
+// another tenant holds.
+func (st *ksState) claim(t events.TenantID, ids []uint32) error {
+	for _, id := range ids {
+		if other, taken := st.owners[id]; taken && other != t {
+			return fmt.Errorf("key id 0x%08x is in the keysets of both tenant %s and tenant %s", id, other, t)
+		}
+		st.owners[id] = t
 	}
-	var f keysetFile
-	if err := json.Unmarshal(data, &f); err != nil || f.Format != fileFormat {
-		return nil, nil, fmt.Errorf("keyset %s is not a %s file", path, fileFormat)
-	}
-	if f.Tenant != string(t) {
-		return nil, nil, fmt.Errorf("keyset %s holds the keys of tenant %.80q, not %s: a keyset cannot be moved to another tenant", path, f.Tenant, t)
-	}
-	ek, err := keyset.NewJSONReader(bytes.NewReader(f.AEAD)).ReadEncrypted()
-	if err != nil || ek.GetKeysetInfo() == nil || len(ek.GetKeysetInfo().GetKeyInfo()) == 0 {
-		return nil, nil, fmt.Errorf("keyset %s: the AEAD keyset has no key info", path)
-	}
-	return &f, metaFromInfo(ek.GetKeysetInfo(), f.Destroyed), nil
+	return nil
 }
 
 // unwrapTenant reads and unwraps tenant c's keyset file with the master key,
@@ -521,47 +381,6 @@ func (ks *Keystore) unwrapTenant(c *TenantCipher) (*tenantKeys, error) {
 	}
 	ks.unwraps.Add(1)
 	return k, nil
-}
-
-// unwrapKeyset unwraps one Tink EncryptedKeyset (JSON) with kek and ad.
-func unwrapKeyset(raw json.RawMessage, kek masterKey, ad []byte, what string, t events.TenantID, path string) (*keyset.Handle, error) {
-	rec := &errRecorder{masterKey: kek}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewJSONReader(bytes.NewReader(raw)), rec, ad)
-	if err != nil {
-		return nil, kmsError("unwrap", what, t, path, kek, rec.err)
-	}
-	return h, nil
-}
-
-// wrapKeyset wraps h with kek and ad, as a Tink EncryptedKeyset (JSON).
-func wrapKeyset(h *keyset.Handle, kek masterKey, ad []byte, what string, t events.TenantID, path string) (json.RawMessage, error) {
-	rec := &errRecorder{masterKey: kek}
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewJSONWriter(&buf), rec, ad); err != nil {
-		return nil, kmsError("wrap", what, t, path, kek, rec.err)
-	}
-	return buf.Bytes(), nil
-}
-
-// marshalKeyset wraps tenant t's keysets with kek, t bound as associated
-// data, in the keyset file format.
-func marshalKeyset(t events.TenantID, k *tenantKeys, kek masterKey, path string) ([]byte, error) {
-	f := keysetFile{Format: fileFormat, Tenant: string(t), Destroyed: k.destroyed}
-	var err error
-	if f.DestroyedMAC, err = destroyedMAC(k); err != nil {
-		return nil, err
-	}
-	if f.AEAD, err = wrapKeyset(k.aeadHandle, kek, []byte(t), "AEAD keyset", t, path); err != nil {
-		return nil, err
-	}
-	if f.PRF, err = wrapKeyset(k.prfHandle, kek, []byte(t), "PRF keyset", t, path); err != nil {
-		return nil, err
-	}
-	out, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }
 
 // newCipher returns the cipher of tenant t, holding no keys yet.
@@ -631,7 +450,7 @@ func (ks *Keystore) createKeys(st *ksState, t events.TenantID) (*TenantCipher, e
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(ks.path(t), data, true); err != nil {
+	if err := atomicfile.WriteFile(ks.path(t), data, atomicfile.Options{NoClobber: true}); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%s exists: %w", ks.path(t), ErrExists)
 		}

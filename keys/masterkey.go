@@ -19,6 +19,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 // TenantPlaceholder in a master key URI is replaced by the tenant id: each
@@ -244,7 +245,7 @@ func createLocalMasterKey(path string, logger *slog.Logger) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, buf.Bytes(), true); err != nil {
+	if err := atomicfile.WriteFile(path, buf.Bytes(), atomicfile.Options{NoClobber: true}); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return os.ReadFile(path)
 		}

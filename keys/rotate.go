@@ -7,14 +7,12 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
-// KeyInfo describes one of a tenant's AEAD keys.
-type KeyInfo struct {
-	ID      uint32
-	Primary bool
-	Status  string // KeyEnabled, KeyDisabled or KeyDestroyed
-}
+// KeyInfo describes one of a tenant's AEAD keys (an events.KeyInfo, so
+// that packages which must not import keys name it too).
+type KeyInfo = events.KeyInfo
 
 // liveCipher returns the cipher of a tenant with keys, or the error that
 // says why there is none. ks.mu must be held.
@@ -215,7 +213,7 @@ func (ks *Keystore) changeKeys(t events.TenantID, op string, change func(*ksStat
 	if err != nil {
 		return fmt.Errorf("%s of tenant %s: %w", op, t, err)
 	}
-	if err := replaceFile(ks.path(t), data); err != nil {
+	if err := atomicfile.WriteFile(ks.path(t), data, atomicfile.Options{ShredReplaced: true}); err != nil {
 		return fmt.Errorf("%s of tenant %s: %w", op, t, err)
 	}
 	ks.install(c, nk)

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 )
 
 const (
@@ -61,107 +63,144 @@ func (ks *Keystore) RotateMaster(ctx context.Context, newURI string) (err error)
 	if err != nil {
 		return fmt.Errorf("rotate master key: %w", err)
 	}
-	staging := filepath.Join(ks.dir, stagingDir)
-	crashed, committed := false, false
-	hook := func(step string) error {
-		if ks.testHook == nil {
-			return nil
-		}
-		if err := ks.testHook(step); err != nil {
-			crashed = true
-			return err
-		}
+	r := &rotation{ks: ks, nm: nm, staging: filepath.Join(ks.dir, stagingDir)}
+	defer func() { err = r.cleanUp(err) }()
+	if err := removeStaging(r.staging); err != nil {
+		return fmt.Errorf("rotate master key: %w", err)
+	}
+	if err := os.Mkdir(r.staging, 0o700); err != nil {
+		return fmt.Errorf("rotate master key: %w", err)
+	}
+	names, err := r.stage(ctx, st)
+	if err != nil {
+		return err
+	}
+	if err := r.commit(); err != nil {
+		return err
+	}
+	if err := r.swap(names); err != nil {
+		return err
+	}
+	ks.logger.Info("rotated the master key", "old", r.old.String(), "new", nm.String(), "tenants", len(st.ciphers))
+	return nil
+}
+
+// rotation is one RotateMaster call: the new master key, where it stages,
+// and how far it got. ks.mu is held throughout.
+type rotation struct {
+	ks        *Keystore
+	nm        *master // the new master key
+	old       *master // the previous one, once swapped
+	staging   string
+	crashed   bool // a test hook simulated a crash: clean nothing
+	committed bool // the commit marker is written
+}
+
+// hook runs ks.testHook at step; its error simulates a crash there.
+func (r *rotation) hook(step string) error {
+	if r.ks.testHook == nil {
 		return nil
 	}
-	defer func() {
-		if err == nil || crashed {
-			return
-		}
-		if committed {
-			// Phase 2 failed: files are mixed; only a reopen with the new
-			// master key can finish. Stop serving keys from this one.
-			ks.closeLocked()
-			nm.prov.close()
-			err = fmt.Errorf("%w; the keystore is closed: open it again with the new master key to finish the rotation", err)
-			return
-		}
-		removeStaging(staging)
-		nm.prov.close()
-	}()
-	if err := removeStaging(staging); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
+	if err := r.ks.testHook(step); err != nil {
+		r.crashed = true
+		return err
 	}
-	if err := os.Mkdir(staging, 0o700); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
-	}
+	return nil
+}
 
-	// Phase 1: stage.
+// cleanUp undoes a rotation that failed with err before its commit point
+// (the staging directory goes), or closes the keystore when it failed after
+// it (files are mixed; only a reopen with the new master key can finish).
+// It returns err, explained.
+func (r *rotation) cleanUp(err error) error {
+	if err == nil || r.crashed {
+		return err
+	}
+	if r.committed {
+		// Stop serving keys from this keystore.
+		r.ks.closeLocked()
+		r.nm.prov.close()
+		return fmt.Errorf("%w; the keystore is closed: open it again with the new master key to finish the rotation", err)
+	}
+	removeStaging(r.staging)
+	r.nm.prov.close()
+	return err
+}
+
+// stage is phase 1: it writes every tenant keyset, the audit signer and
+// master.check, re-wrapped by the new master key, into the staging
+// directory, and returns their names, master.check last.
+func (r *rotation) stage(ctx context.Context, st *ksState) ([]string, error) {
 	var names []string
 	for _, t := range slices.Sorted(maps.Keys(st.ciphers)) {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("rotate master key: %w", err)
+			return nil, fmt.Errorf("rotate master key: %w", err)
 		}
-		if err := ks.stageKeyset(t, nm, staging); err != nil {
-			return fmt.Errorf("rotate master key: %w", err)
+		if err := r.ks.stageKeyset(t, r.nm, r.staging); err != nil {
+			return nil, fmt.Errorf("rotate master key: %w", err)
 		}
 		names = append(names, string(t)+keysetExt)
-		if err := hook(stepStaged + string(t) + keysetExt); err != nil {
-			return err
+		if err := r.hook(stepStaged + string(t) + keysetExt); err != nil {
+			return nil, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
+		return nil, fmt.Errorf("rotate master key: %w", err)
 	}
-	if ok, err := ks.stageAuditSigner(nm, staging); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
+	if ok, err := r.ks.stageAuditSigner(r.nm, r.staging); err != nil {
+		return nil, fmt.Errorf("rotate master key: %w", err)
 	} else if ok {
 		names = append(names, auditSignerFile)
-		if err := hook(stepStaged + auditSignerFile); err != nil {
-			return err
+		if err := r.hook(stepStaged + auditSignerFile); err != nil {
+			return nil, err
 		}
 	}
-	if err := ks.writeCheck(staging, nm); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
+	if err := r.ks.writeCheck(r.staging, r.nm); err != nil {
+		return nil, fmt.Errorf("rotate master key: %w", err)
 	}
 	names = append(names, checkFile) // last: it says which master key the directory is for
-	if err := hook(stepStaged + checkFile); err != nil {
-		return err
+	if err := r.hook(stepStaged + checkFile); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rotate master key: %w", err)
+		return nil, fmt.Errorf("rotate master key: %w", err)
 	}
+	return names, nil
+}
 
-	// The commit point.
-	marker, _ := json.Marshal(map[string]string{"format": commitFormat, "master": nm.String(), "at": time.Now().UTC().Format(time.RFC3339Nano)})
-	if err := writeFileAtomic(filepath.Join(staging, commitFile), marker, false); err != nil {
+// commit writes the commit marker: from here the rotation is decided.
+func (r *rotation) commit() error {
+	marker, _ := json.Marshal(map[string]string{"format": commitFormat, "master": r.nm.String(), "at": time.Now().UTC().Format(time.RFC3339Nano)})
+	if err := atomicfile.WriteFile(filepath.Join(r.staging, commitFile), marker, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("rotate master key: commit: %w", err)
 	}
-	committed = true
-	if err := hook(stepCommitted); err != nil {
-		return err
-	}
+	r.committed = true
+	return r.hook(stepCommitted)
+}
 
-	// Phase 2: swap, with loaders held off so that none reads a new file
-	// with the old master key.
+// swap is phase 2: it renames the staged files over the live ones, removes
+// the staging directory and makes the new master key the keystore's, with
+// loaders held off so that none reads a new file with the old master key.
+func (r *rotation) swap(names []string) error {
+	ks := r.ks
 	ks.masterMu.Lock()
 	defer ks.masterMu.Unlock()
 	for _, name := range names {
-		if err := os.Rename(filepath.Join(staging, name), filepath.Join(ks.dir, name)); err != nil {
+		if err := os.Rename(filepath.Join(r.staging, name), filepath.Join(ks.dir, name)); err != nil {
 			return fmt.Errorf("rotate master key: swap %s: %w", name, err)
 		}
-		if err := hook(stepSwapped + name); err != nil {
+		if err := r.hook(stepSwapped + name); err != nil {
 			return err
 		}
 	}
-	if err := finishStaging(ks.dir, staging); err != nil {
+	if err := finishStaging(ks.dir, r.staging); err != nil {
 		return fmt.Errorf("rotate master key: %w", err)
 	}
-	old := ks.master
-	ks.master = nm
-	if err := old.prov.close(); err != nil {
+	r.old = ks.master
+	ks.master = r.nm
+	if err := r.old.prov.close(); err != nil {
 		ks.logger.Warn("rotate master key: closing the old master key's KMS client failed", "err", err)
 	}
-	ks.logger.Info("rotated the master key", "old", old.String(), "new", nm.String(), "tenants", len(st.ciphers))
 	return nil
 }
 
@@ -193,11 +232,11 @@ func (ks *Keystore) stageKeyset(t events.TenantID, nm *master, staging string) e
 			return err
 		}
 	}
-	out, err := json.MarshalIndent(f, "", "  ")
+	out, err := f.encode()
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dst, append(out, '\n'), false)
+	return atomicfile.WriteFile(dst, out, atomicfile.Options{})
 }
 
 // stageAuditSigner writes the audit signer's file, re-wrapped by nm, into
@@ -235,7 +274,7 @@ func (ks *Keystore) stageAuditSigner(nm *master, staging string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, writeFileAtomic(dst, append(out, '\n'), false)
+	return true, atomicfile.WriteFile(dst, append(out, '\n'), atomicfile.Options{})
 }
 
 // recoverMasterRotation finishes or undoes a RotateMaster that a crash
@@ -279,8 +318,8 @@ func (ks *Keystore) recoverMasterRotation() error {
 	for _, e := range entries {
 		switch n := e.Name(); {
 		case n == commitFile, n == checkFile:
-		case len(n) > len(tmpPrefix) && n[:len(tmpPrefix)] == tmpPrefix:
-			if err := shredFile(filepath.Join(staging, n)); err != nil {
+		case strings.HasPrefix(n, atomicfile.TmpPrefix):
+			if err := atomicfile.Shred(filepath.Join(staging, n)); err != nil {
 				return err
 			}
 		default:
@@ -301,10 +340,10 @@ func (ks *Keystore) recoverMasterRotation() error {
 // finishStaging makes the swapped files durable, then removes the staging
 // directory (commit marker last).
 func finishStaging(dir, staging string) error {
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return err
 	}
-	if err := syncDir(staging); err != nil {
+	if err := atomicfile.SyncDir(staging); err != nil {
 		return err
 	}
 	return removeStaging(staging)
@@ -323,7 +362,7 @@ func removeStaging(staging string) error {
 	}
 	for _, e := range entries {
 		if e.Name() != commitFile {
-			if err := shredFile(filepath.Join(staging, e.Name())); err != nil {
+			if err := atomicfile.Shred(filepath.Join(staging, e.Name())); err != nil {
 				return err
 			}
 		}
@@ -334,5 +373,5 @@ func removeStaging(staging string) error {
 	if err := os.Remove(staging); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(staging))
+	return atomicfile.SyncDir(filepath.Dir(staging))
 }

@@ -7,8 +7,12 @@
 // from a bare tenant id taken from a request (a Session is made only from a
 // validated credential), and never puts payloads, stream ids or tokens in the
 // audit log, in logs or in error messages. Of ours it imports only events,
-// projections, audit and internal/atomicfile: never keys (internal/keysvault
-// adapts keys to the small interfaces declared here) and never
+// projections, audit and internal/atomicfile: never keys, which it uses only
+// through the small interfaces declared where they are used (Cipher and
+// TenantKeys for tenants' ciphers, KeyOwners for sessions, KeyDestroyer for
+// shred, KeyAdmin for key rotation). *keys.Keystore and *keys.TenantCipher
+// satisfy them as they are; KeysOf gathers them into Config.Keys, and
+// internal/server checks them at compile time. It never imports
 // internal/kafka. It imports no third-party package, so no Kafka, HTTP,
 // Tink or Badger package. internal/archtest enforces these imports.
 //

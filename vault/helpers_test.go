@@ -13,7 +13,6 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
-	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -21,12 +20,6 @@ import (
 
 // testAdminToken is the admin credential of every test vault.
 const testAdminToken = "admin-token-0123456789abcdef"
-
-// keyStore and tenantCipher are the adapter internal/server uses.
-type (
-	keyStore     = keysvault.Keys
-	tenantCipher = keysvault.Cipher
-)
 
 // fakeTopics records the topics the vault creates.
 type fakeTopics struct {
@@ -231,11 +224,14 @@ func withBroker(fp *fakeProducers, edit func(*vault.Config)) func(*vault.Config)
 }
 
 var (
-	_ vault.Keys      = keyStore{}
-	_ vault.Cipher    = tenantCipher{}
-	_ vault.Topics    = (*fakeTopics)(nil)
-	_ vault.Producers = (*fakeProducers)(nil)
-	_ vault.TopicIDs  = (*fakeProducers)(nil)
+	_ vault.TenantKeys[*keys.TenantCipher] = (*keys.Keystore)(nil)
+	_ vault.KeyOwners                      = (*keys.Keystore)(nil)
+	_ vault.KeyDestroyer                   = (*keys.Keystore)(nil)
+	_ vault.KeyAdmin                       = (*keys.Keystore)(nil)
+	_ vault.Cipher                         = (*keys.TenantCipher)(nil)
+	_ vault.Topics                         = (*fakeTopics)(nil)
+	_ vault.Producers                      = (*fakeProducers)(nil)
+	_ vault.TopicIDs                       = (*fakeProducers)(nil)
 )
 
 // testVault is a vault on real keys, stores and audit log in a directory.
@@ -287,7 +283,7 @@ func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testV
 	}
 	tb.Cleanup(func() { tv.close(tb) })
 	cfg := vault.Config{
-		DataDir: dir, Keys: keyStore{KS: tv.ks}, Stores: tv.stores, Audit: tv.audit, Topics: tv.topics,
+		DataDir: dir, Keys: vault.KeysOf(tv.ks), Stores: tv.stores, Audit: tv.audit, Topics: tv.topics,
 		AdminToken: testAdminToken, Logger: discard,
 		OnTenantCreated: func(t events.TenantID) {
 			tv.mu.Lock()
@@ -360,14 +356,14 @@ func (tv *testVault) mustSession(tb testing.TB, token, tenant string) *vault.Ses
 	return s
 }
 
-// cipher returns the cipher of tenant t, adapted as the vault sees it.
-func (tv *testVault) cipher(tb testing.TB, t string) tenantCipher {
+// cipher returns the cipher of tenant t, the one the vault sees.
+func (tv *testVault) cipher(tb testing.TB, t string) *keys.TenantCipher {
 	tb.Helper()
 	c, err := tv.ks.Cipher(events.TenantID(t))
 	if err != nil {
 		tb.Fatalf("Cipher(%q): %v", t, err)
 	}
-	return tenantCipher{TenantCipher: c}
+	return c
 }
 
 // recordsSince returns the audit records appended after the log held n.

@@ -57,7 +57,7 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: details,
 		})
 	}
-	c, err := v.cfg.Keys.Cipher(t)
+	c, err := v.cfg.Keys.Ciphers.Cipher(t)
 	if err != nil {
 		return fmt.Errorf("ingest %s: keys: %w", t, err)
 	}

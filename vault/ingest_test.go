@@ -401,7 +401,7 @@ func TestIngestAuditsStoreQuarantine(t *testing.T) {
 // poisonedKeys hands out ciphers that fail to seal a value holding poison
 // while on is set.
 type poisonedKeys struct {
-	baseKeys
+	vault.TenantKeys[vault.Cipher]
 	poison []byte
 	on     *atomic.Bool
 }
@@ -413,18 +413,14 @@ type poisonedCipher struct {
 }
 
 var (
-	_ vault.Keys   = poisonedKeys{}
-	_ vault.Cipher = poisonedCipher{}
+	_ vault.TenantKeys[vault.Cipher] = poisonedKeys{}
+	_ vault.Cipher                   = poisonedCipher{}
 )
-
-// baseKeys names the embedded Keys of poisonedKeys apart from its Keys
-// method.
-type baseKeys = vault.Keys
 
 var errPoisoned = errors.New("xtest: poisoned")
 
 func (k poisonedKeys) Cipher(t events.TenantID) (vault.Cipher, error) {
-	c, err := k.baseKeys.Cipher(t)
+	c, err := k.TenantKeys.Cipher(t)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +440,7 @@ func (c poisonedCipher) Encrypt(plaintext, ad []byte) ([]byte, error) {
 // gets exactly one ingest.reject.
 func TestIngestAuditsCommittedPartsOfAFailedBatch(t *testing.T) {
 	var on atomic.Bool
-	tv := MustOpenVault(t, func(c *vault.Config) { c.Keys = poisonedKeys{c.Keys, []byte("poison-pill"), &on} })
+	tv := MustOpenVault(t, func(c *vault.Config) { c.Keys.Ciphers = poisonedKeys{c.Keys.Ciphers, []byte("poison-pill"), &on} })
 	tv.mustCreateTenant(t, "acme")
 	ctx := context.Background()
 	topic := events.TopicFor("acme")

@@ -13,6 +13,18 @@ import (
 	"github.com/tenantvault/tenantvault/projections"
 )
 
+// KeyAdmin rotates, lists and retires a tenant's keys, as the key
+// administration requests need it. *keys.Keystore satisfies it.
+type KeyAdmin interface {
+	// Rotate adds a new primary key and returns its id.
+	Rotate(t events.TenantID) (uint32, error)
+	// Keys lists t's keys.
+	Keys(t events.TenantID) ([]KeyInfo, error)
+	// DisableKey and DestroyKey retire a key that is not the primary.
+	DisableKey(t events.TenantID, id uint32) error
+	DestroyKey(t events.TenantID, id uint32) error
+}
+
 // RewrapStatus is the progress of a tenant's rewrap job.
 type RewrapStatus struct {
 	Running   bool   `json:"running"`
@@ -87,7 +99,7 @@ func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewr
 	if err != nil {
 		return KeysStatus{}, err
 	}
-	id, err := v.cfg.Keys.Rotate(t)
+	id, err := v.cfg.Keys.Admin.Rotate(t)
 	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: "ok",
 		KeyIDs: []uint32{id}, Details: map[string]string{"rewrap": strconv.FormatBool(rewrap)}}
 	if err != nil {
@@ -116,7 +128,7 @@ func (v *Vault) KeysStatus(ctx context.Context, p Principal, tenant string, usag
 }
 
 func (v *Vault) keysStatus(t events.TenantID, usage bool) (KeysStatus, error) {
-	ks, err := v.cfg.Keys.Keys(t)
+	ks, err := v.cfg.Keys.Admin.Keys(t)
 	if err != nil {
 		return KeysStatus{}, fmt.Errorf("keys of %s: %w", t, err)
 	}
@@ -128,7 +140,7 @@ func (v *Vault) keysStatus(t events.TenantID, usage bool) (KeysStatus, error) {
 	}
 	v.jobsMu.Unlock()
 	if usage {
-		c, err := v.cfg.Keys.Cipher(t)
+		c, err := v.cfg.Keys.Ciphers.Cipher(t)
 		if err != nil {
 			return KeysStatus{}, err
 		}
@@ -170,9 +182,9 @@ func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id ui
 		return v.auditDenied(ctx, rec, events.Errorf(events.ECONFLICT, "key %d still protects %d sealed values: rewrap first", id, n))
 	}
 	if destroy {
-		err = v.cfg.Keys.DestroyKey(t, id)
+		err = v.cfg.Keys.Admin.DestroyKey(t, id)
 	} else {
-		err = v.cfg.Keys.DisableKey(t, id)
+		err = v.cfg.Keys.Admin.DisableKey(t, id)
 	}
 	if err != nil {
 		rec.Outcome, rec.Reason = "rejected", events.ErrorMessage(err)
@@ -186,7 +198,7 @@ func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id ui
 
 // startRewrap starts (or restarts) t's rewrap job in the background.
 func (v *Vault) startRewrap(t events.TenantID) error {
-	c, err := v.cfg.Keys.Cipher(t)
+	c, err := v.cfg.Keys.Ciphers.Cipher(t)
 	if err != nil {
 		return err
 	}

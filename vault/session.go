@@ -14,6 +14,14 @@ import (
 	"github.com/tenantvault/tenantvault/projections"
 )
 
+// KeyOwners names the tenant a key id belongs to, as a session needs it to
+// audit a read that met another tenant's key. *keys.Keystore satisfies it.
+type KeyOwners interface {
+	// Owner names the tenant of keyID (also once shredded); false when no
+	// tenant's keys hold, or held, it.
+	Owner(keyID uint32) (events.TenantID, bool)
+}
+
 // Session is a principal's access to one tenant's store and cipher: the only
 // way to read tenant data. It is made by Vault.Session from an authenticated
 // Principal whose credential belongs to that tenant (or the admin's, with a
@@ -79,7 +87,7 @@ func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, e
 	if !e.active() {
 		return nil, v.gone(ctx, rec)
 	}
-	c, err := v.cfg.Keys.Cipher(t)
+	c, err := v.cfg.Keys.Ciphers.Cipher(t)
 	if err != nil {
 		if v.shredded(t) {
 			return nil, v.gone(ctx, rec)
@@ -186,7 +194,7 @@ func (s *Session) read(ctx context.Context, action, resource string, fn func(pro
 	case err == nil:
 		s.v.stats.Reads.Add(1)
 	case errors.As(err, &fk):
-		owner, _ := s.v.cfg.Keys.Owner(fk.ForeignKeyID())
+		owner, _ := s.v.cfg.Keys.Owners.Owner(fk.ForeignKeyID())
 		if owner == "" {
 			owner = "unknown"
 		}

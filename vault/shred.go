@@ -13,6 +13,14 @@ import (
 	"github.com/tenantvault/tenantvault/projections"
 )
 
+// KeyDestroyer crypto-shreds a tenant's keys, as a shred needs it.
+// *keys.Keystore satisfies it.
+type KeyDestroyer interface {
+	// Destroy destroys every key of t and returns their ids; destroying
+	// destroyed keys again returns the same ids (a resumed shred).
+	Destroy(t events.TenantID) ([]uint32, error)
+}
+
 // Ingress is the Kafka side of a tenant, as a shred needs it.
 type Ingress interface {
 	// Stop stops consuming the tenant's topic; no ingest batch of the
@@ -104,7 +112,7 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 
 	// 1. Destroy the keys: unreadable from this moment, everywhere.
 	t0 := time.Now()
-	ids, err := v.cfg.Keys.Destroy(t)
+	ids, err := v.cfg.Keys.Destroyer.Destroy(t)
 	if err != nil {
 		return Receipt{}, v.shredFailed(ctx, r, "destroy keys", err)
 	}

@@ -19,42 +19,8 @@ import (
 	"github.com/tenantvault/tenantvault/projections"
 )
 
-// Cipher is what the vault needs from one tenant's keys. keys.TenantCipher
-// satisfies it; the vault never sees the key bytes behind it.
-type Cipher interface {
-	Encrypt(plaintext, associatedData []byte) ([]byte, error)
-	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
-	Hash(kind string, data []byte) []byte
-	PrimaryKeyID() uint32
-	KeyIDOf(ciphertext []byte) (uint32, bool)
-}
-
-// Keys creates and finds tenants' ciphers.
-type Keys interface {
-	Create(t events.TenantID) (Cipher, error)
-	Cipher(t events.TenantID) (Cipher, error)
-	// Owner names the tenant a key id belongs to (also once shredded).
-	Owner(keyID uint32) (events.TenantID, bool)
-	// Destroy destroys every key of t and returns their ids; destroying
-	// destroyed keys again returns the same ids (a resumed shred).
-	Destroy(t events.TenantID) ([]uint32, error)
-	// Recreate makes fresh keys for a shredded tenant id.
-	Recreate(t events.TenantID) (Cipher, error)
-	// Rotate adds a new primary key and returns its id.
-	Rotate(t events.TenantID) (uint32, error)
-	// Keys lists t's keys.
-	Keys(t events.TenantID) ([]KeyInfo, error)
-	// DisableKey and DestroyKey retire a key that is not the primary.
-	DisableKey(t events.TenantID, id uint32) error
-	DestroyKey(t events.TenantID, id uint32) error
-}
-
 // KeyInfo describes one key of a tenant.
-type KeyInfo struct {
-	ID      uint32 `json:"id"`
-	Primary bool   `json:"primary"`
-	Status  string `json:"status"`
-}
+type KeyInfo = events.KeyInfo
 
 // Topics creates ingress topics.
 type Topics interface {
@@ -71,7 +37,7 @@ type ForeignKey interface {
 // Config wires a Vault.
 type Config struct {
 	DataDir string              // registry file lives here
-	Keys    Keys                // required
+	Keys    Keys                // required: KeysOf(keystore)
 	Stores  *projections.Stores // required
 	Audit   *audit.Log          // required
 	Topics  Topics              // required
@@ -118,9 +84,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("vault: DataDir is required"))
 	}
-	if c.Keys == nil {
-		errs = append(errs, errors.New("vault: Keys is required"))
-	}
+	errs = append(errs, c.Keys.validate()...)
 	if c.Stores == nil {
 		errs = append(errs, errors.New("vault: Stores is required"))
 	}
@@ -353,12 +317,12 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	var c Cipher
 	var err error
 	if recreate {
-		if c, err = v.cfg.Keys.Recreate(t); err != nil {
+		if c, err = v.cfg.Keys.Ciphers.Recreate(t); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("re-create keys of tenant %s: %w", t, err)
 		}
-	} else if c, err = v.cfg.Keys.Create(t); err != nil {
+	} else if c, err = v.cfg.Keys.Ciphers.Create(t); err != nil {
 		// Keys left by an interrupted create: reuse them.
-		if c, err = v.cfg.Keys.Cipher(t); err != nil {
+		if c, err = v.cfg.Keys.Ciphers.Cipher(t); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("create keys of tenant %s: %w", t, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
 )
@@ -20,7 +21,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := MustOpenVault(t, nil)
 	valid := vault.Config{
-		DataDir: full.dir, Keys: keyStore{KS: full.ks}, Stores: full.stores, Audit: full.audit,
+		DataDir: full.dir, Keys: vault.KeysOf(full.ks), Stores: full.stores, Audit: full.audit,
 		Topics: full.topics, AdminToken: testAdminToken,
 	}
 	tests := []struct {
@@ -331,4 +332,4 @@ func TestCreateTenantTopicFailure(t *testing.T) {
 }
 
 // Compile-time check that the projections store accepts the adapter.
-var _ projections.Cipher = tenantCipher{}
+var _ projections.Cipher = (*keys.TenantCipher)(nil)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/vault"
 )
@@ -76,18 +77,7 @@ func readSecretFile(path string, create bool, log *slog.Logger) (string, error) 
 		return "", err
 	}
 	s := "tvb_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	_, err = f.WriteString(s + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(path, []byte(s+"\n"), atomicfile.Options{NoClobber: true}); err != nil {
 		return "", err
 	}
 	log.Info("embedded broker: the vault's Kafka password created", "path", path)

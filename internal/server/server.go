@@ -26,9 +26,9 @@ import (
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
-	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -144,7 +144,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: keysvault.Keys{KS: s.keystore}, Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
@@ -305,20 +305,8 @@ func adminToken(cfg *Config, log *slog.Logger) (string, error) {
 		return "", err
 	}
 	tok := "tva_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), atomicfile.Options{NoClobber: true}); err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
 	}
 	log.Info("admin token created", "path", path)
 	return tok, nil

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
-	"github.com/tenantvault/tenantvault/internal/keysvault"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -24,21 +23,15 @@ import (
 
 const testAdminToken = "admin-token-0123456789abcdef"
 
-// keyStore and tenantCipher are the adapter internal/server uses.
-type (
-	keyStore     = keysvault.Keys
-	tenantCipher = keysvault.Cipher
-)
-
 // nopTopics accepts every topic.
 type nopTopics struct{}
 
 func (nopTopics) CreateTopic(context.Context, string, int) error { return nil }
 
 var (
-	_ vault.Keys   = keyStore{}
-	_ vault.Cipher = tenantCipher{}
-	_ vault.Topics = nopTopics{}
+	_ vault.TenantKeys[*keys.TenantCipher] = (*keys.Keystore)(nil)
+	_ vault.Cipher                         = (*keys.TenantCipher)(nil)
+	_ vault.Topics                         = nopTopics{}
 )
 
 // testAPI is the API of a real vault, served by httptest.
@@ -81,7 +74,7 @@ func MustStartAPI(tb testing.TB) *testAPI {
 			tb.Errorf("close: %v", err)
 		}
 	})
-	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: keyStore{KS: ks}, Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
+	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: vault.KeysOf(ks), Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
 	if err != nil {
 		tb.Fatalf("vault.Open: %v", err)
 	}
