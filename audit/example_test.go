@@ -67,7 +67,7 @@ func ExampleVerifyExportDir() {
 		return
 	}
 	ctx := context.Background()
-	for _, action := range []string{audit.ActionTenantCreate, audit.ActionStreamRead, audit.ActionTenantShred} {
+	for _, action := range []audit.Action{audit.ActionTenantCreate, audit.ActionStreamRead, audit.ActionTenantShred} {
 		l.Append(ctx, audit.Record{Principal: audit.PrincipalAdmin, Tenant: "acme", Action: action, Outcome: audit.OutcomeOK})
 	}
 	l.Close() // signs a last checkpoint

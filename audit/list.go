@@ -16,7 +16,7 @@ import (
 type Filter struct {
 	Tenant  string    // only records that touched this tenant (normalized like Record.Tenant)
 	Flagged bool      // only flagged records
-	Action  string    // only this action
+	Action  Action    // only this action
 	Since   time.Time // only records at or after Since
 	Until   time.Time // only records before Until
 	After   *uint64   // only records with an index greater than *After (a cursor: the last Index seen)
@@ -77,7 +77,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		candidates, all = l.idx.flagged, false
 	}
 	if f.Action != "" && ok {
-		actionID, ok = l.idx.actionIDs[f.Action]
+		actionID, ok = l.idx.actionIDs[string(f.Action)]
 	}
 	l.mu.RUnlock()
 	if !ok || start >= n {
@@ -200,7 +200,7 @@ func (x *index) add1(r Record, off int64, size int) {
 		size:   uint32(size),
 		time:   timeKey(r.Time),
 		tenant: intern(x.tenantIDs, r.Tenant),
-		action: intern(x.actionIDs, r.Action),
+		action: intern(x.actionIDs, string(r.Action)),
 	}
 	if r.Flagged {
 		m.size |= flaggedBit

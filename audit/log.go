@@ -395,7 +395,7 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 func (l *Log) AppendAsync(r Record) {
 	rec, err := normalize(r)
 	if err != nil {
-		l.logger.Error("audit: record not appended", "action", clean(r.Action, MaxActionLen), "err", err)
+		l.logger.Error("audit: record not appended", "action", clean(string(r.Action), MaxActionLen), "err", err)
 		return
 	}
 	if err := l.enqueue(context.Background(), &request{rec: rec}); err != nil {

@@ -21,55 +21,18 @@ import (
 type Record struct {
 	Index     uint64            `json:"index"`
 	Time      time.Time         `json:"time"`             // UTC; set by Append if zero
-	Principal string            `json:"principal"`        // "admin", "tenant:acme", "ingest", "anonymous"
+	Principal Principal         `json:"principal"`        // PrincipalAdmin, PrincipalTenant(id), PrincipalIngest, ...
 	Tenant    string            `json:"tenant,omitempty"` // the tenant the action touched; invalid ids are stored quoted
-	Action    string            `json:"action"`           // e.g. "tenant.create", "stream.read"
+	Action    Action            `json:"action"`           // e.g. ActionTenantCreate, ActionStreamRead
 	Resource  string            `json:"resource,omitempty"`
 	KeyIDs    []uint32          `json:"key_ids,omitempty"`
-	Outcome   string            `json:"outcome"` // OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected
+	Outcome   Outcome           `json:"outcome"` // OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected
 	Flagged   bool              `json:"flagged,omitempty"`
 	Reason    string            `json:"reason,omitempty"`
 	Count     int               `json:"count,omitempty"` // e.g. events in an ingest batch
 	Details   map[string]string `json:"details,omitempty"`
 	Prev      string            `json:"prev"` // hex LeafHash of the previous record's canonical bytes; "" for index 0
 }
-
-// Outcomes.
-const (
-	OutcomeOK       = "ok"
-	OutcomeDenied   = "denied"
-	OutcomeError    = "error"
-	OutcomeRejected = "rejected"
-)
-
-// Principals. A tenant credential is PrincipalTenant(id).
-const (
-	PrincipalAdmin     = "admin"
-	PrincipalIngest    = "ingest"
-	PrincipalAnonymous = "anonymous"
-)
-
-// PrincipalTenant returns the principal of tenant t's credential: "tenant:<t>".
-func PrincipalTenant(t events.TenantID) string { return "tenant:" + string(t) }
-
-// Actions recorded by tenantvault. Others may be added; Action is free text.
-const (
-	ActionTenantCreate   = "tenant.create"
-	ActionTenantList     = "tenant.list"
-	ActionTenantShred    = "tenant.shred"
-	ActionKeysRotate     = "keys.rotate"
-	ActionIngestBatch    = "ingest.batch"
-	ActionIngestReject   = "ingest.reject"
-	ActionStreamRead     = "stream.read"
-	ActionStreamList     = "stream.list"
-	ActionEventsRead     = "events.read"
-	ActionQuarantineRead = "quarantine.read"
-	ActionAuth           = "auth"
-	// ActionTopicCheck is the start-up check of a tenant topic's identity.
-	ActionTopicCheck = "tenant.topic_check"
-	// ActionKafkaCredentialRotate replaces a tenant's producer credential.
-	ActionKafkaCredentialRotate = "tenant.kafka_credential.rotate"
-)
 
 // Limits applied by Append. Longer values are truncated (at a UTF-8
 // boundary), never rejected: an audit record is not dropped for being long.
@@ -171,9 +134,7 @@ func normalize(r Record) (Record, error) {
 	if r.Action == "" {
 		return Record{}, events.Errorf(events.EINVALID, "audit record without action")
 	}
-	switch r.Outcome {
-	case OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected:
-	default:
+	if !r.Outcome.valid() {
 		return Record{}, events.Errorf(events.EINVALID, "audit record outcome %.40q is not one of ok, denied, error, rejected", r.Outcome)
 	}
 	if y := r.Time.UTC().Year(); !r.Time.IsZero() && (y < 0 || y > 9999) {
@@ -181,9 +142,9 @@ func normalize(r Record) (Record, error) {
 	}
 	out := Record{
 		Time:      r.Time,
-		Principal: clean(r.Principal, MaxPrincipalLen),
+		Principal: Principal(clean(string(r.Principal), MaxPrincipalLen)),
 		Tenant:    NormalizeTenant(r.Tenant),
-		Action:    clean(r.Action, MaxActionLen),
+		Action:    Action(clean(string(r.Action), MaxActionLen)),
 		Resource:  clean(r.Resource, MaxResourceLen),
 		Outcome:   r.Outcome,
 		Flagged:   r.Flagged,

@@ -59,8 +59,8 @@ func TestSession(t *testing.T) {
 		tenant     string
 		breakGlass string
 		wantCode   string
-		wantOut    string // outcome of the denial's audit record
-		wantFlag   string // violation code of the denial's audit record
+		wantOut    audit.Outcome // outcome of the denial's audit record
+		wantFlag   string        // violation code of the denial's audit record
 	}{
 		{name: "own tenant", token: "acme", tenant: "acme"},
 		{name: "own tenant, break-glass header ignored", token: "acme", tenant: "acme", breakGlass: "curious"},
@@ -93,7 +93,7 @@ func TestSession(t *testing.T) {
 					t.Errorf("Session(%q) returned a session with error %v", tt.tenant, err)
 				}
 				rec := tv.onlyRecord(t, n)
-				if rec.Principal != p.String() || rec.Action != audit.ActionStreamList || rec.Outcome != tt.wantOut || rec.Tenant != audit.NormalizeTenant(tt.tenant) {
+				if string(rec.Principal) != p.String() || rec.Action != audit.ActionStreamList || rec.Outcome != tt.wantOut || rec.Tenant != audit.NormalizeTenant(tt.tenant) {
 					t.Errorf("audit record = %s, want %s %s %s on %q", dump(rec), p, audit.ActionStreamList, tt.wantOut, tt.tenant)
 				}
 				if tt.wantFlag != "*" { // "*": whatever Classify says
@@ -128,7 +128,7 @@ func TestSessionReadsAudited(t *testing.T) {
 	primary := tv.cipher(t, "acme").PrimaryKeyID()
 
 	reads := []struct {
-		action string
+		action audit.Action
 		count  int
 		read   func(*vault.Session) error
 	}{
@@ -166,7 +166,7 @@ func TestSessionReadsAudited(t *testing.T) {
 	}
 	for _, pr := range principals {
 		for _, r := range reads {
-			t.Run(pr.name+"/"+r.action, func(t *testing.T) {
+			t.Run(pr.name+"/"+string(r.action), func(t *testing.T) {
 				p := tv.mustAuth(t, pr.token)
 				s, err := tv.v.Session(ctx, p, vault.Access{Tenant: "acme", Action: r.action, Resource: "x", BreakGlass: pr.breakGlass})
 				if err != nil {
@@ -179,7 +179,7 @@ func TestSessionReadsAudited(t *testing.T) {
 					t.Fatalf("%s: %v", r.action, err)
 				}
 				rec := tv.onlyRecord(t, n)
-				if rec.Principal != p.String() || rec.Tenant != "acme" || rec.Action != r.action || rec.Outcome != audit.OutcomeOK || rec.Count != r.count {
+				if string(rec.Principal) != p.String() || rec.Tenant != "acme" || rec.Action != r.action || rec.Outcome != audit.OutcomeOK || rec.Count != r.count {
 					t.Errorf("audit record = %s, want %s acme %s ok count %d", dump(rec), p, r.action, r.count)
 				}
 				if !slices.Equal(rec.KeyIDs, []uint32{primary}) {
@@ -253,13 +253,13 @@ func TestSessionForeignCiphertext(t *testing.T) {
 
 	s := tv.mustSession(t, acme, "acme")
 	for _, tt := range []struct {
-		action string
+		action audit.Action
 		read   func() error
 	}{
 		{audit.ActionStreamList, func() error { _, _, err := s.Streams(ctx, "", 10); return err }},
 		{audit.ActionQuarantineRead, func() error { _, _, err := s.Quarantine(ctx, "", 10); return err }},
 	} {
-		t.Run(tt.action, func(t *testing.T) {
+		t.Run(string(tt.action), func(t *testing.T) {
 			n := tv.audit.Size()
 			err := tt.read()
 			if codeOf(err) != events.EFORBIDDEN {
