@@ -71,7 +71,11 @@ func (p Principal) Kind() PrincipalKind {
 // Tenant returns the tenant of a tenant credential's principal, as written
 // (not validated), and whether p is one.
 func (p Principal) Tenant() (string, bool) {
-	return strings.CutPrefix(string(p), tenantPrefix)
+	t, ok := strings.CutPrefix(string(p), tenantPrefix)
+	if !ok {
+		return "", false
+	}
+	return t, true
 }
 
 // Outcome is how an action ended. Append refuses any other value than the

@@ -47,8 +47,14 @@ const MaxBreakGlassLen = 256
 // admin credential without a break-glass reason, is refused with EFORBIDDEN
 // and a flagged audit record — before the tenant's existence is even looked
 // up, so a refusal reveals nothing about other tenants. An invalid id is
-// EINVALID, an unknown tenant ENOTFOUND.
+// EINVALID, an unknown tenant ENOTFOUND. An a.Action that does not read
+// tenant data (audit.Action.IsTenantData) is a caller's bug, refused with
+// EINTERNAL before anything else: the boundary check would not flag an
+// admin's use of it.
 func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, error) {
+	if !a.Action.IsTenantData() {
+		return nil, events.Errorf(events.EINTERNAL, "session for action %.40q, which does not read tenant data", a.Action)
+	}
 	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: a.Tenant, Action: a.Action, Resource: a.Resource, Outcome: audit.OutcomeDenied}
 	breakGlass := strings.TrimSpace(a.BreakGlass)
 	if p.admin && breakGlass != "" {

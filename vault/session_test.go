@@ -224,6 +224,38 @@ func TestSessionNotFound(t *testing.T) {
 	}
 }
 
+// A session is opened only for an action that reads tenant data: under any
+// other, the boundary check would not flag an admin's break-glass access, so
+// the request is refused as the caller's bug, with no session and no record.
+func TestSessionRefusesActionsNotOnTenantData(t *testing.T) {
+	tv := MustOpenVault(t, nil)
+	acme := tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	for _, action := range []audit.Action{"", audit.ActionTenantList, audit.ActionKeysRead, audit.ActionAuditRead, "stream.write"} {
+		for _, token := range []string{acme, testAdminToken} {
+			p := tv.mustAuth(t, token)
+			n := tv.audit.Size()
+			s, err := tv.v.Session(ctx, p, vault.Access{Tenant: "acme", Action: action, Resource: "streams", BreakGlass: "incident 7"})
+			if codeOf(err) != events.EINTERNAL || s != nil {
+				if s != nil {
+					s.Close()
+				}
+				t.Errorf("Session(%s, action %q) = %v, want code %q and no session", p, action, err, events.EINTERNAL)
+			}
+			if got := tv.audit.Size(); got != n {
+				t.Errorf("Session(%s, action %q) appended %d audit records, want none", p, action, got-n)
+			}
+		}
+	}
+	for _, action := range audit.TenantDataActions() {
+		s, err := tv.v.Session(ctx, tv.mustAuth(t, acme), vault.Access{Tenant: "acme", Action: action, Resource: "streams"})
+		if err != nil {
+			t.Fatalf("Session(action %q) = %v, want a session", action, err)
+		}
+		s.Close()
+	}
+}
+
 // A value sealed under tenant B's key found in tenant A's store is refused
 // and flagged, naming B as the key's owner.
 func TestSessionForeignCiphertext(t *testing.T) {
