@@ -133,7 +133,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 	}
 	if len(history) == 0 {
 		if err == nil {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s exists but the checkpoint history is empty: it was deleted", checkpointsDir, latestName)}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s exists but the checkpoint history is empty: it was deleted", checkpointsDir, latestName)}
 		}
 		return s, nil, nil
 	}
@@ -141,10 +141,10 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 	if v != nil {
 		c, err := openCheckpoint(lastNote, v)
 		if err != nil {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) does not verify with the log's key: %s", last.Size, errReason(err)), Err: err}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) does not verify with the log's key: %s", last.Size, errReason(err)), Err: err}
 		}
 		if c != last {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) has another text than its note", last.Size)}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) has another text than its note", last.Size)}
 		}
 	}
 	if !bytes.Equal(onDisk, lastNote) {
@@ -160,7 +160,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 }
 
 func errReason(err error) string {
-	var bad *ErrBadCheckpoint
+	var bad *BadCheckpointError
 	if errors.As(err, &bad) {
 		return bad.Reason
 	}
@@ -196,7 +196,7 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 	for {
 		lineNo++
 		bad := func(format string, args ...any) error {
-			return &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s line %d: ", checkpointsDir, name, lineNo) + fmt.Sprintf(format, args...)}
+			return &BadCheckpointError{Reason: fmt.Sprintf("%s/%s line %d: ", checkpointsDir, name, lineNo) + fmt.Sprintf(format, args...)}
 		}
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
@@ -252,7 +252,7 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 		off += int64(len(line))
 	}
 	if len(out) == 0 && !last {
-		return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s: an empty history file before the last one", checkpointsDir, name)}
+		return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s: an empty history file before the last one", checkpointsDir, name)}
 	}
 	if last {
 		s.wSize = off
@@ -290,7 +290,7 @@ func (s *checkpointStore) at(size uint64) ([]byte, error) {
 	}
 	var e historyEntry
 	if err := json.Unmarshal(line, &e); err != nil || e.Size != size {
-		return nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s at byte %d: the entry for size %d changed on disk", checkpointsDir, name, loc.off, size)}
+		return nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s at byte %d: the entry for size %d changed on disk", checkpointsDir, name, loc.off, size)}
 	}
 	return []byte(e.Note), nil
 }
@@ -387,9 +387,9 @@ func writeFileAtomic(path string, data []byte) error {
 // size 0 with another root than the empty tree's is itself bad.
 func checkpointMismatch(c Checkpoint, got [HashSize]byte, last scanned) error {
 	if c.Size == 0 {
-		return &ErrBadCheckpoint{Reason: fmt.Sprintf("the checkpoint of size 0 has root %s, not the empty tree's", base64.StdEncoding.EncodeToString(c.Root[:]))}
+		return &BadCheckpointError{Reason: fmt.Sprintf("the checkpoint of size 0 has root %s, not the empty tree's", base64.StdEncoding.EncodeToString(c.Root[:]))}
 	}
-	return &ErrInconsistent{At: c.Size - 1,
+	return &InconsistentError{At: c.Size - 1,
 		Want: fmt.Sprintf("the tree root %s signed by the checkpoint of size %d", base64.StdEncoding.EncodeToString(c.Root[:]), c.Size),
 		Got: fmt.Sprintf("root %s: record %d is not the record signed (records before it may have been rewritten with it, their chain recomputed)",
 			base64.StdEncoding.EncodeToString(got[:]), c.Size-1),
@@ -403,7 +403,7 @@ func checkpointPastEnd(c Checkpoint, res scanResult) error {
 	if res.torn > 0 {
 		got += fmt.Sprintf(" and %d bytes of a cut-off line", res.torn)
 	}
-	e := &ErrInconsistent{At: res.n, Want: fmt.Sprintf("%d records, as the checkpoint of size %d signed", c.Size, c.Size), Got: got, Offset: -1}
+	e := &InconsistentError{At: res.n, Want: fmt.Sprintf("%d records, as the checkpoint of size %d signed", c.Size, c.Size), Got: got, Offset: -1}
 	if len(res.segs) > 0 {
 		last := res.segs[len(res.segs)-1]
 		e.File, e.Offset = last.name, last.size

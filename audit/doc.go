@@ -79,8 +79,8 @@
 // VerifyExportDir and VerifyExport check an exported log (the segment
 // files, or their concatenation) against a signed checkpoint and the
 // public key alone; VerifyInclusion and VerifyConsistency check proofs.
-// They name the first bad record (*ErrInconsistent) or reject the
-// checkpoint (*ErrBadCheckpoint) or the proof (*ErrBadProof).
+// They name the first bad record (*InconsistentError) or reject the
+// checkpoint (*BadCheckpointError) or the proof (*BadProofError).
 //
 // # What it must never do
 //

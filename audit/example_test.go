@@ -83,7 +83,7 @@ func ExampleVerifyExportDir() {
 	lines := bytes.SplitAfter(b, []byte("\n"))
 	os.WriteFile(seg, bytes.Join(lines[:2], nil), 0o600)
 	_, err = audit.VerifyExportDir(ctx, dir, checkpoint, l.PublicKey())
-	var inc *audit.ErrInconsistent
+	var inc *audit.InconsistentError
 	if errors.As(err, &inc) {
 		fmt.Println("first bad record:", inc.At)
 	}

@@ -133,10 +133,10 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		}
 		rec, err := ParseRecord(buf)
 		if err != nil {
-			return nil, &ErrInconsistent{At: i, Want: "a canonical record", Got: err.Error(), File: seg.name, Offset: int64(m.off)}
+			return nil, &InconsistentError{At: i, Want: "a canonical record", Got: err.Error(), File: seg.name, Offset: int64(m.off)}
 		}
 		if rec.Index != i {
-			return nil, &ErrInconsistent{At: i, Want: fmt.Sprintf("index %d", i), Got: fmt.Sprintf("index %d", rec.Index), File: seg.name, Offset: int64(m.off)}
+			return nil, &InconsistentError{At: i, Want: fmt.Sprintf("index %d", i), Got: fmt.Sprintf("index %d", rec.Index), File: seg.name, Offset: int64(m.off)}
 		}
 		out = append(out, rec)
 	}

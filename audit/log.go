@@ -213,10 +213,10 @@ type pending struct {
 // record, checks the chain, rebuilds the Merkle tree and checks it against
 // every checkpoint in <dir>/checkpoints: a checkpoint whose size is past the
 // end of the log (records cut off) or whose root does not match is an
-// *ErrInconsistent, a damaged checkpoint history or a latest checkpoint not
-// signed by Options.VerifierKey an *ErrBadCheckpoint. A torn final line (a
+// *InconsistentError, a damaged checkpoint history or a latest checkpoint not
+// signed by Options.VerifierKey an *BadCheckpointError. A torn final line (a
 // crash in the middle of a write: never acknowledged, never checkpointed)
-// is cut off and logged; any other damage is an *ErrInconsistent naming the
+// is cut off and logged; any other damage is an *InconsistentError naming the
 // first bad record, and the log is not opened. With a Signer, Open then
 // signs a checkpoint of every record if the latest one does not cover them
 // all, and starts the checkpointer. Only one Log may have a directory open
@@ -438,7 +438,7 @@ func (l *Log) Head() (size uint64, prev string) {
 // that the Merkle tree over them has the root the latest checkpoint signed,
 // and that the last record still hashes to the head the Log holds in memory
 // (so a record altered on disk after it was written is caught, the last one
-// included). It returns an *ErrInconsistent for the first bad record.
+// included). It returns an *InconsistentError for the first bad record.
 func (l *Log) Verify(ctx context.Context) error {
 	n, head := l.Head()
 	if n == 0 {
@@ -465,10 +465,10 @@ func (l *Log) Verify(ctx context.Context) error {
 		return err
 	}
 	if res.n < n {
-		return &ErrInconsistent{At: res.n, Want: fmt.Sprintf("%d records", n), Got: fmt.Sprintf("the log ends after %d", res.n), Offset: -1}
+		return &InconsistentError{At: res.n, Want: fmt.Sprintf("%d records", n), Got: fmt.Sprintf("the log ends after %d", res.n), Offset: -1}
 	}
 	if got := hex.EncodeToString(res.head[:]); got != head {
-		return &ErrInconsistent{At: n - 1, Want: fmt.Sprintf("leaf hash %s", head), Got: fmt.Sprintf("leaf hash %s", got), Offset: -1}
+		return &InconsistentError{At: n - 1, Want: fmt.Sprintf("leaf hash %s", head), Got: fmt.Sprintf("leaf hash %s", got), Offset: -1}
 	}
 	return nil
 }

@@ -549,13 +549,13 @@ func TestTamperIsDetected(t *testing.T) {
 
 func checkInconsistent(t *testing.T, call string, err error, at uint64) {
 	t.Helper()
-	var inc *ErrInconsistent
+	var inc *InconsistentError
 	if !errors.As(err, &inc) {
-		t.Errorf("%s = %v, want *ErrInconsistent", call, err)
+		t.Errorf("%s = %v, want *InconsistentError", call, err)
 		return
 	}
 	if inc.At != at {
-		t.Errorf("%s = %v, want *ErrInconsistent at %d", call, err, at)
+		t.Errorf("%s = %v, want *InconsistentError at %d", call, err, at)
 	}
 	if inc.Want == "" || inc.Got == "" {
 		t.Errorf("%s = %#v, want the evidence in Want and Got", call, inc)

@@ -225,7 +225,7 @@ func cloneRecord(r Record) Record {
 	return r
 }
 
-// ErrInconsistent reports a record that breaks the log's chain: it carries
+// InconsistentError reports a record that breaks the log's chain: it carries
 // the evidence. At is the index of the first record that does not verify.
 // A record that does not parse, is not canonical, or sits at the wrong
 // position (a deleted, inserted or reordered line) is named itself; a record
@@ -236,7 +236,7 @@ func cloneRecord(r Record) Record {
 // last record it covers (Size-1: provably not the record signed; records
 // before it may have been rewritten too, their chain recomputed), and a log
 // that ends before the checkpoint's size at the first missing index.
-type ErrInconsistent struct {
+type InconsistentError struct {
 	At   uint64 // index (position in the log) of the first record that does not verify
 	Want string // what the chain requires there
 	Got  string // what was found; never raw record bytes
@@ -249,7 +249,7 @@ type ErrInconsistent struct {
 	Offset int64
 }
 
-func (e *ErrInconsistent) Error() string {
+func (e *InconsistentError) Error() string {
 	loc := ""
 	switch {
 	case e.File != "" && e.Line > 0:
