@@ -217,37 +217,20 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", path, err)
 		}
-		if len(line) > 4*MaxCheckpointBytes {
-			return nil, nil, bad("a line of %d bytes", len(line))
-		}
-		var e historyEntry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, nil, bad("not a history entry: %s", jsonErrorKind(err))
-		}
-		text, ok := noteText([]byte(e.Note))
-		if !ok {
-			return nil, nil, bad("not a signed note")
-		}
-		c, err := ParseCheckpoint(text)
+		c, note, err := parseHistoryLine(line)
 		if err != nil {
 			return nil, nil, bad("%v", err)
 		}
-		if c.Size != e.Size {
-			return nil, nil, bad("entry for size %d holds a checkpoint of size %d", e.Size, c.Size)
-		}
 		if p, ok := prev(); ok {
-			if c.Size <= p.Size {
-				return nil, nil, bad("size %d after size %d: the history must grow", c.Size, p.Size)
-			}
-			if c.Origin != p.Origin {
-				return nil, nil, bad("origin %.80q after origin %.80q", c.Origin, p.Origin)
+			if err := follows(c, p); err != nil {
+				return nil, nil, bad("%v", err)
 			}
 		}
 		if len(out) == 0 && c.Size != first {
 			return nil, nil, bad("the first checkpoint has size %d, but the file is named for size %d", c.Size, first)
 		}
 		out = append(out, c)
-		lastNote = []byte(e.Note)
+		lastNote = note
 		s.locs = append(s.locs, cpLoc{size: c.Size, file: int32(fi), n: int32(len(line) - 1), off: off})
 		off += int64(len(line))
 	}
@@ -258,6 +241,43 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 		s.wSize = off
 	}
 	return out, lastNote, nil
+}
+
+// parseHistoryLine decodes one line of a history file: an entry whose
+// signed note holds a checkpoint of the entry's size. It returns the
+// checkpoint and the note.
+func parseHistoryLine(line []byte) (Checkpoint, []byte, error) {
+	if len(line) > 4*MaxCheckpointBytes {
+		return Checkpoint{}, nil, fmt.Errorf("a line of %d bytes", len(line))
+	}
+	var e historyEntry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("not a history entry: %s", jsonErrorKind(err))
+	}
+	text, ok := noteText([]byte(e.Note))
+	if !ok {
+		return Checkpoint{}, nil, errors.New("not a signed note")
+	}
+	c, err := ParseCheckpoint(text)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	if c.Size != e.Size {
+		return Checkpoint{}, nil, fmt.Errorf("entry for size %d holds a checkpoint of size %d", e.Size, c.Size)
+	}
+	return c, []byte(e.Note), nil
+}
+
+// follows checks that checkpoint c may come after p in the history: a
+// larger tree of the same origin.
+func follows(c, p Checkpoint) error {
+	if c.Size <= p.Size {
+		return fmt.Errorf("size %d after size %d: the history must grow", c.Size, p.Size)
+	}
+	if c.Origin != p.Origin {
+		return fmt.Errorf("origin %.80q after origin %.80q", c.Origin, p.Origin)
+	}
+	return nil
 }
 
 // latest returns the latest checkpoint, or nil.

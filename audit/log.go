@@ -558,7 +558,9 @@ func (l *Log) collect(first *request) []*request {
 	return b
 }
 
-// commit writes one batch.
+// commit writes one batch: the records whose waiters still want them are
+// chained and encoded, written and fsynced once, then published and
+// answered.
 func (l *Log) commit(batch []*request) {
 	defer func() {
 		clear(batch)
@@ -566,12 +568,7 @@ func (l *Log) commit(batch []*request) {
 		clear(l.pend)
 		l.pend = l.pend[:0]
 	}()
-	live := batch[:0]
-	for _, req := range batch {
-		if req.state.CompareAndSwap(statePending, stateTaken) {
-			live = append(live, req)
-		}
-	}
+	live := takeLive(batch)
 	if len(live) == 0 {
 		return
 	}
@@ -581,6 +578,42 @@ func (l *Log) commit(batch []*request) {
 		}
 		return
 	}
+	if !l.encode(live) || len(l.pend) == 0 {
+		return
+	}
+	if err := l.flush(); err != nil {
+		l.fail(err, nil)
+		return
+	}
+	if err := l.w.Sync(); err != nil {
+		l.fail(fmt.Errorf("fsync: %w", err), nil)
+		return
+	}
+	l.syncs.Add(1)
+	l.publish()
+	if cap(l.buf) > 4<<20 { // do not keep a huge buffer after a burst
+		l.buf = nil
+	}
+}
+
+// takeLive marks batch's requests taken by the writer and returns, in
+// batch's backing array, those whose waiter had not given up.
+func takeLive(batch []*request) []*request {
+	live := batch[:0]
+	for _, req := range batch {
+		if req.state.CompareAndSwap(statePending, stateTaken) {
+			live = append(live, req)
+		}
+	}
+	return live
+}
+
+// encode gives live's records their index, time and Prev, encodes them
+// into l.buf and notes each in l.pend, closing the active segment first
+// when a record would grow it past SegmentBytes. A record that cannot be
+// encoded is refused on its own. It returns false if a write failed: the
+// log has failed and every waiter of the batch is answered.
+func (l *Log) encode(live []*request) bool {
 	now := time.Now().UTC()
 	l.buf = l.buf[:0]
 	for k, req := range live {
@@ -601,11 +634,11 @@ func (l *Log) commit(batch []*request) {
 		if l.segSize+int64(len(l.buf)) > 0 && l.segSize+int64(len(l.buf)+len(line)+1) > l.opts.SegmentBytes {
 			if err := l.flush(); err != nil {
 				l.fail(err, live[k:])
-				return
+				return false
 			}
 			if err := l.roll(); err != nil {
 				l.fail(err, live[k:])
-				return
+				return false
 			}
 		}
 		l.head = LeafHash(line)
@@ -614,19 +647,13 @@ func (l *Log) commit(batch []*request) {
 		l.buf = append(l.buf, '\n')
 		l.next++
 	}
-	if len(l.pend) == 0 {
-		return
-	}
-	if err := l.flush(); err != nil {
-		l.fail(err, nil)
-		return
-	}
-	if err := l.w.Sync(); err != nil {
-		l.fail(fmt.Errorf("fsync: %w", err), nil)
-		return
-	}
-	l.syncs.Add(1)
+	return true
+}
 
+// publish makes the durable records of l.pend visible to readers (index,
+// tree, Size and Head), answers their waiters and hands the flagged ones to
+// the notifier.
+func (l *Log) publish() {
 	l.mu.Lock()
 	l.idx.add(l.pend)
 	l.idx.size = l.next
@@ -644,9 +671,6 @@ func (l *Log) commit(batch []*request) {
 		l.reply(p.req, p.rec, nil)
 	}
 	l.notify.push(flagged)
-	if cap(l.buf) > 4<<20 { // do not keep a huge buffer after a burst
-		l.buf = nil
-	}
 }
 
 // flush writes the buffered lines to the active segment.
@@ -738,76 +762,4 @@ func openSegment(dir string, first uint64) (*segment, error) {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
 	return &segment{first: first, name: name, r: r}, nil
-}
-
-// notifier calls OnFlagged from its own goroutine, in order, exactly once per
-// flagged record pushed to it.
-type notifier struct {
-	fn     func(Record)
-	logger *slog.Logger
-	mu     sync.Mutex
-	q      []Record
-	wake   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-func newNotifier(fn func(Record), logger *slog.Logger) *notifier {
-	return &notifier{fn: fn, logger: logger, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-func (n *notifier) push(recs []Record) {
-	if len(recs) == 0 {
-		return
-	}
-	n.mu.Lock()
-	n.q = append(n.q, recs...)
-	n.mu.Unlock()
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (n *notifier) run() {
-	defer close(n.done)
-	for {
-		n.mu.Lock()
-		recs := n.q
-		n.q = nil
-		n.mu.Unlock()
-		for _, r := range recs {
-			n.call(r)
-		}
-		if len(recs) > 0 {
-			continue
-		}
-		select {
-		case <-n.wake:
-		case <-n.stop:
-			// The writer has stopped: nothing more is pushed. Drain and go.
-			n.mu.Lock()
-			recs := n.q
-			n.q = nil
-			n.mu.Unlock()
-			for _, r := range recs {
-				n.call(r)
-			}
-			return
-		}
-	}
-}
-
-func (n *notifier) call(r Record) {
-	defer func() {
-		if p := recover(); p != nil {
-			n.logger.Error("audit: OnFlagged panicked", "index", r.Index, "panic", fmt.Sprint(p))
-		}
-	}()
-	n.fn(r)
-}
-
-func (n *notifier) stopAndWait() {
-	close(n.stop)
-	<-n.done
 }
