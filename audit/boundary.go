@@ -1,7 +1,5 @@
 package audit
 
-import "strings"
-
 // Boundary-crossing detection. A record is flagged by what it says
 // happened, never by the caller's say-so: Classify derives the flag and its
 // reason from a record's raw fields (principal, tenant, action, details), so
@@ -51,11 +49,6 @@ var violationReasons = map[string]string{
 	ViolationForeignTopic:  "tenant topic not created by the vault",
 }
 
-// tenantDataActions read a tenant's data.
-var tenantDataActions = map[string]bool{
-	ActionStreamRead: true, ActionStreamList: true, ActionEventsRead: true, ActionQuarantineRead: true,
-}
-
 // Classify reports whether r crosses a tenant boundary, with the violation
 // code and the reason text a flagged record carries. It reads only r's raw
 // fields (not Flagged or Reason).
@@ -72,7 +65,7 @@ func classify(r Record) string {
 	switch {
 	case d[DetailTenantState] == "shredded":
 		return ViolationShredded
-	case strings.HasPrefix(r.Principal, "tenant:") && r.Tenant != "" && strings.TrimPrefix(r.Principal, "tenant:") != r.Tenant:
+	case tokenTenantDiffers(r):
 		return ViolationTokenTenant
 	case d[DetailKeyOwner] != "" && d[DetailKeyOwner] != r.Tenant:
 		return ViolationForeignKey
@@ -80,12 +73,19 @@ func classify(r Record) string {
 		return ViolationEventTenant
 	case d[DetailTopicID] != "" && d[DetailTenantTopicID] != "" && d[DetailTopicID] != d[DetailTenantTopicID]:
 		return ViolationForeignTopic
-	case r.Principal == PrincipalAdmin && tenantDataActions[r.Action] && d[DetailBreakGlass] != "":
+	case r.Principal.Kind() == KindAdmin && r.Action.IsTenantData() && d[DetailBreakGlass] != "":
 		return ViolationBreakGlass
-	case r.Principal == PrincipalAdmin && tenantDataActions[r.Action]:
+	case r.Principal.Kind() == KindAdmin && r.Action.IsTenantData():
 		return ViolationAdminOnTenant
 	}
 	return ""
+}
+
+// tokenTenantDiffers reports whether r was made with a tenant credential
+// on another tenant than its own.
+func tokenTenantDiffers(r Record) bool {
+	t, ok := r.Principal.Tenant()
+	return ok && r.Tenant != "" && t != r.Tenant
 }
 
 // Flag sets r's Flagged and, when flagged, Reason from Classify, and

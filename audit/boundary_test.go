@@ -95,10 +95,10 @@ func TestReplayRederivesFlags(t *testing.T) {
 			flags = append(flags, r.Flagged)
 			return nil
 		})
-		var inc *ErrInconsistent
+		var inc *InconsistentError
 		switch {
 		case forged && (!errors.As(err, &inc) || inc.At != 4):
-			t.Fatalf("ReplayExport(log with a hand-set flag) = %v, want *ErrInconsistent at 4", err)
+			t.Fatalf("ReplayExport(log with a hand-set flag) = %v, want *InconsistentError at 4", err)
 		case !forged && err != nil:
 			t.Fatalf("ReplayExport = %v (report %+v)", err, rep)
 		}

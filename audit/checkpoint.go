@@ -114,28 +114,28 @@ func SignCheckpoint(c Checkpoint, s note.Signer) ([]byte, error) {
 	return note.Sign(&note.Note{Text: string(c.Marshal())}, s)
 }
 
-// ErrBadCheckpoint reports a checkpoint that cannot be trusted: it is not a
+// BadCheckpointError reports a checkpoint that cannot be trusted: it is not a
 // signed note, it is not signed by the log's key (a bad signature, or
 // another key's), its text is not a checkpoint, or its origin is not the
 // key's name. Reason says which, never quoting more than a short prefix of
 // the input.
-type ErrBadCheckpoint struct {
+type BadCheckpointError struct {
 	Reason string
 	// Err is the underlying error, if any (*note.InvalidSignatureError,
 	// *note.UnverifiedNoteError, ...).
 	Err error
 }
 
-func (e *ErrBadCheckpoint) Error() string { return "audit checkpoint rejected: " + e.Reason }
+func (e *BadCheckpointError) Error() string { return "audit checkpoint rejected: " + e.Reason }
 
-func (e *ErrBadCheckpoint) Unwrap() error { return e.Err }
+func (e *BadCheckpointError) Unwrap() error { return e.Err }
 
 // OpenCheckpoint verifies a signed checkpoint with verifierKey (a note
 // verifier key, "<name>+<hash>+<base64 key>", see VERIFYING.md) and returns
 // it. The note must carry a valid signature by that key, its text must be
 // a checkpoint (ParseCheckpoint), and its origin must be the key's name.
 // Signatures by other keys (witness cosignatures) are allowed and ignored.
-// It returns an *ErrBadCheckpoint, or an *events.Error with code EINVALID
+// It returns an *BadCheckpointError, or an *events.Error with code EINVALID
 // if verifierKey itself is malformed.
 func OpenCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
 	v, err := newVerifier(verifierKey)
@@ -155,7 +155,7 @@ func newVerifier(verifierKey string) (note.Verifier, error) {
 
 func openCheckpoint(signed []byte, v note.Verifier) (Checkpoint, error) {
 	if len(signed) > MaxCheckpointBytes {
-		return Checkpoint{}, &ErrBadCheckpoint{Reason: fmt.Sprintf("%d bytes, over the limit of %d", len(signed), MaxCheckpointBytes)}
+		return Checkpoint{}, &BadCheckpointError{Reason: fmt.Sprintf("%d bytes, over the limit of %d", len(signed), MaxCheckpointBytes)}
 	}
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {
@@ -163,23 +163,23 @@ func openCheckpoint(signed []byte, v note.Verifier) (Checkpoint, error) {
 		var invalid *note.InvalidSignatureError
 		switch {
 		case errors.As(err, &invalid):
-			return Checkpoint{}, &ErrBadCheckpoint{Reason: fmt.Sprintf("the signature of %s+%08x does not verify", invalid.Name, invalid.Hash), Err: err}
+			return Checkpoint{}, &BadCheckpointError{Reason: fmt.Sprintf("the signature of %s+%08x does not verify", invalid.Name, invalid.Hash), Err: err}
 		case errors.As(err, &unverified):
 			var by []string
 			for _, s := range unverified.Note.UnverifiedSigs {
 				by = append(by, fmt.Sprintf("%.80s+%08x", s.Name, s.Hash))
 			}
-			return Checkpoint{}, &ErrBadCheckpoint{Reason: fmt.Sprintf("not signed by the log's key %s+%08x (signed by %s)", v.Name(), v.KeyHash(), strings.Join(by, ", ")), Err: err}
+			return Checkpoint{}, &BadCheckpointError{Reason: fmt.Sprintf("not signed by the log's key %s+%08x (signed by %s)", v.Name(), v.KeyHash(), strings.Join(by, ", ")), Err: err}
 		default:
-			return Checkpoint{}, &ErrBadCheckpoint{Reason: "not a signed note: " + err.Error(), Err: err}
+			return Checkpoint{}, &BadCheckpointError{Reason: "not a signed note: " + err.Error(), Err: err}
 		}
 	}
 	c, err := ParseCheckpoint([]byte(n.Text))
 	if err != nil {
-		return Checkpoint{}, &ErrBadCheckpoint{Reason: err.Error(), Err: err}
+		return Checkpoint{}, &BadCheckpointError{Reason: err.Error(), Err: err}
 	}
 	if c.Origin != v.Name() {
-		return Checkpoint{}, &ErrBadCheckpoint{Reason: fmt.Sprintf("origin %.80q is not the name of the log's key %q", c.Origin, v.Name())}
+		return Checkpoint{}, &BadCheckpointError{Reason: fmt.Sprintf("origin %.80q is not the name of the log's key %q", c.Origin, v.Name())}
 	}
 	return c, nil
 }

@@ -130,9 +130,9 @@ func TestOpenCheckpoint(t *testing.T) {
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := OpenCheckpoint(tt.signed, vkey)
-			var bc *ErrBadCheckpoint
+			var bc *BadCheckpointError
 			if !errors.As(err, &bc) || !strings.Contains(bc.Reason, tt.reason) {
-				t.Fatalf("OpenCheckpoint(%s) = %v, want *ErrBadCheckpoint with %q", tt.name, err, tt.reason)
+				t.Fatalf("OpenCheckpoint(%s) = %v, want *BadCheckpointError with %q", tt.name, err, tt.reason)
 			}
 			if tt.wantErr != nil && !errors.As(err, tt.wantErr) {
 				t.Errorf("OpenCheckpoint(%s) = %v, want it to wrap %T", tt.name, err, tt.wantErr)
@@ -205,7 +205,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 }
 
 // FuzzOpenCheckpoint: OpenCheckpoint never panics, fails only with
-// *ErrBadCheckpoint, and accepts only notes that carry a valid signature by
+// *BadCheckpointError, and accepts only notes that carry a valid signature by
 // the test key over a checkpoint text of its origin. The seeds (see
 // testdata/fuzz/FuzzOpenCheckpoint) are signed by testdata/export/log.vkey.
 func FuzzOpenCheckpoint(f *testing.F) {
@@ -214,9 +214,9 @@ func FuzzOpenCheckpoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, signed []byte) {
 		c, err := OpenCheckpoint(signed, vkey)
 		if err != nil {
-			var bc *ErrBadCheckpoint
+			var bc *BadCheckpointError
 			if !errors.As(err, &bc) {
-				t.Fatalf("OpenCheckpoint = %v, want *ErrBadCheckpoint", err)
+				t.Fatalf("OpenCheckpoint = %v, want *BadCheckpointError", err)
 			}
 			return
 		}

@@ -377,17 +377,17 @@ func TestOpenChecksCheckpointHistory(t *testing.T) {
 		dir := setup(t)
 		mustDo(t, os.Remove(histPath(dir)))
 		_, err := Open(Options{Dir: dir})
-		var bc *ErrBadCheckpoint
+		var bc *BadCheckpointError
 		if !errors.As(err, &bc) {
-			t.Errorf("Open(history deleted, latest kept) = %v, want *ErrBadCheckpoint", err)
+			t.Errorf("Open(history deleted, latest kept) = %v, want *BadCheckpointError", err)
 		}
 	})
 	t.Run("another key", func(t *testing.T) {
 		dir := setup(t)
 		_, err := Open(Options{Dir: dir, Signer: other, VerifierKey: otherVkey})
-		var bc *ErrBadCheckpoint
+		var bc *BadCheckpointError
 		if !errors.As(err, &bc) || !strings.Contains(bc.Reason, "does not verify with the log's key") {
-			t.Errorf("Open(another key) = %v, want *ErrBadCheckpoint", err)
+			t.Errorf("Open(another key) = %v, want *BadCheckpointError", err)
 		}
 	})
 	damages := []struct {
@@ -407,9 +407,9 @@ func TestOpenChecksCheckpointHistory(t *testing.T) {
 			dir := setup(t)
 			mustDo(t, os.WriteFile(histPath(dir), d.damage(mustRead(t, histPath(dir))), 0o600))
 			_, err := Open(Options{Dir: dir, Signer: s, VerifierKey: vkey})
-			var bc *ErrBadCheckpoint
+			var bc *BadCheckpointError
 			if !errors.As(err, &bc) {
-				t.Errorf("Open(%s) = %v, want *ErrBadCheckpoint", d.name, err)
+				t.Errorf("Open(%s) = %v, want *BadCheckpointError", d.name, err)
 			}
 		})
 	}

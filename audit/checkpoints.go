@@ -132,7 +132,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 	}
 	if len(history) == 0 {
 		if err == nil {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s exists but the checkpoint history is empty: it was deleted", checkpointsDir, latestName)}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s exists but the checkpoint history is empty: it was deleted", checkpointsDir, latestName)}
 		}
 		return s, nil, nil
 	}
@@ -140,10 +140,10 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 	if v != nil {
 		c, err := openCheckpoint(lastNote, v)
 		if err != nil {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) does not verify with the log's key: %s", last.Size, errReason(err)), Err: err}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) does not verify with the log's key: %s", last.Size, errReason(err)), Err: err}
 		}
 		if c != last {
-			return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) has another text than its note", last.Size)}
+			return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("the latest checkpoint in the history (size %d) has another text than its note", last.Size)}
 		}
 	}
 	if !bytes.Equal(onDisk, lastNote) {
@@ -159,7 +159,7 @@ func openCheckpointStore(dir string, roll int64, logger *slog.Logger, v note.Ver
 }
 
 func errReason(err error) string {
-	var bad *ErrBadCheckpoint
+	var bad *BadCheckpointError
 	if errors.As(err, &bad) {
 		return bad.Reason
 	}
@@ -195,7 +195,7 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 	for {
 		lineNo++
 		bad := func(format string, args ...any) error {
-			return &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s line %d: ", checkpointsDir, name, lineNo) + fmt.Sprintf(format, args...)}
+			return &BadCheckpointError{Reason: fmt.Sprintf("%s/%s line %d: ", checkpointsDir, name, lineNo) + fmt.Sprintf(format, args...)}
 		}
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
@@ -216,47 +216,67 @@ func (s *checkpointStore) readHistory(name string, fi int, first uint64, last bo
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", path, err)
 		}
-		if len(line) > 4*MaxCheckpointBytes {
-			return nil, nil, bad("a line of %d bytes", len(line))
-		}
-		var e historyEntry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, nil, bad("not a history entry: %s", jsonErrorKind(err))
-		}
-		text, ok := noteText([]byte(e.Note))
-		if !ok {
-			return nil, nil, bad("not a signed note")
-		}
-		c, err := ParseCheckpoint(text)
+		c, note, err := parseHistoryLine(line)
 		if err != nil {
 			return nil, nil, bad("%v", err)
 		}
-		if c.Size != e.Size {
-			return nil, nil, bad("entry for size %d holds a checkpoint of size %d", e.Size, c.Size)
-		}
 		if p, ok := prev(); ok {
-			if c.Size <= p.Size {
-				return nil, nil, bad("size %d after size %d: the history must grow", c.Size, p.Size)
-			}
-			if c.Origin != p.Origin {
-				return nil, nil, bad("origin %.80q after origin %.80q", c.Origin, p.Origin)
+			if err := follows(c, p); err != nil {
+				return nil, nil, bad("%v", err)
 			}
 		}
 		if len(out) == 0 && c.Size != first {
 			return nil, nil, bad("the first checkpoint has size %d, but the file is named for size %d", c.Size, first)
 		}
 		out = append(out, c)
-		lastNote = []byte(e.Note)
+		lastNote = note
 		s.locs = append(s.locs, cpLoc{size: c.Size, file: int32(fi), n: int32(len(line) - 1), off: off})
 		off += int64(len(line))
 	}
 	if len(out) == 0 && !last {
-		return nil, nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s: an empty history file before the last one", checkpointsDir, name)}
+		return nil, nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s: an empty history file before the last one", checkpointsDir, name)}
 	}
 	if last {
 		s.wSize = off
 	}
 	return out, lastNote, nil
+}
+
+// parseHistoryLine decodes one line of a history file: an entry whose
+// signed note holds a checkpoint of the entry's size. It returns the
+// checkpoint and the note.
+func parseHistoryLine(line []byte) (Checkpoint, []byte, error) {
+	if len(line) > 4*MaxCheckpointBytes {
+		return Checkpoint{}, nil, fmt.Errorf("a line of %d bytes", len(line))
+	}
+	var e historyEntry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("not a history entry: %s", jsonErrorKind(err))
+	}
+	text, ok := noteText([]byte(e.Note))
+	if !ok {
+		return Checkpoint{}, nil, errors.New("not a signed note")
+	}
+	c, err := ParseCheckpoint(text)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	if c.Size != e.Size {
+		return Checkpoint{}, nil, fmt.Errorf("entry for size %d holds a checkpoint of size %d", e.Size, c.Size)
+	}
+	return c, []byte(e.Note), nil
+}
+
+// follows checks that checkpoint c may come after p in the history: a
+// larger tree of the same origin.
+func follows(c, p Checkpoint) error {
+	if c.Size <= p.Size {
+		return fmt.Errorf("size %d after size %d: the history must grow", c.Size, p.Size)
+	}
+	if c.Origin != p.Origin {
+		return fmt.Errorf("origin %.80q after origin %.80q", c.Origin, p.Origin)
+	}
+	return nil
 }
 
 // latest returns the latest checkpoint, or nil.
@@ -289,7 +309,7 @@ func (s *checkpointStore) at(size uint64) ([]byte, error) {
 	}
 	var e historyEntry
 	if err := json.Unmarshal(line, &e); err != nil || e.Size != size {
-		return nil, &ErrBadCheckpoint{Reason: fmt.Sprintf("%s/%s at byte %d: the entry for size %d changed on disk", checkpointsDir, name, loc.off, size)}
+		return nil, &BadCheckpointError{Reason: fmt.Sprintf("%s/%s at byte %d: the entry for size %d changed on disk", checkpointsDir, name, loc.off, size)}
 	}
 	return []byte(e.Note), nil
 }
@@ -380,9 +400,9 @@ func (s *checkpointStore) close() error {
 // size 0 with another root than the empty tree's is itself bad.
 func checkpointMismatch(c Checkpoint, got [HashSize]byte, last scanned) error {
 	if c.Size == 0 {
-		return &ErrBadCheckpoint{Reason: fmt.Sprintf("the checkpoint of size 0 has root %s, not the empty tree's", base64.StdEncoding.EncodeToString(c.Root[:]))}
+		return &BadCheckpointError{Reason: fmt.Sprintf("the checkpoint of size 0 has root %s, not the empty tree's", base64.StdEncoding.EncodeToString(c.Root[:]))}
 	}
-	return &ErrInconsistent{At: c.Size - 1,
+	return &InconsistentError{At: c.Size - 1,
 		Want: fmt.Sprintf("the tree root %s signed by the checkpoint of size %d", base64.StdEncoding.EncodeToString(c.Root[:]), c.Size),
 		Got: fmt.Sprintf("root %s: record %d is not the record signed (records before it may have been rewritten with it, their chain recomputed)",
 			base64.StdEncoding.EncodeToString(got[:]), c.Size-1),
@@ -396,7 +416,7 @@ func checkpointPastEnd(c Checkpoint, res scanResult) error {
 	if res.torn > 0 {
 		got += fmt.Sprintf(" and %d bytes of a cut-off line", res.torn)
 	}
-	e := &ErrInconsistent{At: res.n, Want: fmt.Sprintf("%d records, as the checkpoint of size %d signed", c.Size, c.Size), Got: got, Offset: -1}
+	e := &InconsistentError{At: res.n, Want: fmt.Sprintf("%d records, as the checkpoint of size %d signed", c.Size, c.Size), Got: got, Offset: -1}
 	if len(res.segs) > 0 {
 		last := res.segs[len(res.segs)-1]
 		e.File, e.Offset = last.name, last.size

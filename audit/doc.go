@@ -18,6 +18,18 @@
 // never be mistaken for a real tenant. All strings are bounded in length and
 // forced to valid UTF-8 before they are written.
 //
+// # Vocabulary
+//
+// Principal, Action and Outcome are string types: a record's JSON is the same
+// as with plain strings. The constants (PrincipalAdmin, PrincipalTenant(id),
+// ActionStreamRead, OutcomeDenied, ...) are every value tenantvault writes;
+// callers use them, never string literals. Append refuses an Outcome other
+// than the four; Principal and Action are free text on disk (a verifier
+// accepts any). The actions that read tenant data are declared here once
+// (Action.IsTenantData, TenantDataActions): the boundary check flags an
+// admin's use of exactly those, and the tenant session (vault.Session)
+// opens under no other.
+//
 // # On-disk format
 //
 // Segment files <dir>/NNNNNNNNNNNN.jsonl, named by the 12-digit zero-padded
@@ -79,8 +91,8 @@
 // VerifyExportDir and VerifyExport check an exported log (the segment
 // files, or their concatenation) against a signed checkpoint and the
 // public key alone; VerifyInclusion and VerifyConsistency check proofs.
-// They name the first bad record (*ErrInconsistent) or reject the
-// checkpoint (*ErrBadCheckpoint) or the proof (*ErrBadProof).
+// They name the first bad record (*InconsistentError) or reject the
+// checkpoint (*BadCheckpointError) or the proof (*BadProofError).
 //
 // # What it must never do
 //

@@ -67,7 +67,7 @@ func ExampleVerifyExportDir() {
 		return
 	}
 	ctx := context.Background()
-	for _, action := range []string{audit.ActionTenantCreate, audit.ActionStreamRead, audit.ActionTenantShred} {
+	for _, action := range []audit.Action{audit.ActionTenantCreate, audit.ActionStreamRead, audit.ActionTenantShred} {
 		l.Append(ctx, audit.Record{Principal: audit.PrincipalAdmin, Tenant: "acme", Action: action, Outcome: audit.OutcomeOK})
 	}
 	l.Close() // signs a last checkpoint
@@ -83,7 +83,7 @@ func ExampleVerifyExportDir() {
 	lines := bytes.SplitAfter(b, []byte("\n"))
 	os.WriteFile(seg, bytes.Join(lines[:2], nil), 0o600)
 	_, err = audit.VerifyExportDir(ctx, dir, checkpoint, l.PublicKey())
-	var inc *audit.ErrInconsistent
+	var inc *audit.InconsistentError
 	if errors.As(err, &inc) {
 		fmt.Println("first bad record:", inc.At)
 	}

@@ -16,7 +16,7 @@ import (
 type Filter struct {
 	Tenant  string    // only records that touched this tenant (normalized like Record.Tenant)
 	Flagged bool      // only flagged records
-	Action  string    // only this action
+	Action  Action    // only this action
 	Since   time.Time // only records at or after Since
 	Until   time.Time // only records before Until
 	After   *uint64   // only records with an index greater than *After (a cursor: the last Index seen)
@@ -36,22 +36,9 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = DefaultListLimit
-	case limit > MaxListLimit:
-		limit = MaxListLimit
-	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
-		return nil, events.Errorf(events.EINVALID, "audit filter: until is before since")
-	}
-	var start uint64
-	if f.After != nil {
-		if *f.After == math.MaxUint64 {
-			return nil, nil
-		}
-		start = *f.After + 1
+	start, limit, err := f.bounds()
+	if err != nil || limit == 0 {
+		return nil, err
 	}
 
 	l.filesMu.RLock() // keeps the segment files open while we read them
@@ -59,73 +46,125 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 	if l.filesClosed {
 		return nil, ErrClosed
 	}
-
-	// Snapshot: every slice below is only ever appended to, so the first n
-	// entries stay valid after the lock is released.
-	l.mu.RLock()
-	n := l.idx.size
-	meta := l.idx.meta[:n]
-	segs := l.idx.segs[:len(l.idx.segs):len(l.idx.segs)]
-	var tenantID, actionID uint32
-	var ok = true
-	var candidates []uint64
-	all := true
-	if f.Tenant != "" {
-		tenantID, ok = l.idx.tenantIDs[NormalizeTenant(f.Tenant)]
-		candidates, all = l.idx.byTenant[tenantID], false
-	} else if f.Flagged {
-		candidates, all = l.idx.flagged, false
-	}
-	if f.Action != "" && ok {
-		actionID, ok = l.idx.actionIDs[f.Action]
-	}
-	l.mu.RUnlock()
-	if !ok || start >= n {
+	v, ok := l.snapshot(f)
+	if !ok || start >= v.n {
 		return nil, nil
 	}
+	hits := v.search(ctx, start, limit)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return v.read(hits)
+}
 
-	since, until := int64(math.MinInt64), int64(math.MaxInt64)
+// bounds returns the first index f asks for and how many records at most
+// (0 when f.After is the last possible index: nothing can follow it).
+func (f Filter) bounds() (start uint64, limit int, err error) {
+	limit = f.Limit
+	switch {
+	case limit <= 0:
+		limit = DefaultListLimit
+	case limit > MaxListLimit:
+		limit = MaxListLimit
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		return 0, 0, events.Errorf(events.EINVALID, "audit filter: until is before since")
+	}
+	if f.After != nil {
+		if *f.After == math.MaxUint64 {
+			return 0, 0, nil
+		}
+		start = *f.After + 1
+	}
+	return start, limit, nil
+}
+
+// listView is what one List reads: a snapshot of the index (the first n
+// records' metadata and the segments holding them) and f's terms in the
+// index's interned ids.
+type listView struct {
+	f                  Filter
+	n                  uint64
+	meta               []recMeta
+	segs               []*segment
+	tenantID, actionID uint32
+	candidates         []uint64 // the records to test, ascending, unless all
+	all                bool
+	since, until       int64 // timeKeys
+}
+
+// snapshot returns f's view of the index as it is now, and false if f names a tenant or
+// an action no record has.
+func (l *Log) snapshot(f Filter) (*listView, bool) {
+	v := &listView{f: f, all: true, since: math.MinInt64, until: math.MaxInt64}
 	if !f.Since.IsZero() {
-		since = timeKey(f.Since)
+		v.since = timeKey(f.Since)
 	}
 	if !f.Until.IsZero() {
-		until = timeKey(f.Until)
+		v.until = timeKey(f.Until)
 	}
-	match := func(i uint64) bool {
-		m := &meta[i]
-		return (!f.Flagged || m.size&flaggedBit != 0) &&
-			(f.Tenant == "" || m.tenant == tenantID) &&
-			(f.Action == "" || m.action == actionID) &&
-			m.time >= since && m.time < until
+	// Every slice below is only ever appended to, so the first n entries
+	// stay valid after the lock is released.
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	v.n = l.idx.size
+	v.meta = l.idx.meta[:v.n]
+	v.segs = l.idx.segs[:len(l.idx.segs):len(l.idx.segs)]
+	ok := true
+	if f.Tenant != "" {
+		v.tenantID, ok = l.idx.tenantIDs[NormalizeTenant(f.Tenant)]
+		v.candidates, v.all = l.idx.byTenant[v.tenantID], false
+	} else if f.Flagged {
+		v.candidates, v.all = l.idx.flagged, false
 	}
+	if f.Action != "" && ok {
+		v.actionID, ok = l.idx.actionIDs[string(f.Action)]
+	}
+	return v, ok
+}
+
+// match reports whether record i passes the filter.
+func (v *listView) match(i uint64) bool {
+	m := &v.meta[i]
+	return (!v.f.Flagged || m.size&flaggedBit != 0) &&
+		(v.f.Tenant == "" || m.tenant == v.tenantID) &&
+		(v.f.Action == "" || m.action == v.actionID) &&
+		m.time >= v.since && m.time < v.until
+}
+
+// search returns the indices of up to limit matching records from start
+// on, ascending; it stops early (with what it found) if ctx ends.
+func (v *listView) search(ctx context.Context, start uint64, limit int) []uint64 {
 	var hits []uint64
 	visit := func(i uint64, step int) bool {
 		if step%4096 == 0 && ctx.Err() != nil {
 			return false
 		}
-		if match(i) {
+		if v.match(i) {
 			hits = append(hits, i)
 		}
 		return len(hits) < limit
 	}
-	if all {
-		for i, step := start, 0; i < n && visit(i, step); i, step = i+1, step+1 {
+	if v.all {
+		for i, step := start, 0; i < v.n && visit(i, step); i, step = i+1, step+1 {
 		}
 	} else {
-		j, _ := slices.BinarySearch(candidates, start)
-		for step := 0; j < len(candidates) && visit(candidates[j], step); j, step = j+1, step+1 {
+		j, _ := slices.BinarySearch(v.candidates, start)
+		for step := 0; j < len(v.candidates) && visit(v.candidates[j], step); j, step = j+1, step+1 {
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return hits
+}
 
+// read reads the records hits from the segment files, checking each is
+// canonical and at its place.
+func (v *listView) read(hits []uint64) ([]Record, error) {
 	out := make([]Record, 0, len(hits))
 	var buf []byte
 	for _, i := range hits {
-		m := &meta[i]
-		s := sort.Search(len(segs), func(k int) bool { return segs[k].first > i }) - 1
-		seg := segs[s]
+		m := &v.meta[i]
+		s := sort.Search(len(v.segs), func(k int) bool { return v.segs[k].first > i }) - 1
+		seg := v.segs[s]
 		size := int(m.size &^ flaggedBit)
 		buf = slices.Grow(buf[:0], size)[:size]
 		if _, err := seg.r.ReadAt(buf, int64(m.off)); err != nil {
@@ -133,10 +172,10 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		}
 		rec, err := ParseRecord(buf)
 		if err != nil {
-			return nil, &ErrInconsistent{At: i, Want: "a canonical record", Got: err.Error(), File: seg.name, Offset: int64(m.off)}
+			return nil, &InconsistentError{At: i, Want: "a canonical record", Got: err.Error(), File: seg.name, Offset: int64(m.off)}
 		}
 		if rec.Index != i {
-			return nil, &ErrInconsistent{At: i, Want: fmt.Sprintf("index %d", i), Got: fmt.Sprintf("index %d", rec.Index), File: seg.name, Offset: int64(m.off)}
+			return nil, &InconsistentError{At: i, Want: fmt.Sprintf("index %d", i), Got: fmt.Sprintf("index %d", rec.Index), File: seg.name, Offset: int64(m.off)}
 		}
 		out = append(out, rec)
 	}
@@ -200,7 +239,7 @@ func (x *index) add1(r Record, off int64, size int) {
 		size:   uint32(size),
 		time:   timeKey(r.Time),
 		tenant: intern(x.tenantIDs, r.Tenant),
-		action: intern(x.actionIDs, r.Action),
+		action: intern(x.actionIDs, string(r.Action)),
 	}
 	if r.Flagged {
 		m.size |= flaggedBit

@@ -214,10 +214,10 @@ type pending struct {
 // record, checks the chain, rebuilds the Merkle tree and checks it against
 // every checkpoint in <dir>/checkpoints: a checkpoint whose size is past the
 // end of the log (records cut off) or whose root does not match is an
-// *ErrInconsistent, a damaged checkpoint history or a latest checkpoint not
-// signed by Options.VerifierKey an *ErrBadCheckpoint. A torn final line (a
+// *InconsistentError, a damaged checkpoint history or a latest checkpoint not
+// signed by Options.VerifierKey an *BadCheckpointError. A torn final line (a
 // crash in the middle of a write: never acknowledged, never checkpointed)
-// is cut off and logged; any other damage is an *ErrInconsistent naming the
+// is cut off and logged; any other damage is an *InconsistentError naming the
 // first bad record, and the log is not opened. With a Signer, Open then
 // signs a checkpoint of every record if the latest one does not cover them
 // all, and starts the checkpointer. Only one Log may have a directory open
@@ -396,7 +396,7 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 func (l *Log) AppendAsync(r Record) {
 	rec, err := normalize(r)
 	if err != nil {
-		l.logger.Error("audit: record not appended", "action", clean(r.Action, MaxActionLen), "err", err)
+		l.logger.Error("audit: record not appended", "action", clean(string(r.Action), MaxActionLen), "err", err)
 		return
 	}
 	if err := l.enqueue(context.Background(), &request{rec: rec}); err != nil {
@@ -439,7 +439,7 @@ func (l *Log) Head() (size uint64, prev string) {
 // that the Merkle tree over them has the root the latest checkpoint signed,
 // and that the last record still hashes to the head the Log holds in memory
 // (so a record altered on disk after it was written is caught, the last one
-// included). It returns an *ErrInconsistent for the first bad record.
+// included). It returns an *InconsistentError for the first bad record.
 func (l *Log) Verify(ctx context.Context) error {
 	n, head := l.Head()
 	if n == 0 {
@@ -466,10 +466,10 @@ func (l *Log) Verify(ctx context.Context) error {
 		return err
 	}
 	if res.n < n {
-		return &ErrInconsistent{At: res.n, Want: fmt.Sprintf("%d records", n), Got: fmt.Sprintf("the log ends after %d", res.n), Offset: -1}
+		return &InconsistentError{At: res.n, Want: fmt.Sprintf("%d records", n), Got: fmt.Sprintf("the log ends after %d", res.n), Offset: -1}
 	}
 	if got := hex.EncodeToString(res.head[:]); got != head {
-		return &ErrInconsistent{At: n - 1, Want: fmt.Sprintf("leaf hash %s", head), Got: fmt.Sprintf("leaf hash %s", got), Offset: -1}
+		return &InconsistentError{At: n - 1, Want: fmt.Sprintf("leaf hash %s", head), Got: fmt.Sprintf("leaf hash %s", got), Offset: -1}
 	}
 	return nil
 }
@@ -559,7 +559,9 @@ func (l *Log) collect(first *request) []*request {
 	return b
 }
 
-// commit writes one batch.
+// commit writes one batch: the records whose waiters still want them are
+// chained and encoded, written and fsynced once, then published and
+// answered.
 func (l *Log) commit(batch []*request) {
 	defer func() {
 		clear(batch)
@@ -567,12 +569,7 @@ func (l *Log) commit(batch []*request) {
 		clear(l.pend)
 		l.pend = l.pend[:0]
 	}()
-	live := batch[:0]
-	for _, req := range batch {
-		if req.state.CompareAndSwap(statePending, stateTaken) {
-			live = append(live, req)
-		}
-	}
+	live := takeLive(batch)
 	if len(live) == 0 {
 		return
 	}
@@ -582,6 +579,42 @@ func (l *Log) commit(batch []*request) {
 		}
 		return
 	}
+	if !l.encode(live) || len(l.pend) == 0 {
+		return
+	}
+	if err := l.flush(); err != nil {
+		l.fail(err, nil)
+		return
+	}
+	if err := l.w.Sync(); err != nil {
+		l.fail(fmt.Errorf("fsync: %w", err), nil)
+		return
+	}
+	l.syncs.Add(1)
+	l.publish()
+	if cap(l.buf) > 4<<20 { // do not keep a huge buffer after a burst
+		l.buf = nil
+	}
+}
+
+// takeLive marks batch's requests taken by the writer and returns, in
+// batch's backing array, those whose waiter had not given up.
+func takeLive(batch []*request) []*request {
+	live := batch[:0]
+	for _, req := range batch {
+		if req.state.CompareAndSwap(statePending, stateTaken) {
+			live = append(live, req)
+		}
+	}
+	return live
+}
+
+// encode gives live's records their index, time and Prev, encodes them
+// into l.buf and notes each in l.pend, closing the active segment first
+// when a record would grow it past SegmentBytes. A record that cannot be
+// encoded is refused on its own. It returns false if a write failed: the
+// log has failed and every waiter of the batch is answered.
+func (l *Log) encode(live []*request) bool {
 	now := time.Now().UTC()
 	l.buf = l.buf[:0]
 	for k, req := range live {
@@ -602,11 +635,11 @@ func (l *Log) commit(batch []*request) {
 		if l.segSize+int64(len(l.buf)) > 0 && l.segSize+int64(len(l.buf)+len(line)+1) > l.opts.SegmentBytes {
 			if err := l.flush(); err != nil {
 				l.fail(err, live[k:])
-				return
+				return false
 			}
 			if err := l.roll(); err != nil {
 				l.fail(err, live[k:])
-				return
+				return false
 			}
 		}
 		l.head = LeafHash(line)
@@ -615,19 +648,13 @@ func (l *Log) commit(batch []*request) {
 		l.buf = append(l.buf, '\n')
 		l.next++
 	}
-	if len(l.pend) == 0 {
-		return
-	}
-	if err := l.flush(); err != nil {
-		l.fail(err, nil)
-		return
-	}
-	if err := l.w.Sync(); err != nil {
-		l.fail(fmt.Errorf("fsync: %w", err), nil)
-		return
-	}
-	l.syncs.Add(1)
+	return true
+}
 
+// publish makes the durable records of l.pend visible to readers (index,
+// tree, Size and Head), answers their waiters and hands the flagged ones to
+// the notifier.
+func (l *Log) publish() {
 	l.mu.Lock()
 	l.idx.add(l.pend)
 	l.idx.size = l.next
@@ -645,9 +672,6 @@ func (l *Log) commit(batch []*request) {
 		l.reply(p.req, p.rec, nil)
 	}
 	l.notify.push(flagged)
-	if cap(l.buf) > 4<<20 { // do not keep a huge buffer after a burst
-		l.buf = nil
-	}
 }
 
 // flush writes the buffered lines to the active segment.
@@ -739,76 +763,4 @@ func openSegment(dir string, first uint64) (*segment, error) {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
 	return &segment{first: first, name: name, r: r}, nil
-}
-
-// notifier calls OnFlagged from its own goroutine, in order, exactly once per
-// flagged record pushed to it.
-type notifier struct {
-	fn     func(Record)
-	logger *slog.Logger
-	mu     sync.Mutex
-	q      []Record
-	wake   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-func newNotifier(fn func(Record), logger *slog.Logger) *notifier {
-	return &notifier{fn: fn, logger: logger, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-func (n *notifier) push(recs []Record) {
-	if len(recs) == 0 {
-		return
-	}
-	n.mu.Lock()
-	n.q = append(n.q, recs...)
-	n.mu.Unlock()
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (n *notifier) run() {
-	defer close(n.done)
-	for {
-		n.mu.Lock()
-		recs := n.q
-		n.q = nil
-		n.mu.Unlock()
-		for _, r := range recs {
-			n.call(r)
-		}
-		if len(recs) > 0 {
-			continue
-		}
-		select {
-		case <-n.wake:
-		case <-n.stop:
-			// The writer has stopped: nothing more is pushed. Drain and go.
-			n.mu.Lock()
-			recs := n.q
-			n.q = nil
-			n.mu.Unlock()
-			for _, r := range recs {
-				n.call(r)
-			}
-			return
-		}
-	}
-}
-
-func (n *notifier) call(r Record) {
-	defer func() {
-		if p := recover(); p != nil {
-			n.logger.Error("audit: OnFlagged panicked", "index", r.Index, "panic", fmt.Sprint(p))
-		}
-	}()
-	n.fn(r)
-}
-
-func (n *notifier) stopAndWait() {
-	close(n.stop)
-	<-n.done
 }

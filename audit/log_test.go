@@ -47,8 +47,8 @@ func mustAppend(tb testing.TB, l *Log, r Record) Record {
 	return got
 }
 
-func rec(tenant, action string) Record {
-	return Record{Principal: "tenant:" + tenant, Tenant: tenant, Action: action, Outcome: OutcomeOK}
+func rec(tenant string, action Action) Record {
+	return Record{Principal: Principal("tenant:" + tenant), Tenant: tenant, Action: action, Outcome: OutcomeOK}
 }
 
 // readLines returns the lines of every segment in dir, in order.
@@ -147,7 +147,7 @@ func TestAppendNormalizes(t *testing.T) {
 			return cmp("Tenant", r.Tenant, `"`+strings.Repeat("X", MaxInvalidTenantRunes)+`"`)
 		}},
 		{"invalid UTF-8 replaced", Record{Principal: "ad\xffmin", Action: "a", Outcome: OutcomeOK}, func(r Record) string {
-			return cmp("Principal", r.Principal, "ad\uFFFDmin")
+			return cmp("Principal", string(r.Principal), "ad\uFFFDmin")
 		}},
 		{"long reason cut at a rune", Record{Reason: long, Action: "a", Outcome: OutcomeOK}, func(r Record) string {
 			return cmp("Reason", r.Reason, strings.Repeat("é", MaxReasonLen/2))
@@ -228,8 +228,9 @@ func TestList(t *testing.T) {
 	l := MustOpenLog(t)
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	specs := []struct {
-		tenant, action string
-		flagged        bool
+		tenant  string
+		action  Action
+		flagged bool
 	}{
 		{"acme", ActionTenantCreate, false}, // 0
 		{"acme", ActionIngestBatch, false},  // 1
@@ -548,13 +549,13 @@ func TestTamperIsDetected(t *testing.T) {
 
 func checkInconsistent(t *testing.T, call string, err error, at uint64) {
 	t.Helper()
-	var inc *ErrInconsistent
+	var inc *InconsistentError
 	if !errors.As(err, &inc) {
-		t.Errorf("%s = %v, want *ErrInconsistent", call, err)
+		t.Errorf("%s = %v, want *InconsistentError", call, err)
 		return
 	}
 	if inc.At != at {
-		t.Errorf("%s = %v, want *ErrInconsistent at %d", call, err, at)
+		t.Errorf("%s = %v, want *InconsistentError at %d", call, err, at)
 	}
 	if inc.Want == "" || inc.Got == "" {
 		t.Errorf("%s = %#v, want the evidence in Want and Got", call, inc)

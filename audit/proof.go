@@ -166,10 +166,10 @@ func (l *Log) checkpoint() error {
 	return nil
 }
 
-// ErrBadProof reports a Merkle proof that does not verify: the record is
+// BadProofError reports a Merkle proof that does not verify: the record is
 // not in the tree the checkpoint signed, the log was rewritten or forked
 // between two checkpoints, or the proof is damaged.
-type ErrBadProof struct {
+type BadProofError struct {
 	Proof  string // "inclusion" or "consistency"
 	Index  uint64 // inclusion: the record's index
 	From   uint64 // consistency: the older checkpoint's size
@@ -177,7 +177,7 @@ type ErrBadProof struct {
 	Reason string
 }
 
-func (e *ErrBadProof) Error() string {
+func (e *BadProofError) Error() string {
 	if e.Proof == "inclusion" {
 		return fmt.Sprintf("audit: inclusion proof of record %d in the tree of size %d does not verify: %s", e.Index, e.Size, e.Reason)
 	}
@@ -186,17 +186,17 @@ func (e *ErrBadProof) Error() string {
 
 // VerifyInclusion checks that line (a record's canonical bytes, without
 // the newline) is record index of the log that signed checkpoint:
-// checkpoint must verify with verifierKey (else *ErrBadCheckpoint), line
+// checkpoint must verify with verifierKey (else *BadCheckpointError), line
 // must be a canonical record with that index, and proof (from
 // InclusionProof(index, checkpoint size)) must lead from its leaf hash to
-// the checkpoint's root (else *ErrBadProof).
+// the checkpoint's root (else *BadProofError).
 func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []byte, verifierKey string) error {
 	c, err := OpenCheckpoint(checkpoint, verifierKey)
 	if err != nil {
 		return err
 	}
 	bad := func(format string, args ...any) error {
-		return &ErrBadProof{Proof: "inclusion", Index: index, Size: c.Size, Reason: fmt.Sprintf(format, args...)}
+		return &BadProofError{Proof: "inclusion", Index: index, Size: c.Size, Reason: fmt.Sprintf(format, args...)}
 	}
 	r, err := ParseRecord(line)
 	if err != nil {
@@ -216,9 +216,9 @@ func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []by
 }
 
 // VerifyConsistency checks that the log only grew between two checkpoints:
-// both must verify with verifierKey (else *ErrBadCheckpoint), the newer may
+// both must verify with verifierKey (else *BadCheckpointError), the newer may
 // not be smaller, and proof (from ConsistencyProof(old size, new size))
-// must show that the newer tree extends the older one (else *ErrBadProof).
+// must show that the newer tree extends the older one (else *BadProofError).
 // Two checkpoints of one size must have the same root.
 func VerifyConsistency(oldCheckpoint, newCheckpoint []byte, hashes [][]byte, verifierKey string) error {
 	v, err := newVerifier(verifierKey)
@@ -234,7 +234,7 @@ func VerifyConsistency(oldCheckpoint, newCheckpoint []byte, hashes [][]byte, ver
 		return err
 	}
 	bad := func(format string, args ...any) error {
-		return &ErrBadProof{Proof: "consistency", From: c1.Size, Size: c2.Size, Reason: fmt.Sprintf(format, args...)}
+		return &BadProofError{Proof: "consistency", From: c1.Size, Size: c2.Size, Reason: fmt.Sprintf(format, args...)}
 	}
 	if c1.Size > c2.Size {
 		return bad("the newer checkpoint is smaller: the log shrank")

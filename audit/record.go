@@ -21,55 +21,18 @@ import (
 type Record struct {
 	Index     uint64            `json:"index"`
 	Time      time.Time         `json:"time"`             // UTC; set by Append if zero
-	Principal string            `json:"principal"`        // "admin", "tenant:acme", "ingest", "anonymous"
+	Principal Principal         `json:"principal"`        // PrincipalAdmin, PrincipalTenant(id), PrincipalIngest, ...
 	Tenant    string            `json:"tenant,omitempty"` // the tenant the action touched; invalid ids are stored quoted
-	Action    string            `json:"action"`           // e.g. "tenant.create", "stream.read"
+	Action    Action            `json:"action"`           // e.g. ActionTenantCreate, ActionStreamRead
 	Resource  string            `json:"resource,omitempty"`
 	KeyIDs    []uint32          `json:"key_ids,omitempty"`
-	Outcome   string            `json:"outcome"` // OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected
+	Outcome   Outcome           `json:"outcome"` // OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected
 	Flagged   bool              `json:"flagged,omitempty"`
 	Reason    string            `json:"reason,omitempty"`
 	Count     int               `json:"count,omitempty"` // e.g. events in an ingest batch
 	Details   map[string]string `json:"details,omitempty"`
 	Prev      string            `json:"prev"` // hex LeafHash of the previous record's canonical bytes; "" for index 0
 }
-
-// Outcomes.
-const (
-	OutcomeOK       = "ok"
-	OutcomeDenied   = "denied"
-	OutcomeError    = "error"
-	OutcomeRejected = "rejected"
-)
-
-// Principals. A tenant credential is PrincipalTenant(id).
-const (
-	PrincipalAdmin     = "admin"
-	PrincipalIngest    = "ingest"
-	PrincipalAnonymous = "anonymous"
-)
-
-// PrincipalTenant returns the principal of tenant t's credential: "tenant:<t>".
-func PrincipalTenant(t events.TenantID) string { return "tenant:" + string(t) }
-
-// Actions recorded by tenantvault. Others may be added; Action is free text.
-const (
-	ActionTenantCreate   = "tenant.create"
-	ActionTenantList     = "tenant.list"
-	ActionTenantShred    = "tenant.shred"
-	ActionKeysRotate     = "keys.rotate"
-	ActionIngestBatch    = "ingest.batch"
-	ActionIngestReject   = "ingest.reject"
-	ActionStreamRead     = "stream.read"
-	ActionStreamList     = "stream.list"
-	ActionEventsRead     = "events.read"
-	ActionQuarantineRead = "quarantine.read"
-	ActionAuth           = "auth"
-	// ActionTopicCheck is the start-up check of a tenant topic's identity.
-	ActionTopicCheck = "tenant.topic_check"
-	// ActionKafkaCredentialRotate replaces a tenant's producer credential.
-	ActionKafkaCredentialRotate = "tenant.kafka_credential.rotate"
-)
 
 // Limits applied by Append. Longer values are truncated (at a UTF-8
 // boundary), never rejected: an audit record is not dropped for being long.
@@ -171,9 +134,7 @@ func normalize(r Record) (Record, error) {
 	if r.Action == "" {
 		return Record{}, events.Errorf(events.EINVALID, "audit record without action")
 	}
-	switch r.Outcome {
-	case OutcomeOK, OutcomeDenied, OutcomeError, OutcomeRejected:
-	default:
+	if !r.Outcome.valid() {
 		return Record{}, events.Errorf(events.EINVALID, "audit record outcome %.40q is not one of ok, denied, error, rejected", r.Outcome)
 	}
 	if y := r.Time.UTC().Year(); !r.Time.IsZero() && (y < 0 || y > 9999) {
@@ -181,9 +142,9 @@ func normalize(r Record) (Record, error) {
 	}
 	out := Record{
 		Time:      r.Time,
-		Principal: clean(r.Principal, MaxPrincipalLen),
+		Principal: Principal(clean(string(r.Principal), MaxPrincipalLen)),
 		Tenant:    NormalizeTenant(r.Tenant),
-		Action:    clean(r.Action, MaxActionLen),
+		Action:    Action(clean(string(r.Action), MaxActionLen)),
 		Resource:  clean(r.Resource, MaxResourceLen),
 		Outcome:   r.Outcome,
 		Flagged:   r.Flagged,
@@ -264,7 +225,7 @@ func cloneRecord(r Record) Record {
 	return r
 }
 
-// ErrInconsistent reports a record that breaks the log's chain: it carries
+// InconsistentError reports a record that breaks the log's chain: it carries
 // the evidence. At is the index of the first record that does not verify.
 // A record that does not parse, is not canonical, or sits at the wrong
 // position (a deleted, inserted or reordered line) is named itself; a record
@@ -275,7 +236,7 @@ func cloneRecord(r Record) Record {
 // last record it covers (Size-1: provably not the record signed; records
 // before it may have been rewritten too, their chain recomputed), and a log
 // that ends before the checkpoint's size at the first missing index.
-type ErrInconsistent struct {
+type InconsistentError struct {
 	At   uint64 // index (position in the log) of the first record that does not verify
 	Want string // what the chain requires there
 	Got  string // what was found; never raw record bytes
@@ -288,7 +249,7 @@ type ErrInconsistent struct {
 	Offset int64
 }
 
-func (e *ErrInconsistent) Error() string {
+func (e *InconsistentError) Error() string {
 	loc := ""
 	switch {
 	case e.File != "" && e.Line > 0:

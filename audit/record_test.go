@@ -55,7 +55,7 @@ func TestGoldenLog(t *testing.T) {
 }
 
 // TestTamperVectors opens each testdata/tamper/at-N_*.jsonl (the golden log,
-// damaged) and expects an *ErrInconsistent at N.
+// damaged) and expects an *InconsistentError at N.
 func TestTamperVectors(t *testing.T) {
 	files, err := filepath.Glob("testdata/tamper/at-*.jsonl")
 	if err != nil || len(files) == 0 {
@@ -149,13 +149,13 @@ func TestNormalizeTenant(t *testing.T) {
 	}
 }
 
-func TestErrInconsistentMessage(t *testing.T) {
-	err := error(&ErrInconsistent{At: 7, Want: `prev "ab"`, Got: `prev "cd"`, File: "000000000000.jsonl", Offset: 1234})
+func TestInconsistentErrorMessage(t *testing.T) {
+	err := error(&InconsistentError{At: 7, Want: `prev "ab"`, Got: `prev "cd"`, File: "000000000000.jsonl", Offset: 1234})
 	want := `audit log inconsistent at record 7 (000000000000.jsonl at byte 1234): want prev "ab", got prev "cd"`
 	if err.Error() != want {
 		t.Errorf("Error() = %s, want %s", err, want)
 	}
-	var inc *ErrInconsistent
+	var inc *InconsistentError
 	if !errors.As(err, &inc) || inc.At != 7 {
 		t.Errorf("errors.As(%v) failed", err)
 	}

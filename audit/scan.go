@@ -92,7 +92,7 @@ type scanOptions struct {
 // scan reads every segment in dir in order and checks the chain: dense
 // indices starting at 0, segments named by their first index, every line
 // canonical, every Prev the leaf hash of the line before. It returns an
-// *ErrInconsistent for the first record that breaks the chain.
+// *InconsistentError for the first record that breaks the chain.
 //
 // An unterminated final line in the last segment is what a crash in the
 // middle of a write leaves; it was never acknowledged (Append returns only
@@ -113,7 +113,7 @@ func scan(ctx context.Context, dir string, opts scanOptions) (res scanResult, er
 		if first != c.n {
 			// A segment is missing or one was added: the records it would
 			// hold do not line up with the chain.
-			return res, &ErrInconsistent{At: c.n, Want: fmt.Sprintf("a segment starting at record %d", c.n),
+			return res, &InconsistentError{At: c.n, Want: fmt.Sprintf("a segment starting at record %d", c.n),
 				Got: fmt.Sprintf("segment %s", name), File: name, Offset: 0}
 		}
 		f, err := os.Open(filepath.Join(dir, name))
@@ -167,7 +167,7 @@ func (c *chain) read(ctx context.Context, r io.Reader, name string, last bool, l
 		}
 		lineNo++
 		fail := func(want, got string) error {
-			return &ErrInconsistent{At: c.n, Want: want, Got: got, File: name, Line: lineNo, Offset: off}
+			return &InconsistentError{At: c.n, Want: want, Got: got, File: name, Line: lineNo, Offset: off}
 		}
 		line, err := c.br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {

@@ -190,7 +190,7 @@ func (v *treeView) block(b uint64) (*blockNodes, error) {
 	bn := newBlockNodes(leaves)
 	if got, want := bn[blockLevel][0], v.levels[0][b]; got != want {
 		first := b << blockLevel
-		return nil, &ErrInconsistent{At: first,
+		return nil, &InconsistentError{At: first,
 			Want: fmt.Sprintf("records %d to %d hashing to subtree %x, as when they were written", first, first+blockSize-1, want),
 			Got:  fmt.Sprintf("subtree %x: one of them changed on disk", got), Offset: -1}
 	}

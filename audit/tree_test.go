@@ -105,7 +105,7 @@ func equalProofs(a, b [][]byte) bool {
 }
 
 // TestTreeBlockChecked: a block read back with other contents than were
-// appended is an *ErrInconsistent, not a wrong proof.
+// appended is an *InconsistentError, not a wrong proof.
 func TestTreeBlockChecked(t *testing.T) {
 	tr, _, leaves := memTree(2 * blockSize)
 	v := tr.view()

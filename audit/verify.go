@@ -52,14 +52,14 @@ func VerifyExportDir(ctx context.Context, dir string, checkpoint []byte, verifie
 //
 //   - the checkpoint is a signed note with a valid Ed25519 signature by
 //     verifierKey, whose text is a checkpoint with the key's name as origin
-//     (else *ErrBadCheckpoint; the records are not read);
+//     (else *BadCheckpointError; the records are not read);
 //   - every line is a canonical record (ParseRecord), record i has index i,
 //     and its prev is the hex leaf hash of line i-1 ("" for record 0);
 //   - the RFC 6962 Merkle tree over the first Checkpoint.Size lines has the
 //     checkpoint's root;
 //   - there are at least Checkpoint.Size records.
 //
-// Each record failure is an *ErrInconsistent naming the first bad record:
+// Each record failure is an *InconsistentError naming the first bad record:
 // its index (At), segment file (VerifyExportDir), line and byte offset, and
 // what was expected and found. A record altered in place is named through
 // its successor, whose prev no longer matches; records rewritten with their
@@ -126,7 +126,7 @@ func (ev *exportVerifier) finish(res scanResult, err error) (Report, error) {
 
 // ReplayExport verifies a stream of records exactly as VerifyExport does
 // and, as it goes, re-derives each record's flag from its raw fields
-// (CheckFlag: a flag that Classify does not derive is an *ErrInconsistent)
+// (CheckFlag: a flag that Classify does not derive is an *InconsistentError)
 // and hands each verified record to visit, in order. Records are verified
 // by the hash chain before visit sees them; the Merkle root is checked when
 // the stream reaches Checkpoint.Size, so a rewrite that recomputed the
@@ -145,7 +145,7 @@ func ReplayExport(ctx context.Context, r io.Reader, checkpoint []byte, verifierK
 		}
 		if !CheckFlag(s.rec) {
 			flagged, _, reason := Classify(s.rec)
-			return &ErrInconsistent{At: s.rec.Index, Line: s.lineNo, Offset: s.off,
+			return &InconsistentError{At: s.rec.Index, Line: s.lineNo, Offset: s.off,
 				Want: fmt.Sprintf("flagged=%v reason=%q (derived from the record's fields)", flagged, reason),
 				Got:  fmt.Sprintf("flagged=%v reason=%q", s.rec.Flagged, s.rec.Reason)}
 		}

@@ -33,10 +33,10 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/export and the c
 //	inclusion-2-7.txt       inclusion proof of record 2 at size 7, base64, one hash a line
 //	consistency-4-7.txt     consistency proof from size 4 to 7
 //	tamper/at-N_*.jsonl     damaged logs: VerifyExport against checkpoint.note
-//	                        fails with *ErrInconsistent at N
-//	checkpoints/bad_*.note  forged checkpoints: *ErrBadCheckpoint against log.jsonl
+//	                        fails with *InconsistentError at N
+//	checkpoints/bad_*.note  forged checkpoints: *BadCheckpointError against log.jsonl
 //	checkpoints/at-N_*.note checkpoints signed by the log's key that log.jsonl does
-//	                        not match: *ErrInconsistent at N
+//	                        not match: *InconsistentError at N
 //	expected.txt            the error every vector gives, as a user reads it
 //
 // go test -run TestExportVectors -update regenerates them (keys are kept).
@@ -318,18 +318,18 @@ func exportVectors(t *testing.T) []string {
 			checkInconsistent(t, "VerifyExport(checkpoints/"+name+")", err, at)
 			continue
 		}
-		var bc *ErrBadCheckpoint
+		var bc *BadCheckpointError
 		if !errors.As(err, &bc) {
-			t.Errorf("VerifyExport(log, checkpoints/%s) = %v, want *ErrBadCheckpoint", name, err)
+			t.Errorf("VerifyExport(log, checkpoints/%s) = %v, want *BadCheckpointError", name, err)
 		}
 	}
 	return out
 }
 
 // sameFailure reports whether a and b are both nil, the same
-// *ErrBadCheckpoint, or *ErrInconsistent at the same record.
+// *BadCheckpointError, or *InconsistentError at the same record.
 func sameFailure(a, b error) bool {
-	var ia, ib *ErrInconsistent
+	var ia, ib *InconsistentError
 	if errors.As(a, &ia) && errors.As(b, &ib) {
 		return ia.At == ib.At && ia.Want == ib.Want && ia.Got == ib.Got
 	}
@@ -395,28 +395,28 @@ func TestExportProofVectors(t *testing.T) {
 		{"consistency without a proof", VerifyConsistency(cp4, cp7, nil, vkey)},
 	}
 	for _, tt := range badProofs {
-		var bp *ErrBadProof
+		var bp *BadProofError
 		if !errors.As(tt.err, &bp) {
-			t.Errorf("%s: %v, want *ErrBadProof", tt.name, tt.err)
+			t.Errorf("%s: %v, want *BadProofError", tt.name, tt.err)
 		}
 	}
 	forged := mustRead(t, filepath.Join(exportDir, "checkpoints", "bad_other-root-signed-by-another-key.note"))
-	var bc *ErrBadCheckpoint
+	var bc *BadCheckpointError
 	if err := VerifyConsistency(cp4, forged, cons, vkey); !errors.As(err, &bc) {
-		t.Errorf("VerifyConsistency(to a forged checkpoint) = %v, want *ErrBadCheckpoint", err)
+		t.Errorf("VerifyConsistency(to a forged checkpoint) = %v, want *BadCheckpointError", err)
 	}
 	if err := VerifyInclusion(lines[2], 2, incl, forged, vkey); !errors.As(err, &bc) {
-		t.Errorf("VerifyInclusion(in a forged checkpoint) = %v, want *ErrBadCheckpoint", err)
+		t.Errorf("VerifyInclusion(in a forged checkpoint) = %v, want *BadCheckpointError", err)
 	}
 	// A fork: a checkpoint of size 7 with another root, signed by the log's
 	// key, is consistent with neither.
 	fork := mustRead(t, filepath.Join(exportDir, "checkpoints", "at-6_other-root-signed-by-log-key.note"))
-	var bp *ErrBadProof
+	var bp *BadProofError
 	if err := VerifyConsistency(cp7, fork, nil, vkey); !errors.As(err, &bp) {
-		t.Errorf("VerifyConsistency(7, a fork of size 7) = %v, want *ErrBadProof", err)
+		t.Errorf("VerifyConsistency(7, a fork of size 7) = %v, want *BadProofError", err)
 	}
 	if err := VerifyConsistency(cp4, fork, cons, vkey); !errors.As(err, &bp) {
-		t.Errorf("VerifyConsistency(4, a fork of size 7) = %v, want *ErrBadProof", err)
+		t.Errorf("VerifyConsistency(4, a fork of size 7) = %v, want *BadProofError", err)
 	}
 }
 
@@ -429,9 +429,9 @@ func FuzzVerifyExport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		rep, err := VerifyExport(context.Background(), bytes.NewReader(stream), cp, vkey)
 		if err != nil {
-			var inc *ErrInconsistent
+			var inc *InconsistentError
 			if !errors.As(err, &inc) {
-				t.Fatalf("VerifyExport = %v, want *ErrInconsistent", err)
+				t.Fatalf("VerifyExport = %v, want *InconsistentError", err)
 			}
 			return
 		}

@@ -21,4 +21,8 @@
 // and never keeps, and it applies only records read from the tenant topic
 // it created (TopicIDs): records from a topic of the same name created
 // past it are quarantined and flagged.
+//
+// A session opens and reads only under the actions the audit package counts
+// as reading tenant data (audit.Action.IsTenantData, the list its boundary
+// check flags an admin's use of), so an admin's read is always flagged.
 package vault

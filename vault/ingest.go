@@ -53,8 +53,8 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if err != nil {
 		v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
 		return v.record(ctx, audit.Record{
-			Principal: "ingest", Tenant: topicTenant(topic), Action: "ingest.skip", Resource: "topics/" + topic,
-			Outcome: "rejected", Reason: events.ErrorMessage(err), Count: len(msgs), Details: details,
+			Principal: audit.PrincipalIngest, Tenant: topicTenant(topic), Action: audit.ActionIngestSkip, Resource: "topics/" + topic,
+			Outcome: audit.OutcomeRejected, Reason: events.ErrorMessage(err), Count: len(msgs), Details: details,
 		})
 	}
 	c, err := v.cfg.Keys.Ciphers.Cipher(t)
@@ -135,16 +135,16 @@ func (v *Vault) ingestAudit(t events.TenantID, topic string, c Cipher, msgs []Me
 			details[audit.DetailEventTenant] = tenant
 		}
 		rejects = append(rejects, audit.Record{
-			Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
-			Outcome: "rejected", Reason: vd.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+			Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
+			Outcome: audit.OutcomeRejected, Reason: vd.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 		})
 	}
 	if skipped == len(verdicts) {
 		return nil
 	}
 	batch := audit.Record{
-		Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestBatch, Resource: "topics/" + topic,
-		Outcome: "ok", Count: applied, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: offsetDetails(msgs[:len(verdicts)]),
+		Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionIngestBatch, Resource: "topics/" + topic,
+		Outcome: audit.OutcomeOK, Count: applied, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: offsetDetails(msgs[:len(verdicts)]),
 	}
 	batch.Details["applied"] = strconv.Itoa(applied)
 	batch.Details["duplicates"] = strconv.Itoa(duplicates)
@@ -188,8 +188,8 @@ func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic
 	details[audit.DetailTopicID] = msgs[0].TopicID
 	details[audit.DetailTenantTopicID] = want
 	if aerr := v.record(ctx, audit.Record{
-		Principal: "ingest", Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
-		Outcome: "rejected", Reason: reason, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+		Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
+		Outcome: audit.OutcomeRejected, Reason: reason, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 	}); aerr != nil {
 		return errors.Join(err, aerr)
 	}

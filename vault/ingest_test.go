@@ -460,7 +460,7 @@ func TestIngestAuditsCommittedPartsOfAFailedBatch(t *testing.T) {
 		t.Fatalf("Ingest(poisoned) = %v, want %v", err, errPoisoned)
 	}
 	first := tv.recordsSince(t, before)
-	slices.SortFunc(first, func(a, b audit.Record) int { return strings.Compare(b.Action, a.Action) }) // reject, then batch
+	slices.SortFunc(first, func(a, b audit.Record) int { return strings.Compare(string(b.Action), string(a.Action)) }) // reject, then batch
 	if len(first) != 2 || first[0].Action != audit.ActionIngestReject || first[0].Details["offset"] != "10" ||
 		first[1].Action != audit.ActionIngestBatch || first[1].Details["first_offset"] != "0" {
 		t.Fatalf("audit records of the failed batch = %s, want the reject at offset 10 and a batch record of the committed parts", dump(first))

@@ -86,7 +86,7 @@ func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant s
 	if err != nil {
 		return KafkaCredential{}, err
 	}
-	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: tenant, Action: action, Resource: resource, Outcome: audit.OutcomeRejected}
 	v.createMu.Lock() // no shred meanwhile
 	defer v.createMu.Unlock()
 	e, ok := v.reg.get(t)
@@ -99,7 +99,7 @@ func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant s
 	}
 	c, err := v.setProducer(ctx, t)
 	if err != nil {
-		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
+		rec.Outcome, rec.Reason = audit.OutcomeError, events.ErrorMessage(err)
 		if aerr := v.record(ctx, rec); aerr != nil {
 			return KafkaCredential{}, errors.Join(err, aerr)
 		}
@@ -111,7 +111,7 @@ func (v *Vault) RotateKafkaCredential(ctx context.Context, p Principal, tenant s
 			return KafkaCredential{}, err
 		}
 	}
-	rec.Outcome = "ok"
+	rec.Outcome = audit.OutcomeOK
 	rec.Details = map[string]string{"kafka_user": c.User}
 	if err := v.record(ctx, rec); err != nil {
 		return KafkaCredential{}, err
@@ -192,16 +192,16 @@ func (v *Vault) ensureTopic(ctx context.Context, e registryEntry) error {
 		if err := v.reg.put(e); err != nil {
 			return err
 		}
-		if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
-			Outcome: "ok", Reason: "topic missing on the brokers: created again, consumed from its start",
+		if err := v.record(ctx, audit.Record{Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
+			Outcome: audit.OutcomeOK, Reason: "topic missing on the brokers: created again, consumed from its start",
 			Details: map[string]string{audit.DetailTopicID: id, "previous_topic_id": prev}}); err != nil {
 			return err
 		}
 	case id != e.TopicID:
 		v.cfg.Logger.Error("tenant topic was not created by the vault: its records are quarantined, never applied; delete the topic and restart vaultd to have the vault create it again",
 			"tenant", t, "topic", topic, "topic_id", id, "recorded_topic_id", e.TopicID)
-		if err := v.record(ctx, audit.Record{Principal: "ingest", Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
-			Outcome: "rejected", Reason: "topic not created by the vault",
+		if err := v.record(ctx, audit.Record{Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionTopicCheck, Resource: "topics/" + topic,
+			Outcome: audit.OutcomeRejected, Reason: "topic not created by the vault",
 			Details: map[string]string{audit.DetailTopicID: id, audit.DetailTenantTopicID: e.TopicID}}); err != nil {
 			return err
 		}

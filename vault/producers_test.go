@@ -299,7 +299,7 @@ func TestRotateKafkaCredential(t *testing.T) {
 		p           vault.Principal
 		tenant      string
 		wantCode    string
-		wantOutcome string
+		wantOutcome audit.Outcome
 		wantReason  string
 	}{
 		{"tenant principal", tv, acme, "acme", events.EFORBIDDEN, audit.OutcomeDenied, "admin credential required"},
@@ -320,7 +320,7 @@ func TestRotateKafkaCredential(t *testing.T) {
 				t.Fatalf("RotateKafkaCredential(%q) = %+v, %v, want code %q", tt.tenant, c, err, tt.wantCode)
 			}
 			rec := tt.tv.onlyRecord(t, n)
-			if rec.Principal != tt.p.String() || rec.Action != audit.ActionKafkaCredentialRotate || rec.Outcome != tt.wantOutcome || rec.Reason != tt.wantReason {
+			if string(rec.Principal) != tt.p.String() || rec.Action != audit.ActionKafkaCredentialRotate || rec.Outcome != tt.wantOutcome || rec.Reason != tt.wantReason {
 				t.Errorf("audit record = %s, want %s %s %s %q", dump(rec), tt.p, audit.ActionKafkaCredentialRotate, tt.wantOutcome, tt.wantReason)
 			}
 			if got, _ := fp.user("tenant-acme"); got.Secret != created {

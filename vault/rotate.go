@@ -60,7 +60,7 @@ func (j *rewrapJob) status() RewrapStatus {
 
 // adminTenant checks an admin request on tenant's keys and returns its id,
 // auditing a refusal.
-func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action string) (events.TenantID, error) {
+func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant string, action audit.Action) (events.TenantID, error) {
 	return v.adminTenantAt(ctx, p, tenant, action, "tenants/"+tenant+"/keys")
 }
 
@@ -68,11 +68,11 @@ func (v *Vault) adminTenant(ctx context.Context, p Principal, tenant, action str
 // returns its id, auditing a refusal: a principal that is not the admin (a
 // crossing when it is another tenant's), an invalid id, an unknown tenant,
 // a shredded one.
-func (v *Vault) adminTenantAt(ctx context.Context, p Principal, tenant, action, resource string) (events.TenantID, error) {
+func (v *Vault) adminTenantAt(ctx context.Context, p Principal, tenant string, action audit.Action, resource string) (events.TenantID, error) {
 	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return "", err
 	}
-	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: tenant, Action: action, Resource: resource, Outcome: audit.OutcomeRejected}
 	t, err := events.ParseTenantID(tenant)
 	if err != nil {
 		rec.Reason = "invalid tenant id"
@@ -94,16 +94,16 @@ func (v *Vault) adminTenantAt(ctx context.Context, p Principal, tenant, action, 
 // re-seals the tenant's whole store under the new key (KeysStatus shows its
 // progress; it resumes after a crash).
 func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewrap bool) (KeysStatus, error) {
-	const action = "keys.rotate"
+	const action = audit.ActionKeysRotate
 	t, err := v.adminTenant(ctx, p, tenant, action)
 	if err != nil {
 		return KeysStatus{}, err
 	}
 	id, err := v.cfg.Keys.Admin.Rotate(t)
-	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: "ok",
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: audit.OutcomeOK,
 		KeyIDs: []uint32{id}, Details: map[string]string{"rewrap": strconv.FormatBool(rewrap)}}
 	if err != nil {
-		rec.Outcome, rec.Reason, rec.KeyIDs = "error", "rotate failed", nil
+		rec.Outcome, rec.Reason, rec.KeyIDs = audit.OutcomeError, "rotate failed", nil
 		return KeysStatus{}, errors.Join(fmt.Errorf("rotate keys of %s: %w", t, err), v.record(ctx, rec))
 	}
 	if err := v.record(ctx, rec); err != nil {
@@ -120,7 +120,7 @@ func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewr
 // KeysStatus lists tenant's keys, how many sealed values each still
 // protects (usage, which scans the store), and its rewrap job.
 func (v *Vault) KeysStatus(ctx context.Context, p Principal, tenant string, usage bool) (KeysStatus, error) {
-	t, err := v.adminTenant(ctx, p, tenant, "keys.read")
+	t, err := v.adminTenant(ctx, p, tenant, audit.ActionKeysRead)
 	if err != nil {
 		return KeysStatus{}, err
 	}
@@ -164,21 +164,21 @@ func (v *Vault) keysStatus(t events.TenantID, usage bool) (KeysStatus, error) {
 // RetireKey disables (destroy=false) or destroys an old key of tenant.
 // A key that still protects sealed values is refused: rewrap first.
 func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id uint32, destroy bool) error {
-	action := "keys.disable"
+	action := audit.ActionKeysDisable
 	if destroy {
-		action = "keys.destroy"
+		action = audit.ActionKeysDestroy
 	}
 	t, err := v.adminTenant(ctx, p, tenant, action)
 	if err != nil {
 		return err
 	}
-	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: "ok", KeyIDs: []uint32{id}}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: audit.OutcomeOK, KeyIDs: []uint32{id}}
 	st, err := v.keysStatus(t, true)
 	if err != nil {
 		return err
 	}
 	if n := st.Usage[strconv.FormatUint(uint64(id), 10)]; n > 0 {
-		rec.Outcome, rec.Reason = "rejected", "key still protects sealed values"
+		rec.Outcome, rec.Reason = audit.OutcomeRejected, "key still protects sealed values"
 		return v.auditDenied(ctx, rec, events.Errorf(events.ECONFLICT, "key %d still protects %d sealed values: rewrap first", id, n))
 	}
 	if destroy {
@@ -187,9 +187,9 @@ func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id ui
 		err = v.cfg.Keys.Admin.DisableKey(t, id)
 	}
 	if err != nil {
-		rec.Outcome, rec.Reason = "rejected", events.ErrorMessage(err)
+		rec.Outcome, rec.Reason = audit.OutcomeRejected, events.ErrorMessage(err)
 		if events.ErrorCode(err) == events.EINTERNAL {
-			rec.Outcome, rec.Reason = "error", "internal error"
+			rec.Outcome, rec.Reason = audit.OutcomeError, "internal error"
 		}
 		return errors.Join(err, v.record(ctx, rec))
 	}
@@ -236,8 +236,8 @@ func (v *Vault) startRewrap(t events.TenantID) error {
 		}
 		j.mu.Unlock()
 		if err == nil {
-			v.record(context.Background(), audit.Record{Principal: "vault", Tenant: string(t), Action: "keys.rewrap", Resource: "tenants/" + string(t) + "/keys",
-				Outcome: "ok", KeyIDs: []uint32{kc.PrimaryKeyID()}, Count: int(min(j.st.Rewrapped, 1<<31-1))})
+			v.record(context.Background(), audit.Record{Principal: audit.PrincipalVault, Tenant: string(t), Action: audit.ActionKeysRewrap, Resource: "tenants/" + string(t) + "/keys",
+				Outcome: audit.OutcomeOK, KeyIDs: []uint32{kc.PrimaryKeyID()}, Count: int(min(j.st.Rewrapped, 1<<31-1))})
 		}
 	}()
 	return nil
@@ -298,18 +298,18 @@ func (v *Vault) Close() error {
 // The audit record names the new key's scheme only (a URI may carry
 // credentials or, for test KMSs, key material).
 func (v *Vault) RotateMasterKey(ctx context.Context, p Principal, newURI string) error {
-	const action = "master.rotate"
+	const action = audit.ActionMasterRotate
 	if err := v.requireAdmin(ctx, p, action, "master-key"); err != nil {
 		return err
 	}
 	scheme, _, ok := strings.Cut(newURI, "://")
-	rec := audit.Record{Principal: p.String(), Action: action, Resource: "master-key", Outcome: "ok", Details: map[string]string{"scheme": scheme}}
+	rec := audit.Record{Principal: p.auditPrincipal(), Action: action, Resource: "master-key", Outcome: audit.OutcomeOK, Details: map[string]string{"scheme": scheme}}
 	if !ok || scheme == "" || v.cfg.RotateMaster == nil {
-		rec.Outcome, rec.Reason, rec.Details = "rejected", "not a master key URI", nil
+		rec.Outcome, rec.Reason, rec.Details = audit.OutcomeRejected, "not a master key URI", nil
 		return v.auditDenied(ctx, rec, events.Errorf(events.EINVALID, "new master key must be a URI such as local://PATH or aws-kms://ARN"))
 	}
 	if err := v.cfg.RotateMaster(ctx, newURI); err != nil {
-		rec.Outcome, rec.Reason = "error", "master key rotation failed"
+		rec.Outcome, rec.Reason = audit.OutcomeError, "master key rotation failed"
 		return errors.Join(err, v.record(ctx, rec))
 	}
 	v.cfg.Logger.Warn("master key rotated: restart vaultd with the new --master-key", "scheme", scheme)

@@ -39,9 +39,9 @@ type Session struct {
 
 // Access describes what a request asks of a tenant's data.
 type Access struct {
-	Tenant   string // the tenant the request names: not yet validated
-	Action   string // audit action, e.g. "stream.read"
-	Resource string // audit resource
+	Tenant   string       // the tenant the request names: not yet validated
+	Action   audit.Action // audit action: one that reads tenant data (Action.IsTenantData)
+	Resource string       // audit resource
 	// BreakGlass is an admin's stated reason to read tenant data. The admin
 	// credential opens a session only with one, and every read it makes is
 	// flagged.
@@ -55,16 +55,22 @@ const MaxBreakGlassLen = 256
 // admin credential without a break-glass reason, is refused with EFORBIDDEN
 // and a flagged audit record — before the tenant's existence is even looked
 // up, so a refusal reveals nothing about other tenants. An invalid id is
-// EINVALID, an unknown tenant ENOTFOUND.
+// EINVALID, an unknown tenant ENOTFOUND. An a.Action that does not read
+// tenant data (audit.Action.IsTenantData) is a caller's bug, refused with
+// EINTERNAL before anything else: the boundary check would not flag an
+// admin's use of it.
 func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, error) {
-	rec := audit.Record{Principal: p.String(), Tenant: a.Tenant, Action: a.Action, Resource: a.Resource, Outcome: "denied"}
+	if !a.Action.IsTenantData() {
+		return nil, events.Errorf(events.EINTERNAL, "session for action %.40q, which does not read tenant data", a.Action)
+	}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: a.Tenant, Action: a.Action, Resource: a.Resource, Outcome: audit.OutcomeDenied}
 	breakGlass := strings.TrimSpace(a.BreakGlass)
 	if p.admin && breakGlass != "" {
 		rec.Details = map[string]string{audit.DetailBreakGlass: breakGlass}
 	}
 	t, err := events.ParseTenantID(a.Tenant)
 	if err != nil {
-		rec.Outcome, rec.Reason = "rejected", "invalid tenant id"
+		rec.Outcome, rec.Reason = audit.OutcomeRejected, "invalid tenant id"
 		return nil, v.auditDenied(ctx, rec, err)
 	}
 	switch {
@@ -120,7 +126,7 @@ func (v *Vault) gone(ctx context.Context, rec audit.Record) error {
 		rec.Details = map[string]string{}
 	}
 	rec.Details[audit.DetailTenantState] = StateShredded
-	rec.Outcome, rec.Reason = "denied", "tenant shredded"
+	rec.Outcome, rec.Reason = audit.OutcomeDenied, "tenant shredded"
 	return v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was shredded", rec.Tenant))
 }
 
@@ -133,7 +139,7 @@ func (s *Session) Close() { s.once.Do(s.release) }
 // State returns the current state of stream.
 func (s *Session) State(ctx context.Context, stream string) (projections.State, error) {
 	var st projections.State
-	err := s.read(ctx, "stream.read", s.streamResource(stream), func(c projections.Cipher) (int, error) {
+	err := s.read(ctx, audit.ActionStreamRead, s.streamResource(stream), func(c projections.Cipher) (int, error) {
 		var err error
 		st, err = s.store.State(c, stream)
 		return 1, err
@@ -144,7 +150,7 @@ func (s *Session) State(ctx context.Context, stream string) (projections.State, 
 // History returns up to limit events of stream with version > after.
 func (s *Session) History(ctx context.Context, stream string, after uint64, limit int) ([]projections.StoredEvent, error) {
 	var evs []projections.StoredEvent
-	err := s.read(ctx, "events.read", s.streamResource(stream), func(c projections.Cipher) (int, error) {
+	err := s.read(ctx, audit.ActionEventsRead, s.streamResource(stream), func(c projections.Cipher) (int, error) {
 		var err error
 		evs, err = s.store.History(c, stream, after, limit)
 		return len(evs), err
@@ -156,7 +162,7 @@ func (s *Session) History(ctx context.Context, stream string, after uint64, limi
 func (s *Session) Streams(ctx context.Context, cursor string, limit int) ([]projections.StreamSummary, string, error) {
 	var out []projections.StreamSummary
 	var next string
-	err := s.read(ctx, "stream.list", "streams", func(c projections.Cipher) (int, error) {
+	err := s.read(ctx, audit.ActionStreamList, "streams", func(c projections.Cipher) (int, error) {
 		var err error
 		out, next, err = s.store.Streams(c, cursor, limit)
 		return len(out), err
@@ -168,7 +174,7 @@ func (s *Session) Streams(ctx context.Context, cursor string, limit int) ([]proj
 func (s *Session) Quarantine(ctx context.Context, cursor string, limit int) ([]projections.Quarantined, string, error) {
 	var out []projections.Quarantined
 	var next string
-	err := s.read(ctx, "quarantine.read", "quarantine", func(c projections.Cipher) (int, error) {
+	err := s.read(ctx, audit.ActionQuarantineRead, "quarantine", func(c projections.Cipher) (int, error) {
 		var err error
 		out, next, err = s.store.Quarantine(c, cursor, limit)
 		return len(out), err
@@ -179,13 +185,13 @@ func (s *Session) Quarantine(ctx context.Context, cursor string, limit int) ([]p
 // read runs fn with a cipher that records the key ids it decrypts with, and
 // appends the audit record before any data is returned. A ciphertext sealed
 // under another tenant's key is refused and flagged.
-func (s *Session) read(ctx context.Context, action, resource string, fn func(projections.Cipher) (int, error)) error {
+func (s *Session) read(ctx context.Context, action audit.Action, resource string, fn func(projections.Cipher) (int, error)) error {
 	rc := &recordingCipher{Cipher: s.cipher}
 	n, err := fn(rc)
 	if err != nil {
 		n = 0
 	}
-	rec := audit.Record{Principal: s.p.String(), Tenant: string(s.tenant), Action: action, Resource: resource, Outcome: "ok", Count: n, KeyIDs: rc.keyIDs()}
+	rec := audit.Record{Principal: s.p.auditPrincipal(), Tenant: string(s.tenant), Action: action, Resource: resource, Outcome: audit.OutcomeOK, Count: n, KeyIDs: rc.keyIDs()}
 	if s.breakGlass != "" {
 		rec.Details = map[string]string{audit.DetailBreakGlass: s.breakGlass}
 	}
@@ -198,7 +204,7 @@ func (s *Session) read(ctx context.Context, action, resource string, fn func(pro
 		if owner == "" {
 			owner = "unknown"
 		}
-		rec.Outcome = "denied"
+		rec.Outcome = audit.OutcomeDenied
 		if rec.Details == nil {
 			rec.Details = map[string]string{}
 		}
@@ -206,17 +212,17 @@ func (s *Session) read(ctx context.Context, action, resource string, fn func(pro
 		rec.Details["key_id"] = fmt.Sprint(fk.ForeignKeyID())
 		err = events.Errorf(events.EFORBIDDEN, "stored record is sealed under a key of another tenant")
 	case s.v.shredded(s.tenant):
-		rec.Outcome, rec.Reason = "denied", "tenant shredded"
+		rec.Outcome, rec.Reason = audit.OutcomeDenied, "tenant shredded"
 		if rec.Details == nil {
 			rec.Details = map[string]string{}
 		}
 		rec.Details[audit.DetailTenantState] = StateShredded
 		err = events.Errorf(events.EGONE, "tenant %s was shredded", s.tenant)
 	case errors.Is(err, projections.ErrNotFound):
-		rec.Outcome, rec.Reason = "error", "not found"
+		rec.Outcome, rec.Reason = audit.OutcomeError, "not found"
 		err = events.Errorf(events.ENOTFOUND, "not found")
 	default:
-		rec.Outcome, rec.Reason = "error", "internal error"
+		rec.Outcome, rec.Reason = audit.OutcomeError, "internal error"
 	}
 	if aerr := s.v.record(ctx, rec); aerr != nil {
 		return aerr

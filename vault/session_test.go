@@ -59,8 +59,8 @@ func TestSession(t *testing.T) {
 		tenant     string
 		breakGlass string
 		wantCode   string
-		wantOut    string // outcome of the denial's audit record
-		wantFlag   string // violation code of the denial's audit record
+		wantOut    audit.Outcome // outcome of the denial's audit record
+		wantFlag   string        // violation code of the denial's audit record
 	}{
 		{name: "own tenant", token: "acme", tenant: "acme"},
 		{name: "own tenant, break-glass header ignored", token: "acme", tenant: "acme", breakGlass: "curious"},
@@ -93,7 +93,7 @@ func TestSession(t *testing.T) {
 					t.Errorf("Session(%q) returned a session with error %v", tt.tenant, err)
 				}
 				rec := tv.onlyRecord(t, n)
-				if rec.Principal != p.String() || rec.Action != audit.ActionStreamList || rec.Outcome != tt.wantOut || rec.Tenant != audit.NormalizeTenant(tt.tenant) {
+				if string(rec.Principal) != p.String() || rec.Action != audit.ActionStreamList || rec.Outcome != tt.wantOut || rec.Tenant != audit.NormalizeTenant(tt.tenant) {
 					t.Errorf("audit record = %s, want %s %s %s on %q", dump(rec), p, audit.ActionStreamList, tt.wantOut, tt.tenant)
 				}
 				if tt.wantFlag != "*" { // "*": whatever Classify says
@@ -128,7 +128,7 @@ func TestSessionReadsAudited(t *testing.T) {
 	primary := tv.cipher(t, "acme").PrimaryKeyID()
 
 	reads := []struct {
-		action string
+		action audit.Action
 		count  int
 		read   func(*vault.Session) error
 	}{
@@ -166,7 +166,7 @@ func TestSessionReadsAudited(t *testing.T) {
 	}
 	for _, pr := range principals {
 		for _, r := range reads {
-			t.Run(pr.name+"/"+r.action, func(t *testing.T) {
+			t.Run(pr.name+"/"+string(r.action), func(t *testing.T) {
 				p := tv.mustAuth(t, pr.token)
 				s, err := tv.v.Session(ctx, p, vault.Access{Tenant: "acme", Action: r.action, Resource: "x", BreakGlass: pr.breakGlass})
 				if err != nil {
@@ -179,7 +179,7 @@ func TestSessionReadsAudited(t *testing.T) {
 					t.Fatalf("%s: %v", r.action, err)
 				}
 				rec := tv.onlyRecord(t, n)
-				if rec.Principal != p.String() || rec.Tenant != "acme" || rec.Action != r.action || rec.Outcome != audit.OutcomeOK || rec.Count != r.count {
+				if string(rec.Principal) != p.String() || rec.Tenant != "acme" || rec.Action != r.action || rec.Outcome != audit.OutcomeOK || rec.Count != r.count {
 					t.Errorf("audit record = %s, want %s acme %s ok count %d", dump(rec), p, r.action, r.count)
 				}
 				if !slices.Equal(rec.KeyIDs, []uint32{primary}) {
@@ -224,6 +224,38 @@ func TestSessionNotFound(t *testing.T) {
 	}
 }
 
+// A session is opened only for an action that reads tenant data: under any
+// other, the boundary check would not flag an admin's break-glass access, so
+// the request is refused as the caller's bug, with no session and no record.
+func TestSessionRefusesActionsNotOnTenantData(t *testing.T) {
+	tv := MustOpenVault(t, nil)
+	acme := tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	for _, action := range []audit.Action{"", audit.ActionTenantList, audit.ActionKeysRead, audit.ActionAuditRead, "stream.write"} {
+		for _, token := range []string{acme, testAdminToken} {
+			p := tv.mustAuth(t, token)
+			n := tv.audit.Size()
+			s, err := tv.v.Session(ctx, p, vault.Access{Tenant: "acme", Action: action, Resource: "streams", BreakGlass: "incident 7"})
+			if codeOf(err) != events.EINTERNAL || s != nil {
+				if s != nil {
+					s.Close()
+				}
+				t.Errorf("Session(%s, action %q) = %v, want code %q and no session", p, action, err, events.EINTERNAL)
+			}
+			if got := tv.audit.Size(); got != n {
+				t.Errorf("Session(%s, action %q) appended %d audit records, want none", p, action, got-n)
+			}
+		}
+	}
+	for _, action := range audit.TenantDataActions() {
+		s, err := tv.v.Session(ctx, tv.mustAuth(t, acme), vault.Access{Tenant: "acme", Action: action, Resource: "streams"})
+		if err != nil {
+			t.Fatalf("Session(action %q) = %v, want a session", action, err)
+		}
+		s.Close()
+	}
+}
+
 // A value sealed under tenant B's key found in tenant A's store is refused
 // and flagged, naming B as the key's owner.
 func TestSessionForeignCiphertext(t *testing.T) {
@@ -253,13 +285,13 @@ func TestSessionForeignCiphertext(t *testing.T) {
 
 	s := tv.mustSession(t, acme, "acme")
 	for _, tt := range []struct {
-		action string
+		action audit.Action
 		read   func() error
 	}{
 		{audit.ActionStreamList, func() error { _, _, err := s.Streams(ctx, "", 10); return err }},
 		{audit.ActionQuarantineRead, func() error { _, _, err := s.Quarantine(ctx, "", 10); return err }},
 	} {
-		t.Run(tt.action, func(t *testing.T) {
+		t.Run(string(tt.action), func(t *testing.T) {
 			n := tv.audit.Size()
 			err := tt.read()
 			if codeOf(err) != events.EFORBIDDEN {

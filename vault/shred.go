@@ -60,12 +60,12 @@ type Receipt struct {
 // is idempotent: a shred interrupted by a crash is finished by
 // ResumeShreds at the next start.
 func (v *Vault) Shred(ctx context.Context, p Principal, tenant, confirm string) (Receipt, error) {
-	const action = "tenant.shred"
+	const action = audit.ActionTenantShred
 	resource := "tenants/" + tenant
 	if err := v.requireAdminOn(ctx, p, action, resource, tenant); err != nil {
 		return Receipt{}, err
 	}
-	rec := audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "rejected"}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: tenant, Action: action, Resource: resource, Outcome: audit.OutcomeRejected}
 	t, err := events.ParseTenantID(tenant)
 	if err != nil {
 		rec.Reason = "invalid tenant id"
@@ -165,7 +165,7 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 		r.Signature = string(sig)
 	}
 	rec := audit.Record{
-		Principal: operator, Tenant: string(t), Action: "tenant.shred", Resource: "tenants/" + string(t), Outcome: "ok",
+		Principal: audit.Principal(operator), Tenant: string(t), Action: audit.ActionTenantShred, Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK,
 		KeyIDs: ids, Count: int(min(r.Events, uint64(1<<31-1))),
 		Details: map[string]string{
 			"receipt":         r.Signature,
@@ -188,8 +188,8 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 // shredFailed audits a shred step that failed; the shred stays journaled
 // and is finished at the next start (or by repeating the request).
 func (v *Vault) shredFailed(ctx context.Context, r Receipt, step string, err error) error {
-	rec := audit.Record{Principal: r.Operator, Tenant: string(r.Tenant), Action: "tenant.shred", Resource: "tenants/" + string(r.Tenant),
-		Outcome: "error", Reason: "shred step failed: " + step, KeyIDs: r.KeyIDs}
+	rec := audit.Record{Principal: audit.Principal(r.Operator), Tenant: string(r.Tenant), Action: audit.ActionTenantShred, Resource: "tenants/" + string(r.Tenant),
+		Outcome: audit.OutcomeError, Reason: "shred step failed: " + step, KeyIDs: r.KeyIDs}
 	if aerr := v.record(ctx, rec); aerr != nil {
 		return errors.Join(fmt.Errorf("shred %s: %s: %w", r.Tenant, step, err), aerr)
 	}

@@ -162,19 +162,22 @@ func (p Principal) IsAdmin() bool { return p.admin }
 func (p Principal) Tenant() events.TenantID { return p.tenant }
 
 // String names p for the audit log: "admin" or "tenant:<id>".
-func (p Principal) String() string {
+func (p Principal) String() string { return string(p.auditPrincipal()) }
+
+// auditPrincipal is p as an audit record's Principal.
+func (p Principal) auditPrincipal() audit.Principal {
 	switch {
 	case p.admin:
-		return "admin"
+		return audit.PrincipalAdmin
 	case p.tenant != "":
-		return "tenant:" + string(p.tenant)
+		return audit.PrincipalTenant(p.tenant)
 	}
-	return "anonymous"
+	return audit.PrincipalAnonymous
 }
 
 // Authenticate turns a bearer token into a Principal. An empty or unknown
 // token fails with EUNAUTHORIZED and is audited.
-func (v *Vault) Authenticate(ctx context.Context, token, action, resource string) (Principal, error) {
+func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Action, resource string) (Principal, error) {
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
@@ -190,7 +193,7 @@ func (v *Vault) Authenticate(ctx context.Context, token, action, resource string
 	}
 	v.stats.Denied.Add(1)
 	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
-	return Principal{}, v.auditDenied(ctx, audit.Record{Principal: "anonymous", Action: action, Resource: resource, Outcome: "denied", Reason: reason}, err)
+	return Principal{}, v.auditDenied(ctx, audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}, err)
 }
 
 // record appends rec to the audit log, flagged (or not) by what it says
@@ -226,7 +229,7 @@ type TenantInfo struct {
 }
 
 // requireAdmin audits and refuses a non-admin principal.
-func (v *Vault) requireAdmin(ctx context.Context, p Principal, action, resource string) error {
+func (v *Vault) requireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
 	return v.requireAdminOn(ctx, p, action, resource, "")
 }
 
@@ -234,7 +237,7 @@ func (v *Vault) requireAdmin(ctx context.Context, p Principal, action, resource 
 // refusal is recorded against target, so a tenant credential used on
 // another tenant's admin endpoint (shred, keys, Kafka credential) is a
 // flagged boundary crossing (token_tenant_mismatch), not a plain denial.
-func (v *Vault) requireAdminOn(ctx context.Context, p Principal, action, resource, target string) error {
+func (v *Vault) requireAdminOn(ctx context.Context, p Principal, action audit.Action, resource, target string) error {
 	if p.admin {
 		return nil
 	}
@@ -243,7 +246,7 @@ func (v *Vault) requireAdminOn(ctx context.Context, p Principal, action, resourc
 	if target != "" {
 		tenant = target // the audit log bounds it
 	}
-	return v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: tenant, Action: action, Resource: resource, Outcome: "denied", Reason: "admin credential required"},
+	return v.auditDenied(ctx, audit.Record{Principal: p.auditPrincipal(), Tenant: tenant, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: "admin credential required"},
 		events.Errorf(events.EFORBIDDEN, "admin credential required"))
 }
 
@@ -262,18 +265,18 @@ func (v *Vault) RecreateTenant(ctx context.Context, p Principal, id string) (Ten
 }
 
 func (v *Vault) create(ctx context.Context, p Principal, id string, recreate bool) (TenantInfo, string, error) {
-	const action = "tenant.create"
+	const action = audit.ActionTenantCreate
 	if err := v.requireAdmin(ctx, p, action, "tenants"); err != nil {
 		return TenantInfo{}, "", err
 	}
 	t, err := events.ParseTenantID(id)
 	if err != nil {
-		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: "invalid tenant id"}, err)
+		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.auditPrincipal(), Tenant: id, Action: action, Outcome: audit.OutcomeRejected, Reason: "invalid tenant id"}, err)
 	}
 	v.createMu.Lock()
 	defer v.createMu.Unlock()
 	rejected := func(reason string, err error) (TenantInfo, string, error) {
-		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.String(), Tenant: id, Action: action, Outcome: "rejected", Reason: reason}, err)
+		return TenantInfo{}, "", v.auditDenied(ctx, audit.Record{Principal: p.auditPrincipal(), Tenant: id, Action: action, Outcome: audit.OutcomeRejected, Reason: reason}, err)
 	}
 	if e, ok := v.reg.get(t); ok {
 		switch {
@@ -288,12 +291,12 @@ func (v *Vault) create(ctx context.Context, p Principal, id string, recreate boo
 		recreate = false // nothing to re-create: a plain create
 	}
 	info, token, keyID, err := v.createTenant(ctx, t, recreate)
-	rec := audit.Record{Principal: p.String(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: "ok"}
+	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK}
 	if recreate {
 		rec.Details = map[string]string{"recreated": "true"}
 	}
 	if err != nil {
-		rec.Outcome, rec.Reason = "error", events.ErrorMessage(err)
+		rec.Outcome, rec.Reason = audit.OutcomeError, events.ErrorMessage(err)
 		if aerr := v.record(ctx, rec); aerr != nil {
 			return TenantInfo{}, "", errors.Join(err, fmt.Errorf("audit: %w", aerr))
 		}
@@ -361,7 +364,7 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 
 // ListTenants lists all tenants (admin only).
 func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, error) {
-	const action = "tenant.list"
+	const action = audit.ActionTenantList
 	if err := v.requireAdmin(ctx, p, action, "tenants"); err != nil {
 		return nil, err
 	}
@@ -371,7 +374,7 @@ func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, err
 		out = append(out, e.info())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	if err := v.record(ctx, audit.Record{Principal: p.String(), Action: action, Resource: "tenants", Outcome: "ok", Count: len(out)}); err != nil {
+	if err := v.record(ctx, audit.Record{Principal: p.auditPrincipal(), Action: action, Resource: "tenants", Outcome: audit.OutcomeOK, Count: len(out)}); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -380,7 +383,7 @@ func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, err
 // AuditLog hands the admin the audit log, for checkpoints, proofs and
 // exports: metadata only, so reading it is not itself audited.
 func (v *Vault) AuditLog(ctx context.Context, p Principal) (*audit.Log, error) {
-	if err := v.requireAdmin(ctx, p, "audit.read", "audit"); err != nil {
+	if err := v.requireAdmin(ctx, p, audit.ActionAuditRead, "audit"); err != nil {
 		return nil, err
 	}
 	return v.cfg.Audit, nil
@@ -393,7 +396,7 @@ func (v *Vault) AuditPublicKey() string { return v.cfg.Audit.PublicKey() }
 // Audit lists audit records (admin only). Reading the audit log is itself
 // not audited per call: it holds no tenant data.
 func (v *Vault) Audit(ctx context.Context, p Principal, f audit.Filter) ([]audit.Record, error) {
-	if err := v.requireAdmin(ctx, p, "audit.read", "audit"); err != nil {
+	if err := v.requireAdmin(ctx, p, audit.ActionAuditRead, "audit"); err != nil {
 		return nil, err
 	}
 	return v.cfg.Audit.List(ctx, f)

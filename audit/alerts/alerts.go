@@ -17,16 +17,16 @@ import (
 
 // Alert is one boundary violation, as sinks receive it.
 type Alert struct {
-	Index     uint64    `json:"index"` // the audit record's index
-	Time      time.Time `json:"time"`
-	Violation string    `json:"violation"` // audit.Violation* code
-	Reason    string    `json:"reason"`
-	Principal string    `json:"principal"`
-	Tenant    string    `json:"tenant"`
-	Action    string    `json:"action"`
-	Resource  string    `json:"resource,omitempty"`
-	Outcome   string    `json:"outcome"`
-	KeyIDs    []uint32  `json:"key_ids,omitempty"`
+	Index     uint64          `json:"index"` // the audit record's index
+	Time      time.Time       `json:"time"`
+	Violation string          `json:"violation"` // audit.Violation* code
+	Reason    string          `json:"reason"`
+	Principal audit.Principal `json:"principal"`
+	Tenant    string          `json:"tenant"`
+	Action    audit.Action    `json:"action"`
+	Resource  string          `json:"resource,omitempty"`
+	Outcome   audit.Outcome   `json:"outcome"`
+	KeyIDs    []uint32        `json:"key_ids,omitempty"`
 }
 
 // FromRecord returns the alert of a flagged record, and false for a record

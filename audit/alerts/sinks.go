@@ -22,8 +22,8 @@ func (LogSink) Name() string { return "log" }
 func (s LogSink) Send(ctx context.Context, a Alert) error {
 	s.Logger.LogAttrs(ctx, slog.LevelWarn, "tenant boundary violation",
 		slog.String("alert", "boundary"), slog.Uint64("index", a.Index), slog.String("violation", a.Violation),
-		slog.String("reason", a.Reason), slog.String("principal", a.Principal), slog.String("tenant", a.Tenant),
-		slog.String("action", a.Action), slog.String("outcome", a.Outcome))
+		slog.String("reason", a.Reason), slog.String("principal", string(a.Principal)), slog.String("tenant", a.Tenant),
+		slog.String("action", string(a.Action)), slog.String("outcome", string(a.Outcome)))
 	return nil
 }
 

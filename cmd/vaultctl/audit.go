@@ -350,8 +350,8 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 		for i, id := range r.KeyIDs {
 			ids[i] = strconv.FormatUint(uint64(id), 10)
 		}
-		return cw.Write([]string{strconv.FormatUint(r.Index, 10), r.Time.Format(time.RFC3339Nano), r.Principal, r.Tenant, r.Action,
-			r.Resource, r.Outcome, strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count)})
+		return cw.Write([]string{strconv.FormatUint(r.Index, 10), r.Time.Format(time.RFC3339Nano), string(r.Principal), r.Tenant, string(r.Action),
+			r.Resource, string(r.Outcome), strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count)})
 	})
 	cw.Flush()
 	prog.done()

@@ -28,7 +28,7 @@ func TestCrashDuringReadsAndWrites(t *testing.T) {
 	// Readers count the successes they see, per audit action.
 	var ok atomic.Int64
 	var mu sync.Mutex
-	succeeded := map[string]int{} // action → successes
+	succeeded := map[audit.Action]int{} // action → successes
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for r := 0; r < 4; r++ {
@@ -42,9 +42,9 @@ func TestCrashDuringReadsAndWrites(t *testing.T) {
 					return
 				default:
 				}
-				path, action := fmt.Sprintf("/v1/tenants/busy/streams/stream-%d", i%20), "stream.read"
+				path, action := fmt.Sprintf("/v1/tenants/busy/streams/stream-%d", i%20), audit.ActionStreamRead
 				if i%3 == 1 {
-					path, action = path+"/events?limit=5", "events.read"
+					path, action = path+"/events?limit=5", audit.ActionEventsRead
 				}
 				req, _ := http.NewRequest("GET", base+path, nil)
 				req.Header.Set("Authorization", "Bearer "+tok)
@@ -93,7 +93,7 @@ func TestCrashDuringReadsAndWrites(t *testing.T) {
 	if err := <-p.done; err != nil {
 		t.Fatalf("restarted vaultd exited with %v; log:\n%s", err, p.log())
 	}
-	recorded := map[string]int{}
+	recorded := map[audit.Action]int{}
 	segs, _ := filepath.Glob(filepath.Join(dir, "audit", "*.jsonl"))
 	sort.Strings(segs)
 	var prev string
@@ -116,7 +116,7 @@ func TestCrashDuringReadsAndWrites(t *testing.T) {
 			h := audit.LeafHash(sc.Bytes())
 			prev = fmt.Sprintf("%x", h[:])
 			n++
-			if r.Principal == "tenant:busy" && r.Outcome == "ok" {
+			if r.Principal == audit.PrincipalTenant("busy") && r.Outcome == audit.OutcomeOK {
 				recorded[r.Action]++
 			}
 		}

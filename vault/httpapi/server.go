@@ -125,7 +125,7 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action, resource string) (vault.Principal, bool) {
+func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action audit.Action, resource string) (vault.Principal, bool) {
 	p, err := h.v.Authenticate(r.Context(), bearer(r), action, resource)
 	if err != nil {
 		h.fail(w, r, err)
@@ -135,7 +135,7 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action, resource 
 }
 
 // session authenticates the request and opens the session of the path's tenant.
-func (h *Handler) session(w http.ResponseWriter, r *http.Request, action, resource string) (*vault.Session, bool) {
+func (h *Handler) session(w http.ResponseWriter, r *http.Request, action audit.Action, resource string) (*vault.Session, bool) {
 	p, ok := h.auth(w, r, action, resource)
 	if !ok {
 		return nil, false
@@ -152,7 +152,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, action, resour
 }
 
 func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
-	p, ok := h.auth(w, r, "tenant.create", "tenants")
+	p, ok := h.auth(w, r, audit.ActionTenantCreate, "tenants")
 	if !ok {
 		return
 	}
@@ -180,7 +180,7 @@ func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
-	p, ok := h.auth(w, r, "tenant.list", "tenants")
+	p, ok := h.auth(w, r, audit.ActionTenantList, "tenants")
 	if !ok {
 		return
 	}
@@ -195,7 +195,7 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) {
 // shredTenant crypto-shreds a tenant: DELETE /v1/tenants/{t}?confirm={t}.
 func (h *Handler) shredTenant(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
-	p, ok := h.auth(w, r, "tenant.shred", "tenants/"+tenant)
+	p, ok := h.auth(w, r, audit.ActionTenantShred, "tenants/"+tenant)
 	if !ok {
 		return
 	}
@@ -226,7 +226,7 @@ func (h *Handler) rotateKafkaCredential(w http.ResponseWriter, r *http.Request) 
 // rotateMaster re-wraps every keyset under a new master key:
 // POST /v1/master-key/rotate {"new_master_key":"URI"}.
 func (h *Handler) rotateMaster(w http.ResponseWriter, r *http.Request) {
-	p, ok := h.auth(w, r, "master.rotate", "master-key")
+	p, ok := h.auth(w, r, audit.ActionMasterRotate, "master-key")
 	if !ok {
 		return
 	}
@@ -246,7 +246,7 @@ func (h *Handler) rotateMaster(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
-	p, ok := h.auth(w, r, "keys.rotate", "tenants/"+tenant+"/keys")
+	p, ok := h.auth(w, r, audit.ActionKeysRotate, "tenants/"+tenant+"/keys")
 	if !ok {
 		return
 	}
@@ -269,7 +269,7 @@ func (h *Handler) rotateKeys(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) getKeys(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
-	p, ok := h.auth(w, r, "keys.read", "tenants/"+tenant+"/keys")
+	p, ok := h.auth(w, r, audit.ActionKeysRead, "tenants/"+tenant+"/keys")
 	if !ok {
 		return
 	}
@@ -284,7 +284,7 @@ func (h *Handler) getKeys(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) retireKey(destroy bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tenant := r.PathValue("tenant")
-		p, ok := h.auth(w, r, "keys.retire", "tenants/"+tenant+"/keys")
+		p, ok := h.auth(w, r, audit.ActionKeysRetire, "tenants/"+tenant+"/keys")
 		if !ok {
 			return
 		}
@@ -319,7 +319,7 @@ type streamJSON struct {
 // that crosses a boundary is refused and flagged whatever its parameters.
 
 func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.session(w, r, "stream.list", "streams")
+	s, ok := h.session(w, r, audit.ActionStreamList, "streams")
 	if !ok {
 		return
 	}
@@ -342,7 +342,7 @@ func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.session(w, r, "stream.read", "streams")
+	s, ok := h.session(w, r, audit.ActionStreamRead, "streams")
 	if !ok {
 		return
 	}
@@ -372,7 +372,7 @@ type eventJSON struct {
 }
 
 func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.session(w, r, "events.read", "streams")
+	s, ok := h.session(w, r, audit.ActionEventsRead, "streams")
 	if !ok {
 		return
 	}
@@ -411,7 +411,7 @@ func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.session(w, r, "quarantine.read", "quarantine")
+	s, ok := h.session(w, r, audit.ActionQuarantineRead, "quarantine")
 	if !ok {
 		return
 	}
@@ -444,7 +444,7 @@ func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
-	p, ok := h.auth(w, r, "audit.read", "audit")
+	p, ok := h.auth(w, r, audit.ActionAuditRead, "audit")
 	if !ok {
 		return
 	}
@@ -467,7 +467,7 @@ func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
 
 // getAlerts lists boundary violations: the flagged audit records, as alerts.
 func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request) {
-	p, ok := h.auth(w, r, "audit.read", "alerts")
+	p, ok := h.auth(w, r, audit.ActionAuditRead, "alerts")
 	if !ok {
 		return
 	}
@@ -497,7 +497,7 @@ func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request) {
 
 // auditLog authenticates an admin request for the audit log itself.
 func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, resource string) (*audit.Log, bool) {
-	p, ok := h.auth(w, r, "audit.read", resource)
+	p, ok := h.auth(w, r, audit.ActionAuditRead, resource)
 	if !ok {
 		return nil, false
 	}
@@ -635,7 +635,7 @@ func (h *Handler) getExport(w http.ResponseWriter, r *http.Request) {
 // auditFilter parses the audit query parameters.
 func auditFilter(r *http.Request) (audit.Filter, error) {
 	q := r.URL.Query()
-	f := audit.Filter{Tenant: q.Get("tenant"), Action: q.Get("action"), Flagged: q.Get("flagged") == "true"}
+	f := audit.Filter{Tenant: q.Get("tenant"), Action: audit.Action(q.Get("action")), Flagged: q.Get("flagged") == "true"}
 	var err error
 	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
 		return f, err
