@@ -380,13 +380,13 @@ func (v *Vault) ListTenants(ctx context.Context, p Principal) ([]TenantInfo, err
 	return out, nil
 }
 
-// AuditLog hands the admin the audit log, for checkpoints, proofs and
-// exports: metadata only, so reading it is not itself audited.
-func (v *Vault) AuditLog(ctx context.Context, p Principal) (*audit.Log, error) {
+// AuditLog hands the admin a reader of the audit log, for checkpoints,
+// proofs and exports: metadata only, so reading it is not itself audited.
+func (v *Vault) AuditLog(ctx context.Context, p Principal) (AuditReader, error) {
 	if err := v.requireAdmin(ctx, p, audit.ActionAuditRead, "audit"); err != nil {
-		return nil, err
+		return AuditReader{}, err
 	}
-	return v.cfg.Audit, nil
+	return AuditReader{v.cfg.Audit}, nil
 }
 
 // AuditPublicKey is the note verifier key of the audit log's checkpoints:

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/tenantvault/tenantvault/internal/atomicfile"
@@ -29,8 +28,8 @@ func vaultPrincipal(cfg *Config, log *slog.Logger) (kafka.Auth, error) {
 	switch {
 	case embedded && cfg.KafkaAuth == "none":
 	case embedded:
-		a.User = cmp.Or(cfg.KafkaSASLUser, "tenantvault")
-		pwFile := cmp.Or(cfg.KafkaSASLPasswordFile, filepath.Join(cfg.DataDir, "kafka.password"))
+		a.User = cmp.Or(cfg.KafkaSASLUser, DefaultEmbeddedSASLUser)
+		pwFile := cmp.Or(cfg.KafkaSASLPasswordFile, DefaultKafkaPasswordFile(cfg.DataDir))
 		pw, err := readSecretFile(pwFile, true, log)
 		if err != nil {
 			return kafka.Auth{}, fmt.Errorf("kafka password: %w", err)

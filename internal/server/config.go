@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
 )
 
@@ -17,42 +20,43 @@ import (
 const EnvPrefix = "TENANTVAULT_"
 
 // Config is vaultd's configuration. The zero value plus setDefaults is the
-// embedded single-node default.
+// embedded single-node default. Every default is written once, in
+// DefaultConfig (and, for the few derived from another setting,
+// DefaultMasterKey, DefaultKafkaPasswordFile and DefaultEmbeddedSASLUser).
 type Config struct {
-	DataDir       string        // default ./vault-data
-	HTTPAddr      string        // default 127.0.0.1:8080
-	KafkaAddr     string        // embedded broker listen address; default 127.0.0.1:9092
+	DataDir       string
+	HTTPAddr      string
+	KafkaAddr     string        // embedded broker listen address
 	Brokers       []string      // external Kafka cluster; empty = embedded broker
-	MasterKey     string        // master key URI; default local://<data-dir>/master.key
-	MaxEventBytes int           // default 1 MiB
-	ConsumerGroup string        // default tenantvault
+	MasterKey     string        // master key URI; default DefaultMasterKey(DataDir)
+	MaxEventBytes int           // largest accepted event
+	ConsumerGroup string        // of every tenant topic
 	AdminToken    string        // from TENANTVAULT_ADMIN_TOKEN only (never a flag: flags show in ps)
-	LogLevel      string        // debug|info|warn|error; default info
-	LogFormat     string        // text|json; default text
-	ShutdownGrace time.Duration // default 10s
-	// Partitions of each new tenant topic; default 1.
+	LogLevel      string        // debug|info|warn|error
+	LogFormat     string        // text|json
+	ShutdownGrace time.Duration // how long Run waits for the HTTP server to drain
+	// Partitions of each new tenant topic.
 	Partitions int
 	// AlertWebhook receives each boundary-violation alert as a JSON POST;
 	// empty disables the webhook sink.
 	AlertWebhook string
-	// AlertTopic is the Kafka topic alerts are published to; default
-	// vault.alerts; "-" disables the Kafka sink.
+	// AlertTopic is the Kafka topic alerts are published to; "-" disables
+	// the Kafka sink.
 	AlertTopic string
 	// AuditOrigin names the audit log in its signed checkpoints (the C2SP
-	// origin line and the verifier key's name); default tenantvault/audit.
-	// The signing key is bound to it: it cannot change for a data dir.
+	// origin line and the verifier key's name). The signing key is bound to it: it cannot change for a data dir.
 	AuditOrigin string
-	// IngressRetention is "delete" (default): ingress records are deleted
-	// from the broker once sealed; or "keep".
+	// IngressRetention is "delete": ingress records are deleted from the
+	// broker once sealed; or "keep".
 	IngressRetention string
 	// KeyCacheTTL bounds how long an unwrapped tenant keyset stays in
-	// memory; default 5m.
+	// memory.
 	KeyCacheTTL time.Duration
-	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
+	// MaxOpenStores bounds the tenant stores held open (LRU).
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
 
-	// KafkaAuth is "scram" (default): the embedded broker authenticates
+	// KafkaAuth is "scram": the embedded broker authenticates
 	// every client (SASL/SCRAM) and authorizes every request by ACLs, and
 	// each tenant gets a producer principal of its own; or "none": anyone
 	// who reaches the broker may read, write and consume any tenant's topic
@@ -61,13 +65,13 @@ type Config struct {
 	// KafkaSASLUser is the vault's own principal: with --brokers, the SCRAM
 	// user it logs in as (empty: anonymous, and tenants get no producer
 	// credential); on the embedded broker, its superuser (default
-	// tenantvault).
+	// DefaultEmbeddedSASLUser).
 	KafkaSASLUser string
 	// KafkaSASLPasswordFile holds the vault principal's password. Required
 	// with --brokers and a user; on the embedded broker the default is
-	// <data-dir>/kafka.password, created (0600) on first start.
+	// DefaultKafkaPasswordFile(DataDir), created (0600) on first start.
 	KafkaSASLPasswordFile string
-	// KafkaSASLMechanism is SCRAM-SHA-256 (default) or SCRAM-SHA-512.
+	// KafkaSASLMechanism is SCRAM-SHA-256 or SCRAM-SHA-512.
 	KafkaSASLMechanism string
 	// KafkaTLSCert and KafkaTLSKey (PEM files) make the embedded broker's
 	// listener TLS only.
@@ -77,67 +81,74 @@ type Config struct {
 	KafkaTLSCA string
 	// KafkaTLS connects to --brokers over TLS (system roots and KafkaTLSCA).
 	KafkaTLS bool
-	// IngestConsumer is "kgo" (default): one consumer-group membership
+	// IngestConsumer is "kgo": one consumer-group membership
 	// (group ConsumerGroup) for every tenant topic, in commit rounds; or
 	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
 	// the earlier design, kept for comparison.
 	IngestConsumer string
 }
 
+// Defaults that depend on other settings, and the embedded broker's own.
+const (
+	// DefaultEmbeddedSASLUser is the vault's principal (the superuser) on
+	// the embedded broker when KafkaSASLUser is empty.
+	DefaultEmbeddedSASLUser = "tenantvault"
+	// dataDirPlaceholder stands for the data dir in the help of flags whose
+	// default derives from it.
+	dataDirPlaceholder = "<data-dir>"
+)
+
+// DefaultConfig is the configuration of a vaultd given no flag and no
+// environment, but for the defaults derived from other settings
+// (DefaultMasterKey, DefaultKafkaPasswordFile, DefaultEmbeddedSASLUser). It
+// is the one place defaults are written: setDefaults fills a Config's zero
+// fields from it and ParseFlags gives its values as the flags' defaults,
+// which README.md's vaultd table documents (TestREADMEFlags compares them).
+func DefaultConfig() Config {
+	return Config{
+		DataDir:            "./vault-data",
+		HTTPAddr:           "127.0.0.1:8080",
+		KafkaAddr:          "127.0.0.1:9092",
+		MaxEventBytes:      events.DefaultMaxEventBytes,
+		ConsumerGroup:      "tenantvault",
+		LogLevel:           "info",
+		LogFormat:          "text",
+		ShutdownGrace:      10 * time.Second,
+		Partitions:         1,
+		AlertTopic:         alerts.DefaultAlertTopic,
+		AuditOrigin:        "tenantvault/audit",
+		IngressRetention:   "delete",
+		KeyCacheTTL:        5 * time.Minute,
+		MaxOpenStores:      128,
+		KafkaAuth:          "scram",
+		KafkaSASLMechanism: "SCRAM-SHA-256",
+		IngestConsumer:     "kgo",
+	}
+}
+
+// DefaultMasterKey is the master key URI of a data dir given none: a local
+// key file in it (development only).
+func DefaultMasterKey(dataDir string) string {
+	return "local://" + strings.TrimSuffix(dataDir, "/") + "/master.key"
+}
+
+// DefaultKafkaPasswordFile is the file of the vault's password on the
+// embedded broker given none, created on first start.
+func DefaultKafkaPasswordFile(dataDir string) string {
+	return filepath.Join(dataDir, "kafka.password")
+}
+
+// setDefaults fills every zero field of c that has a default: those of
+// DefaultConfig, then those derived from them.
 func (c *Config) setDefaults() {
-	if c.DataDir == "" {
-		c.DataDir = "./vault-data"
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = "127.0.0.1:8080"
-	}
-	if c.KafkaAddr == "" {
-		c.KafkaAddr = "127.0.0.1:9092"
+	cv, dv := reflect.ValueOf(c).Elem(), reflect.ValueOf(DefaultConfig())
+	for i := range cv.NumField() {
+		if f := cv.Field(i); f.IsZero() {
+			f.Set(dv.Field(i))
+		}
 	}
 	if c.MasterKey == "" {
-		c.MasterKey = "local://" + strings.TrimSuffix(c.DataDir, "/") + "/master.key"
-	}
-	if c.MaxEventBytes == 0 {
-		c.MaxEventBytes = events.DefaultMaxEventBytes
-	}
-	if c.ConsumerGroup == "" {
-		c.ConsumerGroup = "tenantvault"
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
-	}
-	if c.LogFormat == "" {
-		c.LogFormat = "text"
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = 10 * time.Second
-	}
-	if c.Partitions == 0 {
-		c.Partitions = 1
-	}
-	if c.IngressRetention == "" {
-		c.IngressRetention = "delete"
-	}
-	if c.KeyCacheTTL == 0 {
-		c.KeyCacheTTL = 5 * time.Minute
-	}
-	if c.AuditOrigin == "" {
-		c.AuditOrigin = "tenantvault/audit"
-	}
-	if c.AlertTopic == "" {
-		c.AlertTopic = "vault.alerts"
-	}
-	if c.MaxOpenStores == 0 {
-		c.MaxOpenStores = 128
-	}
-	if c.KafkaAuth == "" {
-		c.KafkaAuth = "scram"
-	}
-	if c.IngestConsumer == "" {
-		c.IngestConsumer = "kgo"
-	}
-	if c.KafkaSASLMechanism == "" {
-		c.KafkaSASLMechanism = "SCRAM-SHA-256"
+		c.MasterKey = DefaultMasterKey(c.DataDir)
 	}
 }
 
@@ -212,74 +223,127 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	env := func(flagName, def string) string {
-		if v := getenv(EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))); v != "" {
-			return v
-		}
-		return def
-	}
-	var envErrs []error
-	envInt := func(flagName string, def int) int {
-		if v := env(flagName, ""); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s%s=%q is not an integer", EnvPrefix, strings.ToUpper(strings.ReplaceAll(flagName, "-", "_")), v))
-				return def
-			}
-			return n
-		}
-		return def
-	}
-	var brokers string
-	fs.StringVar(&c.DataDir, "data-dir", env("data-dir", "./vault-data"), "data directory (env TENANTVAULT_DATA_DIR)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", env("http-addr", "127.0.0.1:8080"), "HTTP API listen address (env TENANTVAULT_HTTP_ADDR)")
-	fs.StringVar(&c.KafkaAddr, "kafka-addr", env("kafka-addr", "127.0.0.1:9092"), "embedded Kafka-protocol broker listen address, used when --brokers is empty (env TENANTVAULT_KAFKA_ADDR)")
-	fs.StringVar(&brokers, "brokers", env("brokers", ""), "external Kafka brokers host:port,...; empty runs the embedded broker (env TENANTVAULT_BROKERS)")
-	fs.StringVar(&c.MasterKey, "master-key", env("master-key", ""), "master key (KEK) URI: local://PATH (development only; default local://<data-dir>/master.key), hcvault://HOST/MOUNT/keys/NAME, aws-kms://ARN, gcp-kms://projects/.../cryptoKeys/K; {tenant} in the URI gives each tenant its own KMS key (env TENANTVAULT_MASTER_KEY)")
-	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", envInt("max-event-bytes", events.DefaultMaxEventBytes), "largest accepted event, in bytes (env TENANTVAULT_MAX_EVENT_BYTES)")
-	fs.StringVar(&c.ConsumerGroup, "consumer-group", env("consumer-group", "tenantvault"), "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic (env TENANTVAULT_CONSUMER_GROUP)")
-	fs.StringVar(&c.IngestConsumer, "ingest-consumer", env("ingest-consumer", "kgo"), "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison) (env TENANTVAULT_INGEST_CONSUMER)")
-	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 1), "partitions of each new tenant topic (env TENANTVAULT_PARTITIONS)")
-	fs.StringVar(&c.AlertWebhook, "alert-webhook", env("alert-webhook", ""), "URL that receives each boundary-violation alert as a JSON POST (env TENANTVAULT_ALERT_WEBHOOK)")
-	fs.StringVar(&c.AlertTopic, "alert-topic", env("alert-topic", "vault.alerts"), "Kafka topic of boundary-violation alerts; - disables (env TENANTVAULT_ALERT_TOPIC)")
-	fs.StringVar(&c.AuditOrigin, "audit-origin", env("audit-origin", "tenantvault/audit"), "origin (log name) of the audit log's signed checkpoints; fixed for a data dir (env TENANTVAULT_AUDIT_ORIGIN)")
-	fs.StringVar(&c.IngressRetention, "ingress-retention", env("ingress-retention", "delete"), "delete ingress records from the broker once sealed (delete), or keep them (keep) (env TENANTVAULT_INGRESS_RETENTION)")
-	var ttl string
-	fs.StringVar(&ttl, "key-cache-ttl", env("key-cache-ttl", "5m"), "how long an unwrapped tenant keyset stays in memory (env TENANTVAULT_KEY_CACHE_TTL)")
-	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
-	fs.StringVar(&c.KafkaAuth, "kafka-auth", env("kafka-auth", "scram"), "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only) (env TENANTVAULT_KAFKA_AUTH)")
-	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", env("kafka-sasl-user", ""), "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default tenantvault (env TENANTVAULT_KAFKA_SASL_USER)")
-	fs.StringVar(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", env("kafka-sasl-password-file", ""), "file holding the vault principal's password; embedded default <data-dir>/kafka.password, created on first start (env TENANTVAULT_KAFKA_SASL_PASSWORD_FILE)")
-	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", env("kafka-sasl-mechanism", "SCRAM-SHA-256"), "SCRAM-SHA-256 or SCRAM-SHA-512 (env TENANTVAULT_KAFKA_SASL_MECHANISM)")
-	fs.StringVar(&c.KafkaTLSCert, "kafka-tls-cert", env("kafka-tls-cert", ""), "PEM certificate: the embedded broker serves TLS only (env TENANTVAULT_KAFKA_TLS_CERT)")
-	fs.StringVar(&c.KafkaTLSKey, "kafka-tls-key", env("kafka-tls-key", ""), "PEM key of --kafka-tls-cert (env TENANTVAULT_KAFKA_TLS_KEY)")
-	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", env("kafka-tls-ca", ""), "PEM CA the vault's Kafka clients trust besides the system's; with --brokers it turns TLS on (env TENANTVAULT_KAFKA_TLS_CA)")
-	kafkaTLS, err := strconv.ParseBool(env("kafka-tls", "false"))
-	if err != nil {
-		envErrs = append(envErrs, fmt.Errorf("%sKAFKA_TLS=%q is not a boolean", EnvPrefix, env("kafka-tls", "")))
-	}
-	fs.BoolVar(&c.KafkaTLS, "kafka-tls", kafkaTLS, "connect to --brokers over TLS (env TENANTVAULT_KAFKA_TLS)")
-	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
+	fs, brokers, envErrs := c.flagSet(name, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if d, err := time.ParseDuration(ttl); err != nil {
-		envErrs = append(envErrs, fmt.Errorf("--key-cache-ttl %q is not a duration", ttl))
-	} else {
-		c.KeyCacheTTL = d
-	}
 	c.Brokers = nil
-	for _, b := range strings.Split(brokers, ",") {
+	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
 		}
 	}
 	c.AdminToken = getenv(EnvPrefix + "ADMIN_TOKEN")
 	c.setDefaults()
-	return errors.Join(append(envErrs, c.Validate())...)
+	return errors.Join(append(*envErrs, c.Validate())...)
+}
+
+// flagSet defines vaultd's flags, bound to c: each flag's default is
+// DefaultConfig's, or its environment variable's value when set. It
+// returns the flag set, the --brokers list as given, and the problems of
+// environment values that are not of their flag's type (filled in as the
+// flags are defined).
+func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet, *string, *[]error) {
+	f := &envFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), getenv: getenv}
+	d := DefaultConfig()
+	var brokers string
+	f.String(&c.DataDir, "data-dir", d.DataDir, "data directory")
+	f.String(&c.HTTPAddr, "http-addr", d.HTTPAddr, "HTTP API listen address")
+	f.String(&c.KafkaAddr, "kafka-addr", d.KafkaAddr, "embedded Kafka-protocol broker listen address, used when --brokers is empty")
+	f.String(&brokers, "brokers", "", "external Kafka brokers host:port,...; empty runs the embedded broker")
+	f.String(&c.MasterKey, "master-key", d.MasterKey, "master key (KEK) URI: local://PATH (development only; default "+DefaultMasterKey(dataDirPlaceholder)+"), hcvault://HOST/MOUNT/keys/NAME, aws-kms://ARN, gcp-kms://projects/.../cryptoKeys/K; {tenant} in the URI gives each tenant its own KMS key")
+	f.Int(&c.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest accepted event, in bytes")
+	f.String(&c.ConsumerGroup, "consumer-group", d.ConsumerGroup, "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic")
+	f.String(&c.IngestConsumer, "ingest-consumer", d.IngestConsumer, "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison)")
+	f.Int(&c.Partitions, "partitions", d.Partitions, "partitions of each new tenant topic")
+	f.String(&c.AlertWebhook, "alert-webhook", d.AlertWebhook, "URL that receives each boundary-violation alert as a JSON POST")
+	f.String(&c.AlertTopic, "alert-topic", d.AlertTopic, "Kafka topic of boundary-violation alerts; - disables")
+	f.String(&c.AuditOrigin, "audit-origin", d.AuditOrigin, "origin (log name) of the audit log's signed checkpoints; fixed for a data dir")
+	f.String(&c.IngressRetention, "ingress-retention", d.IngressRetention, "delete ingress records from the broker once sealed (delete), or keep them (keep)")
+	f.Duration(&c.KeyCacheTTL, "key-cache-ttl", d.KeyCacheTTL, "how long an unwrapped tenant keyset stays in memory")
+	f.Int(&c.MaxOpenStores, "max-open-stores", d.MaxOpenStores, "tenant stores held open at once, least recently used closed first")
+	f.String(&c.KafkaAuth, "kafka-auth", d.KafkaAuth, "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only)")
+	f.String(&c.KafkaSASLUser, "kafka-sasl-user", d.KafkaSASLUser, "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default "+DefaultEmbeddedSASLUser)
+	f.String(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", d.KafkaSASLPasswordFile, "file holding the vault principal's password; embedded default "+DefaultKafkaPasswordFile(dataDirPlaceholder)+", created on first start")
+	f.String(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", d.KafkaSASLMechanism, "SCRAM-SHA-256 or SCRAM-SHA-512")
+	f.String(&c.KafkaTLSCert, "kafka-tls-cert", d.KafkaTLSCert, "PEM certificate: the embedded broker serves TLS only")
+	f.String(&c.KafkaTLSKey, "kafka-tls-key", d.KafkaTLSKey, "PEM key of --kafka-tls-cert")
+	f.String(&c.KafkaTLSCA, "kafka-tls-ca", d.KafkaTLSCA, "PEM CA the vault's Kafka clients trust besides the system's; with --brokers it turns TLS on")
+	f.Bool(&c.KafkaTLS, "kafka-tls", d.KafkaTLS, "connect to --brokers over TLS")
+	f.String(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	f.String(&c.LogFormat, "log-format", d.LogFormat, "text or json")
+	return f.fs, &brokers, &f.errs
+}
+
+// EnvName is the environment variable of flag name: TENANTVAULT_ and the
+// name in upper case, - as _.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envFlags defines flags whose default is their environment variable's
+// value when it is set, and whose help names the variable.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error // environment values that are not of their flag's type
+}
+
+// env is the value of flag name's environment variable, and whether it is
+// set (not empty).
+func (f *envFlags) env(name string) (string, bool) {
+	v := f.getenv(EnvName(name))
+	return v, v != ""
+}
+
+func (f *envFlags) usage(name, usage string) string {
+	return usage + " (env " + EnvName(name) + ")"
+}
+
+// bad records that flag name's environment value v is not a want.
+func (f *envFlags) bad(name, v, want string) {
+	f.errs = append(f.errs, fmt.Errorf("%s=%q is not %s", EnvName(name), v, want))
+}
+
+func (f *envFlags) String(p *string, name, def, usage string) {
+	if v, ok := f.env(name); ok {
+		def = v
+	}
+	f.fs.StringVar(p, name, def, f.usage(name, usage))
+}
+
+func (f *envFlags) Int(p *int, name string, def int, usage string) {
+	if v, ok := f.env(name); ok {
+		if n, err := strconv.Atoi(v); err != nil {
+			f.bad(name, v, "an integer")
+		} else {
+			def = n
+		}
+	}
+	f.fs.IntVar(p, name, def, f.usage(name, usage))
+}
+
+func (f *envFlags) Bool(p *bool, name string, def bool, usage string) {
+	if v, ok := f.env(name); ok {
+		if b, err := strconv.ParseBool(v); err != nil {
+			f.bad(name, v, "a boolean")
+		} else {
+			def = b
+		}
+	}
+	f.fs.BoolVar(p, name, def, f.usage(name, usage))
+}
+
+func (f *envFlags) Duration(p *time.Duration, name string, def time.Duration, usage string) {
+	if v, ok := f.env(name); ok {
+		if d, err := time.ParseDuration(v); err != nil {
+			f.bad(name, v, "a duration")
+		} else {
+			def = d
+		}
+	}
+	f.fs.DurationVar(p, name, def, f.usage(name, usage))
 }

@@ -48,7 +48,7 @@ func TestParseFlags(t *testing.T) {
 				"TENANTVAULT_PARTITIONS": "6", "TENANTVAULT_MAX_OPEN_STORES": "9", "TENANTVAULT_LOG_LEVEL": "debug",
 				"TENANTVAULT_LOG_FORMAT": "json", "TENANTVAULT_ADMIN_TOKEN": "0123456789abcdef",
 				"TENANTVAULT_ALERT_WEBHOOK": "https://hooks.example/tv", "TENANTVAULT_ALERT_TOPIC": "-",
-				"TENANTVAULT_AUDIT_ORIGIN": "example.com/tv",
+				"TENANTVAULT_AUDIT_ORIGIN": "example.com/tv", "TENANTVAULT_KEY_CACHE_TTL": "90s", "TENANTVAULT_KAFKA_TLS": "true",
 			},
 			want: func(c *Config) {
 				c.DataDir, c.HTTPAddr, c.KafkaAddr = "/srv/tv", "0.0.0.0:80", "127.0.0.1:19092"
@@ -57,7 +57,7 @@ func TestParseFlags(t *testing.T) {
 				c.MaxEventBytes, c.ConsumerGroup, c.Partitions, c.MaxOpenStores = 4096, "g", 6, 9
 				c.LogLevel, c.LogFormat, c.AdminToken = "debug", "json", "0123456789abcdef"
 				c.AlertWebhook, c.AlertTopic = "https://hooks.example/tv", "-"
-				c.AuditOrigin = "example.com/tv"
+				c.AuditOrigin, c.KeyCacheTTL, c.KafkaTLS = "example.com/tv", 90*time.Second, true
 			},
 		},
 		{
@@ -150,6 +150,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{name: "webhook not http", args: []string{"--alert-webhook", "ftp://h/x"}, want: []string{"--alert-webhook"}},
 		{name: "partitions", args: []string{"--partitions", "-1"}, want: []string{"--partitions"}},
 		{name: "max open stores", args: []string{"--max-open-stores", "-2"}, want: []string{"--max-open-stores"}},
+		{name: "key cache ttl not a duration", args: []string{"--key-cache-ttl", "5"}, want: []string{"key-cache-ttl"}},
 		{name: "unknown flag", args: []string{"--verbose"}, want: []string{"verbose"}},
 		{name: "no admin token flag", args: []string{"--admin-token", "0123456789abcdef"}, want: []string{"admin-token"}},
 		{name: "unexpected argument", args: []string{"--log-level", "info", "serve"}, want: []string{"serve"}},
@@ -179,11 +180,13 @@ func TestParseFlagsErrors(t *testing.T) {
 	}
 }
 
-// An environment variable that is not a number is a configuration error,
-// as the same value given as a flag is: it must not silently fall back to
-// the default (TENANTVAULT_MAX_EVENT_BYTES=2MiB running with 1 MiB).
+// An environment variable that is not a number (a duration, a boolean) is
+// a configuration error, as the same value given as a flag is: it must not
+// silently fall back to the default (TENANTVAULT_MAX_EVENT_BYTES=2MiB
+// running with 1 MiB).
 func TestParseFlagsBadEnvNumber(t *testing.T) {
-	for _, name := range []string{"TENANTVAULT_MAX_EVENT_BYTES", "TENANTVAULT_PARTITIONS", "TENANTVAULT_MAX_OPEN_STORES"} {
+	for _, name := range []string{"TENANTVAULT_MAX_EVENT_BYTES", "TENANTVAULT_PARTITIONS", "TENANTVAULT_MAX_OPEN_STORES",
+		"TENANTVAULT_KEY_CACHE_TTL", "TENANTVAULT_KAFKA_TLS"} {
 		t.Run(name, func(t *testing.T) {
 			var c Config
 			err := c.ParseFlags("vaultd", nil, mapEnv(map[string]string{name: "2MiB"}))

@@ -85,43 +85,88 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.keystore, err = keys.Open(keys.Config{Dir: filepath.Join(cfg.DataDir, "keys"), MasterKeyURI: cfg.MasterKey, CacheTTL: cfg.KeyCacheTTL, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
+	if err := s.openKafka(); err != nil {
+		return err
+	}
+	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
+		return fmt.Errorf("tenant stores: %w", err)
+	}
+	if err := s.openAlerts(ctx); err != nil {
+		return err
+	}
+	signer, err := s.keystore.AuditSigner(cfg.AuditOrigin)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint signer: %w", err)
+	}
+	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify, Signer: signer}); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := s.openVault(ctx, signer); err != nil {
+		return err
+	}
+	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus}})
+	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	return nil
+}
+
+// openKafka sets up the Kafka side: the vault's own principal, the
+// embedded broker (unless --brokers), and the admin client.
+func (s *Server) openKafka() (err error) {
+	cfg := &s.Config
 	s.brokers = cfg.Brokers
 	if s.kafkaAuth, err = vaultPrincipal(cfg, s.Logger); err != nil {
 		return err
 	}
 	if len(s.brokers) == 0 {
-		ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
-		if cfg.IngressRetention == "keep" {
-			// Records are kept: ordinary segments. (With deletion, one
-			// batch a segment file lets deleted bytes leave the disk.)
-			ec.SegmentBytes = 64 << 20
+		if err := s.startEmbedded(); err != nil {
+			return err
 		}
-		if cfg.KafkaAuth == "scram" {
-			ec.Auth = &kafka.EmbeddedAuth{SuperUser: s.kafkaAuth.User, SuperPassword: s.kafkaAuth.Password}
-		}
-		if cfg.KafkaTLSCert != "" {
-			if ec.TLS, err = kafka.ServerTLS(cfg.KafkaTLSCert, cfg.KafkaTLSKey); err != nil {
-				return err
-			}
-		}
-		s.broker, err = kafka.StartEmbedded(ec)
-		if err != nil {
-			return fmt.Errorf("embedded broker: %w", err)
-		}
-		s.brokers = []string{s.broker.Addr()}
-		if cfg.KafkaAuth == "none" {
-			s.Logger.Warn("embedded broker does NOT authenticate (--kafka-auth=none): any client that reaches it reads, writes and consumes every tenant's topic", "addr", s.broker.Addr())
-		}
-		s.Logger.Info("embedded Kafka-protocol broker listening (single node)", "addr", s.broker.Addr(), "auth", cfg.KafkaAuth, "tls", ec.TLS != nil)
 	} else if s.kafkaAuth.User == "" {
 		s.Logger.Warn("no --kafka-sasl-user: the vault connects to the brokers anonymously and tenants get no producer credential; tenant isolation on the brokers is whatever their own ACLs enforce")
 	}
 	if s.admin, err = kafka.NewAdmin(s.brokers, s.kafkaAuth); err != nil {
 		return fmt.Errorf("kafka admin: %w", err)
 	}
-	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
-		return fmt.Errorf("tenant stores: %w", err)
+	return nil
+}
+
+// startEmbedded starts the embedded broker, its superuser the vault's
+// principal (with --kafka-auth=scram), TLS only with --kafka-tls-cert.
+func (s *Server) startEmbedded() (err error) {
+	cfg := &s.Config
+	ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
+	if cfg.IngressRetention == "keep" {
+		// Records are kept: ordinary segments. (With deletion, one
+		// batch a segment file lets deleted bytes leave the disk.)
+		ec.SegmentBytes = 64 << 20
 	}
+	if cfg.KafkaAuth == "scram" {
+		ec.Auth = &kafka.EmbeddedAuth{SuperUser: s.kafkaAuth.User, SuperPassword: s.kafkaAuth.Password}
+	}
+	if cfg.KafkaTLSCert != "" {
+		if ec.TLS, err = kafka.ServerTLS(cfg.KafkaTLSCert, cfg.KafkaTLSKey); err != nil {
+			return err
+		}
+	}
+	s.broker, err = kafka.StartEmbedded(ec)
+	if err != nil {
+		return fmt.Errorf("embedded broker: %w", err)
+	}
+	s.brokers = []string{s.broker.Addr()}
+	if cfg.KafkaAuth == "none" {
+		s.Logger.Warn("embedded broker does NOT authenticate (--kafka-auth=none): any client that reaches it reads, writes and consumes every tenant's topic", "addr", s.broker.Addr())
+	}
+	s.Logger.Info("embedded Kafka-protocol broker listening (single node)", "addr", s.broker.Addr(), "auth", cfg.KafkaAuth, "tls", ec.TLS != nil)
+	return nil
+}
+
+// openAlerts makes the alert dispatcher and its sinks: the log, the
+// webhook (--alert-webhook) and the Kafka topic (--alert-topic, created).
+func (s *Server) openAlerts(ctx context.Context) (err error) {
+	cfg := &s.Config
 	sinks := []alerts.Sink{alerts.LogSink{Logger: s.Logger}}
 	if cfg.AlertWebhook != "" {
 		sinks = append(sinks, alerts.WebhookSink{URL: cfg.AlertWebhook})
@@ -136,13 +181,13 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
 	}
 	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger})
-	signer, err := s.keystore.AuditSigner(cfg.AuditOrigin)
-	if err != nil {
-		return fmt.Errorf("audit checkpoint signer: %w", err)
-	}
-	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify, Signer: signer}); err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
+	return nil
+}
+
+// openVault opens the vault over the keystore, stores, audit log and
+// brokers, with its ingest, then finishes what a crash interrupted.
+func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) {
+	cfg := &s.Config
 	if s.vault, err = vault.Open(vault.Config{
 		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
@@ -174,11 +219,6 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := s.vault.ResumeRewraps(); err != nil {
 		s.Logger.Error("resume rewraps", "err", err)
 	}
-	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
-	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus}})
-	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	return nil
 }
 

@@ -3,8 +3,11 @@
 // and health and metrics. It maps vault error codes to statuses.
 //
 // It never opens a store or a cipher itself: every tenant read goes through
-// a vault.Session made from the request's bearer credential. It never logs
-// request bodies, tokens or tenant data.
+// a vault.Session made from the request's bearer credential, and the admin
+// audit endpoints read the audit log only through AuditLog (checkpoints,
+// proofs, export), never *audit.Log itself. It never logs request bodies,
+// tokens or tenant data. Query parameters are parsed in one place (params),
+// after the credential and the tenant boundary are checked.
 //
 // Of ours it imports only events, vault, audit and audit/alerts: never keys,
 // projections or the Kafka adapter. It is the HTTP API package, so it may

@@ -199,7 +199,7 @@ func (h *Handler) shredTenant(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	receipt, err := h.v.Shred(r.Context(), p, tenant, r.URL.Query().Get("confirm"))
+	receipt, err := h.v.Shred(r.Context(), p, tenant, queryParams(r).String("confirm"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -273,7 +273,7 @@ func (h *Handler) getKeys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, err := h.v.KeysStatus(r.Context(), p, tenant, r.URL.Query().Get("usage") == "true")
+	st, err := h.v.KeysStatus(r.Context(), p, tenant, queryParams(r).Bool("usage"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -324,12 +324,13 @@ func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.Close()
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
+	q := queryParams(r)
+	cursor, limit := q.String("cursor"), q.Limit()
+	if err := q.Err(); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	list, next, err := s.Streams(r.Context(), r.URL.Query().Get("cursor"), limit)
+	list, next, err := s.Streams(r.Context(), cursor, limit)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -377,17 +378,13 @@ func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.Close()
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
+	q := queryParams(r)
+	limit, after := q.Limit(), q.Uint("after", 0)
+	if err := q.Err(); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	after, err := intParam(r, "after", 0, -1)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	evs, err := s.History(r.Context(), r.PathValue("stream"), uint64(after), limit)
+	evs, err := s.History(r.Context(), r.PathValue("stream"), after, limit)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -416,12 +413,13 @@ func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.Close()
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
+	q := queryParams(r)
+	cursor, limit := q.String("cursor"), q.Limit()
+	if err := q.Err(); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	list, next, err := s.Quarantine(r.Context(), r.URL.Query().Get("cursor"), limit)
+	list, next, err := s.Quarantine(r.Context(), cursor, limit)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -495,8 +493,22 @@ func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// AuditLog is what the admin audit endpoints read of the audit log: its
+// signed checkpoints, proofs and records as stored. vault.AuditReader,
+// which Vault.AuditLog hands an admin, satisfies it.
+type AuditLog interface {
+	Checkpoint() (signedNote []byte, size uint64, root [audit.HashSize]byte, err error)
+	CheckpointAt(size uint64) ([]byte, error)
+	InclusionProof(index, size uint64) ([][]byte, error)
+	ConsistencyProof(from, to uint64) ([][]byte, error)
+	Size() uint64
+	Export(ctx context.Context, w io.Writer, from, to uint64) (uint64, error)
+}
+
+var _ AuditLog = vault.AuditReader{}
+
 // auditLog authenticates an admin request for the audit log itself.
-func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, resource string) (*audit.Log, bool) {
+func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, resource string) (AuditLog, bool) {
 	p, ok := h.auth(w, r, audit.ActionAuditRead, resource)
 	if !ok {
 		return nil, false
@@ -516,14 +528,15 @@ func (h *Handler) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	q := queryParams(r)
+	size, atSize := q.OptUint("size")
+	if err := q.Err(); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	var note []byte
 	var err error
-	if s := r.URL.Query().Get("size"); s != "" {
-		size, perr := strconv.ParseUint(s, 10, 64)
-		if perr != nil {
-			h.fail(w, r, events.Errorf(events.EINVALID, "size must be a record count"))
-			return
-		}
+	if atSize {
 		note, err = l.CheckpointAt(size)
 	} else {
 		note, _, _, err = l.Checkpoint()
@@ -541,19 +554,6 @@ func (h *Handler) getPublicKey(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, h.v.AuditPublicKey()+"\n")
 }
 
-func uintParams(r *http.Request, names ...string) ([]uint64, error) {
-	out := make([]uint64, len(names))
-	for i, name := range names {
-		s := r.URL.Query().Get(name)
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return nil, events.Errorf(events.EINVALID, "%s must be a non-negative integer", name)
-		}
-		out[i] = n
-	}
-	return out, nil
-}
-
 type proofJSON struct {
 	Index  *uint64  `json:"index,omitempty"`
 	From   *uint64  `json:"from,omitempty"`
@@ -564,37 +564,38 @@ type proofJSON struct {
 // getInclusion answers the RFC 6962 inclusion proof of record index in the
 // tree of size records.
 func (h *Handler) getInclusion(w http.ResponseWriter, r *http.Request) {
-	h.serveProof(w, r, "index", "size", (*audit.Log).InclusionProof)
+	h.serveProof(w, r, "index", "size", AuditLog.InclusionProof)
 }
 
 // getConsistency answers the RFC 6962 consistency proof between the trees
 // of from and to records.
 func (h *Handler) getConsistency(w http.ResponseWriter, r *http.Request) {
-	h.serveProof(w, r, "from", "to", (*audit.Log).ConsistencyProof)
+	h.serveProof(w, r, "from", "to", AuditLog.ConsistencyProof)
 }
 
 // serveProof answers a proof of the audit log from the record index or
 // count in query parameter a (named so in the answer) to the tree size in b.
-func (h *Handler) serveProof(w http.ResponseWriter, r *http.Request, a, b string, prove func(*audit.Log, uint64, uint64) ([][]byte, error)) {
+func (h *Handler) serveProof(w http.ResponseWriter, r *http.Request, a, b string, prove func(AuditLog, uint64, uint64) ([][]byte, error)) {
 	l, ok := h.auditLog(w, r, "audit/proof")
 	if !ok {
 		return
 	}
-	n, err := uintParams(r, a, b)
+	q := queryParams(r)
+	first, size := q.RequiredUint(a), q.RequiredUint(b)
+	if err := q.Err(); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hashes, err := prove(l, first, size)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	hashes, err := prove(l, n[0], n[1])
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	p := proofJSON{Size: n[1], Hashes: nonNil(hashes)}
+	p := proofJSON{Size: size, Hashes: nonNil(hashes)}
 	if a == "index" {
-		p.Index = &n[0]
+		p.Index = &first
 	} else {
-		p.From = &n[0]
+		p.From = &first
 	}
 	writeJSON(w, http.StatusOK, p)
 }
@@ -613,17 +614,11 @@ func (h *Handler) getExport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	from, to := uint64(0), uint64(math.MaxUint64)
-	q := r.URL.Query()
-	for name, dst := range map[string]*uint64{"from": &from, "to": &to} {
-		if s := q.Get(name); s != "" {
-			n, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				h.fail(w, r, events.Errorf(events.EINVALID, "%s must be a record index", name))
-				return
-			}
-			*dst = n
-		}
+	q := queryParams(r)
+	from, to := q.Uint("from", 0), q.Uint("to", math.MaxUint64)
+	if err := q.Err(); err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Audit-Size", strconv.FormatUint(l.Size(), 10))
@@ -634,29 +629,15 @@ func (h *Handler) getExport(w http.ResponseWriter, r *http.Request) {
 
 // auditFilter parses the audit query parameters.
 func auditFilter(r *http.Request) (audit.Filter, error) {
-	q := r.URL.Query()
-	f := audit.Filter{Tenant: q.Get("tenant"), Action: audit.Action(q.Get("action")), Flagged: q.Get("flagged") == "true"}
-	var err error
-	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
-		return f, err
+	q := queryParams(r)
+	f := audit.Filter{
+		Tenant: q.String("tenant"), Action: audit.Action(q.String("action")), Flagged: q.Bool("flagged"),
+		Limit: q.Limit(), Since: q.Time("since"), Until: q.Time("until"),
 	}
-	if s := q.Get("after"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return f, events.Errorf(events.EINVALID, "after must be a record index")
-		}
-		f.After = &n
+	if after, ok := q.OptUint("after"); ok {
+		f.After = &after
 	}
-	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if s := q.Get(name); s != "" {
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return f, events.Errorf(events.EINVALID, "%s must be an RFC 3339 time", name)
-			}
-			*dst = t
-		}
-	}
-	return f, nil
+	return f, q.Err()
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
@@ -752,20 +733,4 @@ func decodeBody(r *http.Request, v any) error {
 		return events.Errorf(events.EINVALID, "request body is not the expected JSON object")
 	}
 	return nil
-}
-
-// intParam parses query parameter name: def when absent, at most max (max < 0: no bound).
-func intParam(r *http.Request, name string, def, max int) (int, error) {
-	s := r.URL.Query().Get(name)
-	if s == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || (max >= 0 && n > max) || (name == "limit" && n == 0) {
-		if max >= 0 {
-			return 0, events.Errorf(events.EINVALID, "%s must be an integer from 1 to %d", name, max)
-		}
-		return 0, events.Errorf(events.EINVALID, "%s must be a non-negative integer", name)
-	}
-	return n, nil
 }
