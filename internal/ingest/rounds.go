@@ -379,10 +379,16 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 // ingest hands batch b to the vault, retrying with backoff; the error is
 // the last one.
 func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
-	msgs := make([]vault.Message, len(b.Records))
-	for i, rec := range b.Records {
-		msgs[i] = vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
-			Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
+	msgs := make([]vault.Message, 0, len(b.Records))
+	for _, rec := range b.Records {
+		if rec.Marker {
+			continue // no data: its position is committed with the batch's
+		}
+		msgs = append(msgs, vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
+			Key: rec.Key, Value: rec.Value, Headers: rec.Headers})
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	backoff := 50 * time.Millisecond
 	var err error

@@ -895,6 +895,16 @@ fetch:
 			<-sub.sem
 			break
 		}
+		if isMarkerMessage(&m) {
+			// Never handed out, acked at once: the commit position
+			// moves past it in order.
+			msg := message.NewMessage("", nil)
+			msg.Ack()
+			mctx := newAckContext(sub.ctx)
+			msg.SetContext(mctx)
+			pending <- &inflight{msg: msg, offset: m.Offset, ctx: mctx}
+			continue
+		}
 		msg := toMessage(sub.topic, partition, &m)
 		mctx := newAckContext(sub.ctx)
 		msg.SetContext(mctx)
