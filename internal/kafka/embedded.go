@@ -137,6 +137,10 @@ func (c *EmbeddedConfig) Validate() error {
 // killed; see StartEmbedded. And records deleted with DeleteRecords leave
 // the disk at once (see EmbeddedConfig.SegmentBytes); a deleted topic's
 // directory is removed by kfake itself.
+//
+// Like kfake, it forgets the offsets of a partition whose records were all
+// deleted when it restarts: delete records through an Admin
+// WithLogEndMarkers, which never empties a partition.
 type Embedded struct {
 	c    *kfake.Cluster
 	addr string
