@@ -183,37 +183,45 @@ func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int
 		}
 	}
 	if len(outOfRange) > 0 {
-		// Kafka refuses an offset below the log start offset: those
-		// records are gone already, which is what was asked.
-		starts, err := a.adm.ListStartOffsets(ctx, outOfRange...)
-		if err == nil {
-			err = starts.Error()
-		}
-		seen := map[string]bool{}
-		for _, topic := range outOfRange {
-			if seen[topic] {
-				continue
-			}
-			seen[topic] = true
-			var terrs []error
-			for p, o := range offsets[topic] {
-				if r, ok := resps[topic][p]; !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
-					continue
-				}
-				switch s, ok := starts.Lookup(topic, p); {
-				case err != nil:
-					terrs = append(terrs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o.At, kerr.OffsetOutOfRange, err))
-				case ok && o.At <= s.Offset:
-				default:
-					terrs = append(terrs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o.At, kerr.OffsetOutOfRange))
-				}
-			}
-			if err := errors.Join(terrs...); err != nil {
-				errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
-			}
-		}
+		errs = append(errs, a.belowStart(ctx, offsets, resps, outOfRange)...)
 	}
 	return errors.Join(errs...)
+}
+
+// belowStart sorts out the partitions of outOfRange topics that Kafka
+// refused with OffsetOutOfRange: an offset below the log start offset names
+// records gone already, which is what was asked; one past the end is an
+// error.
+func (a *Admin) belowStart(ctx context.Context, offsets kadm.Offsets, resps kadm.DeleteRecordsResponses, outOfRange []string) []error {
+	var errs []error
+	starts, err := a.adm.ListStartOffsets(ctx, outOfRange...)
+	if err == nil {
+		err = starts.Error()
+	}
+	seen := map[string]bool{}
+	for _, topic := range outOfRange {
+		if seen[topic] {
+			continue
+		}
+		seen[topic] = true
+		var terrs []error
+		for p, o := range offsets[topic] {
+			if r, ok := resps[topic][p]; !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+				continue
+			}
+			switch s, ok := starts.Lookup(topic, p); {
+			case err != nil:
+				terrs = append(terrs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o.At, kerr.OffsetOutOfRange, err))
+			case ok && o.At <= s.Offset:
+			default:
+				terrs = append(terrs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o.At, kerr.OffsetOutOfRange))
+			}
+		}
+		if err := errors.Join(terrs...); err != nil {
+			errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
+		}
+	}
+	return errs
 }
 
 // LogStartOffsets returns the log start offset of each of topic's

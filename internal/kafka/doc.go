@@ -69,7 +69,8 @@
 // Admin is made WithLogEndMarkers: it never deletes a partition's last
 // record, appending a log-end marker first (MarkerHeader, no key, no
 // value). The Consumer flags markers and the Subscriber skips them; their
-// offsets are committed like any other. The embedded broker is used only
-// through kfake's and Kafka's public API: this package never writes into
-// its DataDir.
+// offsets are committed like any other. The offsets of the embedded broker
+// are kept through kfake's and Kafka's public API only; the one file of its
+// DataDir this package writes is kfake's persisted SASL state, to set the
+// superuser's credentials before kfake loads it (embedded_auth.go).
 package kafka
