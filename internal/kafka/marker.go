@@ -153,6 +153,9 @@ func (m *markers) guard(ctx context.Context, adm *kadm.Client, offsets kadm.Offs
 	for _, r := range results {
 		tp := topicPartition{r.Record.Topic, r.Record.Partition}
 		if r.Err != nil {
+			// Its metadata is read again next time (the topic may have
+			// been deleted and created again by another client).
+			m.cl.PurgeTopicsFromClient(tp.topic)
 			errs = append(errs, fmt.Errorf("delete records of %s: partition %d: not deleted: log-end marker: %w", tp.topic, tp.partition, r.Err))
 			continue
 		}
@@ -162,9 +165,11 @@ func (m *markers) guard(ctx context.Context, adm *kadm.Client, offsets kadm.Offs
 	return out, errs
 }
 
-// forget drops what is known of topic's markers (deleted: a topic created
-// again under its name starts at offset 0).
+// forget drops what is known of topic's markers, and the producer's
+// metadata of it (deleted: a topic created again under its name starts at
+// offset 0, with another topic ID).
 func (m *markers) forget(topic string) {
+	m.cl.PurgeTopicsFromClient(topic)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for tp := range m.at {
