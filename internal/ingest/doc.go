@@ -8,7 +8,9 @@
 // plaintext on the broker is no longer needed: unless Config.KeepIngress,
 // the runner deletes each partition's records up to the last acked one
 // (Kafka DeleteRecords), every RetentionInterval and when Run returns.
-// Records of a batch the vault has not committed are never deleted. Remove
+// Records of a batch the vault has not committed are never deleted. A
+// log-end marker the Deleter appended (kafka.WithLogEndMarkers) is never
+// handed to the vault; its offset is committed like a record's. Remove
 // stops consuming a topic (a tenant being shredded) before it is deleted.
 //
 // It never decodes, decrypts or stores anything itself, and never logs a

@@ -260,11 +260,29 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 	if len(batches) == 0 {
 		return
 	}
-	// One job a topic: its partitions in order.
-	byTopic := make(map[string][]kafka.Batch)
-	var order []string
-	restart := kafka.Positions{}
+	byTopic, order, restart := r.sort(batches)
+	if len(restart) > 0 {
+		r.cfg.Consumer.Rewind(restart)
+	}
+	applied, failed := r.applyTopics(ctx, byTopic, order)
+	if len(failed) > 0 {
+		r.pause(failed)
+	}
+	if len(applied) == 0 {
+		return
+	}
+	r.commit(ctx, applied)
+}
+
+// sort groups a round's batches by topic (order lists the topics), leaving
+// out those of topics Remove stopped and those of a topic read with another
+// topic ID than before (deleted and created again): restart holds the
+// positions, at their start, to read those partitions again from.
+func (r *RoundRunner) sort(batches []kafka.Batch) (byTopic map[string][]kafka.Batch, order []string, restart kafka.Positions) {
+	byTopic = make(map[string][]kafka.Batch)
+	restart = kafka.Positions{}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, b := range batches {
 		if id, ok := r.removed[b.Topic]; ok {
 			if b.TopicID == "" || b.TopicID == id {
@@ -292,28 +310,23 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 		byTopic[b.Topic] = append(byTopic[b.Topic], b)
 	}
 	r.stats.Rounds++
-	r.mu.Unlock()
-	if len(restart) > 0 {
-		r.cfg.Consumer.Rewind(restart)
-	}
+	return byTopic, order, restart
+}
 
+// applyTopics applies each topic's batches, one job a topic (its
+// partitions in order), up to Parallel at once. applied holds the position
+// after each batch applied; failed the start of each batch that failed, and
+// of the batches of its topic after it, which were not tried.
+func (r *RoundRunner) applyTopics(ctx context.Context, byTopic map[string][]kafka.Batch, order []string) (applied, failed kafka.Positions) {
 	var mu sync.Mutex
-	applied := kafka.Positions{}
-	failed := kafka.Positions{}
+	applied, failed = kafka.Positions{}, kafka.Positions{}
 	var g errgroup.Group
 	g.SetLimit(r.cfg.Parallel)
 	for _, topic := range order {
 		g.Go(func() error {
 			for _, b := range byTopic[topic] {
 				err := r.ingest(ctx, b)
-				r.mu.Lock()
-				k := tp{b.Topic, b.Partition}
-				if _, ok := r.failing[k]; err != nil && !ok {
-					r.failing[k] = time.Now()
-				} else if err == nil {
-					delete(r.failing, k)
-				}
-				r.mu.Unlock()
+				r.noteFailing(tp{b.Topic, b.Partition}, err)
 				mu.Lock()
 				if err != nil {
 					failed.Set(b.Topic, b.Partition, kafka.Position{Offset: b.Records[0].Offset, LeaderEpoch: -1})
@@ -338,12 +351,24 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 			}
 		}
 	}
-	if len(failed) > 0 {
-		r.pause(failed)
+	return applied, failed
+}
+
+// noteFailing records since when partition k's batches fail (err), or that
+// they no longer do.
+func (r *RoundRunner) noteFailing(k tp, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.failing[k]; err != nil && !ok {
+		r.failing[k] = time.Now()
+	} else if err == nil {
+		delete(r.failing, k)
 	}
-	if len(applied) == 0 {
-		return
-	}
+}
+
+// commit commits the positions a round applied and makes their sealed
+// records pending deletion (unless KeepIngress).
+func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := r.cfg.Consumer.Commit(cctx, applied)
 	cancel()
@@ -379,10 +404,16 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 // ingest hands batch b to the vault, retrying with backoff; the error is
 // the last one.
 func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
-	msgs := make([]vault.Message, len(b.Records))
-	for i, rec := range b.Records {
-		msgs[i] = vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
-			Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
+	msgs := make([]vault.Message, 0, len(b.Records))
+	for _, rec := range b.Records {
+		if rec.Marker {
+			continue // no data: its position is committed with the batch's
+		}
+		msgs = append(msgs, vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
+			Key: rec.Key, Value: rec.Value, Headers: rec.Headers})
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	backoff := 50 * time.Millisecond
 	var err error

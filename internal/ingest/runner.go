@@ -281,88 +281,8 @@ func (r *Runner) SealedOffsets(topic string) map[int]int64 {
 // has stopped, and after deleting what was sealed since the last pass.
 func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	start := func(topic string, explicit bool) {
-		if !events.IsTenantTopic(topic) {
-			return
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.consumers[topic] != nil {
-			return
-		}
-		if at, ok := r.removed[topic]; ok {
-			if !explicit && time.Since(at) < removedGrace*r.cfg.DiscoverInterval {
-				return
-			}
-			delete(r.removed, topic)
-		}
-		cctx, cancel := context.WithCancel(gctx)
-		c := &consumer{cancel: cancel, done: make(chan struct{})}
-		r.consumers[topic] = c
-		g.Go(func() error {
-			defer func() {
-				cancel()
-				r.mu.Lock()
-				if r.consumers[topic] == c {
-					delete(r.consumers, topic)
-				}
-				r.mu.Unlock()
-				close(c.done)
-			}()
-			return r.consume(cctx, topic, c)
-		})
-	}
-	discover := func() {
-		var topics []string
-		var ids map[string]string
-		var err error
-		if r.cfg.TopicIDs != nil {
-			ids, err = r.cfg.TopicIDs.TopicIDs(gctx)
-			for t := range ids {
-				topics = append(topics, t)
-			}
-		} else {
-			topics, err = r.cfg.Topics.ListTopics(gctx)
-		}
-		if err != nil {
-			if gctx.Err() == nil {
-				r.cfg.Logger.Warn("list topics", "err", err)
-			}
-			return
-		}
-		if ids != nil {
-			r.mu.Lock()
-			for t, c := range r.consumers {
-				id, listed := ids[t]
-				switch {
-				case !listed || id == "":
-				case c.id == "":
-					c.id = id
-				case c.id != id:
-					r.cfg.Logger.Warn("topic was deleted and created again: consuming it again from its start", "topic", t, "topic_id", id, "was", c.id)
-					c.id = id // restarted once
-					g.Go(func() error { r.reincarnated(gctx, t); return nil })
-				}
-			}
-			r.mu.Unlock()
-		}
-		listed := make(map[string]bool, len(topics))
-		for _, t := range topics {
-			listed[t] = true
-		}
-		r.mu.Lock()
-		for t := range r.removed {
-			if !listed[t] {
-				delete(r.removed, t) // gone: consume it if it comes back
-			}
-		}
-		r.mu.Unlock()
-		for _, t := range topics {
-			start(t, false)
-		}
-	}
 	g.Go(func() error {
-		discover()
+		r.discover(gctx, g)
 		tick := time.NewTicker(r.cfg.DiscoverInterval)
 		defer tick.Stop()
 		for {
@@ -370,9 +290,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			case <-gctx.Done():
 				return nil
 			case <-tick.C:
-				discover()
+				r.discover(gctx, g)
 			case t := <-r.adds:
-				start(t, true)
+				r.start(gctx, g, t, true)
 			}
 		}
 	})
@@ -399,6 +319,101 @@ func (r *Runner) Run(ctx context.Context) error {
 		cancel()
 	}
 	return err
+}
+
+// start starts consuming topic, a tenant topic, in g unless it is consumed
+// already, or Remove stopped it and discovery (not explicit: not Add)
+// leaves it alone yet.
+func (r *Runner) start(ctx context.Context, g *errgroup.Group, topic string, explicit bool) {
+	if !events.IsTenantTopic(topic) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.consumers[topic] != nil {
+		return
+	}
+	if at, ok := r.removed[topic]; ok {
+		if !explicit && time.Since(at) < removedGrace*r.cfg.DiscoverInterval {
+			return
+		}
+		delete(r.removed, topic)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	c := &consumer{cancel: cancel, done: make(chan struct{})}
+	r.consumers[topic] = c
+	g.Go(func() error {
+		defer func() {
+			cancel()
+			r.mu.Lock()
+			if r.consumers[topic] == c {
+				delete(r.consumers, topic)
+			}
+			r.mu.Unlock()
+			close(c.done)
+		}()
+		return r.consume(cctx, topic, c)
+	})
+}
+
+// discover reads the broker's topic list and starts consuming the tenant
+// topics not consumed yet; with TopicIDs, a consumed topic whose id changed
+// is consumed again from its start (see reincarnated).
+func (r *Runner) discover(ctx context.Context, g *errgroup.Group) {
+	var topics []string
+	var ids map[string]string
+	var err error
+	if r.cfg.TopicIDs != nil {
+		ids, err = r.cfg.TopicIDs.TopicIDs(ctx)
+		for t := range ids {
+			topics = append(topics, t)
+		}
+	} else {
+		topics, err = r.cfg.Topics.ListTopics(ctx)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Warn("list topics", "err", err)
+		}
+		return
+	}
+	if ids != nil {
+		r.checkIDs(ctx, g, ids)
+	}
+	listed := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		listed[t] = true
+	}
+	r.mu.Lock()
+	for t := range r.removed {
+		if !listed[t] {
+			delete(r.removed, t) // gone: consume it if it comes back
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range topics {
+		r.start(ctx, g, t, false)
+	}
+}
+
+// checkIDs compares the id of each consumed topic with the one listed in
+// ids: a topic whose id changed (deleted and created again) is consumed
+// again from its start, once.
+func (r *Runner) checkIDs(ctx context.Context, g *errgroup.Group, ids map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, c := range r.consumers {
+		id, listed := ids[t]
+		switch {
+		case !listed || id == "":
+		case c.id == "":
+			c.id = id
+		case c.id != id:
+			r.cfg.Logger.Warn("topic was deleted and created again: consuming it again from its start", "topic", t, "topic_id", id, "was", c.id)
+			c.id = id // restarted once
+			g.Go(func() error { r.reincarnated(ctx, t); return nil })
+		}
+	}
 }
 
 // reincarnated restarts the consumer of topic, a topic deleted and created
@@ -546,86 +561,106 @@ func (r *Runner) consume(ctx context.Context, topic string, c *consumer) error {
 	linger := time.NewTimer(r.cfg.Linger)
 	defer linger.Stop()
 	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
+		var ok bool
+		if batch, ok = r.gather(ctx, ch, batch[:0], linger); !ok {
 			return nil
-		case m, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			batch = append(batch, m)
 		}
-		linger.Reset(r.cfg.Linger)
-	fill:
-		for len(batch) < r.cfg.MaxBatch {
-			select {
-			case m, ok := <-ch:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			case <-linger.C:
-				break fill
-			}
-		}
-		linger.Stop()
 		msgs = msgs[:0]
 		for _, m := range batch {
 			msgs = append(msgs, toVault(topic, m))
 		}
-		// A batch taken off the channel is finished even when shutdown
-		// starts meanwhile: its commit is not interrupted half-way.
-		backoff := 50 * time.Millisecond
-		for {
-			err := r.stampTopicID(context.WithoutCancel(ctx), topic, msgs)
-			if err == nil && len(msgs) > 0 {
-				if id := msgs[0].TopicID; startID == "" {
-					startID = id
-				} else if id != "" && id != startID {
-					// Read from another topic of the same name than the
-					// one this consumer started on (deleted and created
-					// again): the position and the sealed offsets are the
-					// old topic's. Nothing of it is handed over; the topic
-					// is consumed again from its start.
-					log.Warn("topic was deleted and created again: consuming it again from its start", "topic_id", id, "was", startID)
-					for _, m := range batch {
-						m.Nack()
-					}
-					r.mu.Lock()
-					c.id = id
-					r.mu.Unlock()
-					go r.reincarnated(context.WithoutCancel(ctx), topic)
-					return nil
-				}
-			}
-			if err == nil {
-				err = r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
-			}
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				for _, m := range batch {
-					m.Nack()
-				}
-				return nil
-			}
-			log.Error("ingest batch failed; retrying", "records", len(msgs), "err", err, "backoff", backoff)
-			select {
-			case <-ctx.Done():
-				for _, m := range batch {
-					m.Nack()
-				}
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
+		if !r.applyBatch(ctx, log, topic, c, &startID, batch, msgs) {
+			return nil
 		}
 		for _, m := range batch {
 			m.Ack()
 		}
 		r.sealed(topic, msgs)
+	}
+}
+
+// gather appends to batch the next message of ch, and those that follow
+// within Linger, up to MaxBatch; false once ctx is done or ch is closed
+// before a first message.
+func (r *Runner) gather(ctx context.Context, ch <-chan *message.Message, batch []*message.Message, linger *time.Timer) ([]*message.Message, bool) {
+	select {
+	case <-ctx.Done():
+		return batch, false
+	case m, ok := <-ch:
+		if !ok {
+			return batch, false
+		}
+		batch = append(batch, m)
+	}
+	linger.Reset(r.cfg.Linger)
+	defer linger.Stop()
+	for len(batch) < r.cfg.MaxBatch {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, m)
+		case <-linger.C:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+// applyBatch hands msgs, the batch's records, to the vault, retrying with
+// backoff while it fails, and reports whether it did: false when the
+// consumer is to stop (ctx is done, or the records came from another topic
+// of the same name than the one the consumer started on, *startID, which
+// is then consumed again from its start), with the batch nacked.
+//
+// A batch taken off the channel is finished even when shutdown starts
+// meanwhile: its commit is not interrupted half-way.
+func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, topic string, c *consumer, startID *string, batch []*message.Message, msgs []vault.Message) bool {
+	nack := func() {
+		for _, m := range batch {
+			m.Nack()
+		}
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		err := r.stampTopicID(context.WithoutCancel(ctx), topic, msgs)
+		if err == nil && len(msgs) > 0 {
+			if id := msgs[0].TopicID; *startID == "" {
+				*startID = id
+			} else if id != "" && id != *startID {
+				// Read from another topic of the same name than the
+				// one this consumer started on (deleted and created
+				// again): the position and the sealed offsets are the
+				// old topic's. Nothing of it is handed over; the topic
+				// is consumed again from its start.
+				log.Warn("topic was deleted and created again: consuming it again from its start", "topic_id", id, "was", *startID)
+				nack()
+				r.mu.Lock()
+				c.id = id
+				r.mu.Unlock()
+				go r.reincarnated(context.WithoutCancel(ctx), topic)
+				return false
+			}
+		}
+		if err == nil {
+			err = r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
+		}
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			nack()
+			return false
+		}
+		log.Error("ingest batch failed; retrying", "records", len(msgs), "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			nack()
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

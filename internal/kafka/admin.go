@@ -19,13 +19,18 @@ var ErrTopicNotFound = errors.New("topic not found")
 // Admin does topic administration over the Kafka protocol (franz-go's kadm).
 // It is safe for concurrent use.
 type Admin struct {
-	cl  *kgo.Client
-	adm *kadm.Client
+	cl      *kgo.Client
+	adm     *kadm.Client
+	markers *markers // nil unless WithLogEndMarkers
 }
 
 // NewAdmin returns an Admin for the cluster reachable at brokers,
 // authenticating as auth. It does not connect until the first call.
-func NewAdmin(brokers []string, auth Auth) (*Admin, error) {
+func NewAdmin(brokers []string, auth Auth, opts ...AdminOption) (*Admin, error) {
+	var o adminOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if len(brokers) == 0 {
 		return nil, errors.New("new admin: no brokers")
 	}
@@ -34,12 +39,19 @@ func NewAdmin(brokers []string, auth Auth) (*Admin, error) {
 	}
 	// kadm answers from metadata cached for MetadataMinAge (kgo's default
 	// 5s), so a topic just deleted would still be listed: keep it short.
-	opts := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(10 * time.Millisecond)}, auth.kgoOpts()...)
-	cl, err := kgo.NewClient(opts...)
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(10 * time.Millisecond)}, auth.kgoOpts()...)
+	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("new admin: %w", err)
 	}
-	return &Admin{cl: cl, adm: kadm.NewClient(cl)}, nil
+	a := &Admin{cl: cl, adm: kadm.NewClient(cl)}
+	if o.markers {
+		if a.markers, err = newMarkers(brokers, auth); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("new admin: %w", err)
+		}
+	}
+	return a, nil
 }
 
 // CreateTopic creates topic with the given number of partitions (<= 0: the
@@ -82,6 +94,9 @@ func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
 func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
 	_, err := a.adm.DeleteTopic(ctx, topic)
 	a.cl.PurgeTopicsFromClient(topic)
+	if a.markers != nil {
+		a.markers.forget(topic)
+	}
 	switch {
 	case errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID):
 		return fmt.Errorf("delete topic %s: %w", topic, ErrTopicNotFound)
@@ -105,6 +120,10 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
 // and created again, smaller); so is a negative offset. Other partitions
 // are done all the same. A topic that does not exist is an error wrapping
 // ErrTopicNotFound.
+//
+// With WithLogEndMarkers, a partition is never left without a record: an
+// offset at its end appends a log-end marker first, or keeps the marker
+// that is its last record.
 func (a *Admin) DeleteRecords(ctx context.Context, topic string, before map[int]int64) error {
 	return a.DeleteRecordsMany(ctx, map[string]map[int]int64{topic: before})
 }
@@ -123,6 +142,11 @@ func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int
 			}
 			offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: o, LeaderEpoch: -1})
 		}
+	}
+	if a.markers != nil && len(offsets) > 0 {
+		var merrs []error
+		offsets, merrs = a.markers.guard(ctx, a.adm, offsets)
+		errs = append(errs, merrs...)
 	}
 	if len(offsets) == 0 {
 		return errors.Join(errs...)
@@ -159,37 +183,45 @@ func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int
 		}
 	}
 	if len(outOfRange) > 0 {
-		// Kafka refuses an offset below the log start offset: those
-		// records are gone already, which is what was asked.
-		starts, err := a.adm.ListStartOffsets(ctx, outOfRange...)
-		if err == nil {
-			err = starts.Error()
-		}
-		seen := map[string]bool{}
-		for _, topic := range outOfRange {
-			if seen[topic] {
-				continue
-			}
-			seen[topic] = true
-			var terrs []error
-			for p, o := range offsets[topic] {
-				if r, ok := resps[topic][p]; !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
-					continue
-				}
-				switch s, ok := starts.Lookup(topic, p); {
-				case err != nil:
-					terrs = append(terrs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o.At, kerr.OffsetOutOfRange, err))
-				case ok && o.At <= s.Offset:
-				default:
-					terrs = append(terrs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o.At, kerr.OffsetOutOfRange))
-				}
-			}
-			if err := errors.Join(terrs...); err != nil {
-				errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
-			}
-		}
+		errs = append(errs, a.belowStart(ctx, offsets, resps, outOfRange)...)
 	}
 	return errors.Join(errs...)
+}
+
+// belowStart sorts out the partitions of outOfRange topics that Kafka
+// refused with OffsetOutOfRange: an offset below the log start offset names
+// records gone already, which is what was asked; one past the end is an
+// error.
+func (a *Admin) belowStart(ctx context.Context, offsets kadm.Offsets, resps kadm.DeleteRecordsResponses, outOfRange []string) []error {
+	var errs []error
+	starts, err := a.adm.ListStartOffsets(ctx, outOfRange...)
+	if err == nil {
+		err = starts.Error()
+	}
+	seen := map[string]bool{}
+	for _, topic := range outOfRange {
+		if seen[topic] {
+			continue
+		}
+		seen[topic] = true
+		var terrs []error
+		for p, o := range offsets[topic] {
+			if r, ok := resps[topic][p]; !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+				continue
+			}
+			switch s, ok := starts.Lookup(topic, p); {
+			case err != nil:
+				terrs = append(terrs, fmt.Errorf("partition %d: offset %d: %w (and its log start offset: %w)", p, o.At, kerr.OffsetOutOfRange, err))
+			case ok && o.At <= s.Offset:
+			default:
+				terrs = append(terrs, fmt.Errorf("partition %d: offset %d is past the end of the partition: %w", p, o.At, kerr.OffsetOutOfRange))
+			}
+		}
+		if err := errors.Join(terrs...); err != nil {
+			errs = append(errs, fmt.Errorf("delete records of %s: %w", topic, err))
+		}
+	}
+	return errs
 }
 
 // LogStartOffsets returns the log start offset of each of topic's
@@ -236,6 +268,9 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) error {
 
 // Close releases the Admin's connections.
 func (a *Admin) Close() error {
+	if a.markers != nil {
+		a.markers.close()
+	}
 	a.cl.Close()
 	return nil
 }

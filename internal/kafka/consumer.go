@@ -192,6 +192,10 @@ type Record struct {
 	LeaderEpoch int32
 	Key, Value  []byte
 	Headers     []events.Header
+	// Marker is set on a log-end marker (see MarkerHeader): a record
+	// without data that the vault's retention appended. Skip it, but
+	// count it in the position committed (Batch.Next).
+	Marker bool
 }
 
 // Batch is what one poll fetched of one partition, in offset order.
@@ -274,7 +278,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Batch, error) {
 			}
 			b := Batch{Topic: t.Topic, TopicID: id, Partition: p.Partition, Records: make([]Record, len(p.Records))}
 			for i, r := range p.Records {
-				rec := Record{Offset: r.Offset, LeaderEpoch: r.LeaderEpoch, Key: r.Key, Value: r.Value}
+				rec := Record{Offset: r.Offset, LeaderEpoch: r.LeaderEpoch, Key: r.Key, Value: r.Value, Marker: isMarker(r)}
 				if len(r.Headers) > 0 {
 					rec.Headers = make([]events.Header, len(r.Headers))
 					for j, h := range r.Headers {

@@ -10,9 +10,10 @@
 // Publisher and Subscriber); cmd/* may import it as well. Of ours it
 // imports only events. internal/archtest enforces these imports.
 //
-// It moves opaque records and never looks inside them: it does not decode
-// events, never sees key material, and never writes anything to disk itself
-// (the embedded broker persists only when given a DataDir).
+// It moves opaque records and never looks inside them (beyond telling a
+// log-end marker by its header): it does not decode events, never sees key
+// material, and never writes anything to disk itself (the embedded broker
+// persists only when given a DataDir).
 //
 // # Delivery semantics
 //
@@ -62,4 +63,14 @@
 // the DataDir when the call returns: every produced batch is a segment file
 // of its own (EmbeddedConfig.SegmentBytes), removed as soon as all of its
 // records are deleted.
+//
+// kfake forgets the offsets of a partition left without records when it
+// restarts (it starts again at 0), so on the embedded broker the vault's
+// Admin is made WithLogEndMarkers: it never deletes a partition's last
+// record, appending a log-end marker first (MarkerHeader, no key, no
+// value). The Consumer flags markers and the Subscriber skips them; their
+// offsets are committed like any other. The offsets of the embedded broker
+// are kept through kfake's and Kafka's public API only; the one file of its
+// DataDir this package writes is kfake's persisted SASL state, to set the
+// superuser's credentials before kfake loads it (embedded_auth.go).
 package kafka

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -136,6 +137,10 @@ func (c *EmbeddedConfig) Validate() error {
 // killed; see StartEmbedded. And records deleted with DeleteRecords leave
 // the disk at once (see EmbeddedConfig.SegmentBytes); a deleted topic's
 // directory is removed by kfake itself.
+//
+// Like kfake, it forgets the offsets of a partition whose records were all
+// deleted when it restarts: delete records through an Admin
+// WithLogEndMarkers, which never empties a partition.
 type Embedded struct {
 	c    *kfake.Cluster
 	addr string
@@ -146,9 +151,8 @@ type Embedded struct {
 	stop chan struct{}  // closed by Close: background work stops
 	bg   sync.WaitGroup // background work of the control functions
 
-	mu     sync.Mutex
-	known  map[string]struct{} // topics the auto-create hook has seen persisted
-	floors *logStarts          // nil without a DataDir
+	mu    sync.Mutex
+	known map[string]struct{} // topics the auto-create hook has seen persisted
 }
 
 // StartEmbedded starts the broker and returns once it listens.
@@ -203,21 +207,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
-	var floors *logStarts
-	if cfg.DataDir != "" {
-		var err error
-		if floors, err = loadLogStarts(cfg.DataDir, cfg.SyncWrites); err != nil {
-			return nil, fmt.Errorf("start embedded broker: %w", err)
-		}
-		if err := floors.restoreEmptied(cfg.Logger); err != nil {
-			return nil, fmt.Errorf("start embedded broker: %w", err)
-		}
-	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Addr, err)
 	}
-	e := &Embedded{c: c, log: cfg.Logger, stop: make(chan struct{}), known: make(map[string]struct{}), floors: floors}
+	e := &Embedded{c: c, log: cfg.Logger, stop: make(chan struct{}), known: make(map[string]struct{})}
 	if addrs := c.ListenAddrs(); len(addrs) > 0 {
 		e.addr = addrs[0]
 	}
@@ -226,13 +220,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			c.ControlKey(int16(kmsg.Metadata), e.persistAutoCreated)
 		}
 		c.ControlKey(int16(kmsg.DeleteTopics), e.forgetDeleted)
-		c.ControlKey(int16(kmsg.DeleteRecords), e.recordDeleted)
 		if err := e.quarantineOrphans(cfg.DataDir); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start embedded broker: %w", err)
 		}
-		// No client is served yet: nothing else touches floors.
-		floors.forgetUnless(func(topic string, p int32) bool { return c.LeaderFor(topic, p) >= 0 })
 	}
 	close(gl.open)
 	return e, nil
@@ -351,12 +342,12 @@ func (e *Embedded) persistAutoCreated(kreq kmsg.Request) (kmsg.Response, error, 
 }
 
 // forgetDeleted observes DeleteTopics requests so that a topic deleted and
-// later auto-created again is persisted again, and its kept log starts go.
+// later auto-created again is persisted again.
 //
 // Control functions run before kfake authenticates and authorizes a
 // request, so the request may be one kfake refuses: a topic is forgotten
 // only once it is gone (polled in the background; forgetting late is
-// harmless: a kept log start only ever moves an empty partition forward).
+// harmless: the auto-create hook then creates a topic that exists).
 func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
 	req, ok := kreq.(*kmsg.DeleteTopicsRequest)
 	if !ok {
@@ -368,7 +359,7 @@ func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool)
 	for _, t := range req.Topics {
 		if t.Topic == nil {
 			byID = true // deleted by topic ID: we cannot tell which
-			continue    // (its log starts stay: see logStarts)
+			continue
 		}
 		names = append(names, *t.Topic)
 	}
@@ -393,7 +384,6 @@ func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool)
 				}
 				e.mu.Lock()
 				delete(e.known, t)
-				e.floors.forgetTopic(t)
 				e.mu.Unlock()
 			}
 			if pending = left; len(pending) == 0 {
@@ -409,31 +399,22 @@ func (e *Embedded) forgetDeleted(kreq kmsg.Request) (kmsg.Response, error, bool)
 	return nil, nil, false
 }
 
-// recordDeleted observes DeleteRecords requests and keeps the log start
-// offsets they ask for (see logStarts). It runs before kfake authorizes the
-// request, so an offset is kept only up to the partition's high watermark:
-// an offset nobody may delete to then changes nothing on restore.
-func (e *Embedded) recordDeleted(kreq kmsg.Request) (kmsg.Response, error, bool) { //nolint:revive // kfake's signature
-	req, ok := kreq.(*kmsg.DeleteRecordsRequest)
-	if !ok {
-		return nil, nil, false
+// parsePartitionName splits the name of one of kfake's partition
+// directories (the topic path-escaped, "-", the partition).
+func parsePartitionName(name string) (topic string, p int32, ok bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 {
+		return "", 0, false
 	}
-	for _, t := range req.Topics {
-		for _, p := range t.Partitions {
-			info := e.c.PartitionInfo(t.Topic, p.Partition)
-			if info == nil {
-				continue
-			}
-			off := min(p.Offset, info.HighWatermark)
-			e.mu.Lock()
-			err := e.floors.raise(t.Topic, p.Partition, off)
-			e.mu.Unlock()
-			if err != nil {
-				e.log.Warn("embedded broker: keep log start offset", "topic", t.Topic, "partition", p.Partition, "err", err)
-			}
-		}
+	topic, err := url.PathUnescape(name[:i])
+	if err != nil {
+		return "", 0, false
 	}
-	return nil, nil, false
+	n, err := strconv.ParseInt(name[i+1:], 10, 32)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return topic, int32(n), true
 }
 
 // validTopicName reports whether s is a legal Kafka topic name.

@@ -441,10 +441,12 @@ func TestEmbeddedQuarantinesOrphans(t *testing.T) {
 }
 
 // TestEmbeddedKeepsOffsetsOfEmptiedPartitions: a partition whose records
-// were all deleted comes back from a restart (clean or killed) at its end
-// offset, not at 0 (kfake on its own forgets them): new records get new
-// offsets. A partition with records left, and a topic deleted and created
-// again, are as kfake has them.
+// were all deleted by an Admin WithLogEndMarkers (as vaultd's ingress
+// retention does on the embedded broker) comes back from a restart (clean
+// or killed) at its end offset: the marker it keeps holds them, and new
+// records get new offsets. Without markers kfake forgets them (back at 0:
+// the reason for markers). A partition with records left, and a topic
+// deleted and created again, are as kfake has them.
 func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts broker processes")
@@ -452,6 +454,7 @@ func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
 	t.Parallel()
 	const (
 		emptied = "tenant.emptied.events"
+		bare    = "tenant.bare.events" // emptied without a marker
 		partial = "tenant.partial.events"
 		again   = "tenant.again.events"
 	)
@@ -461,12 +464,12 @@ func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
 			dir := t.TempDir()
 			b := startBrokerProc(t, dir, false, false)
 			ctx := context.Background()
-			adm := MustNewAdmin(t, b.addr)
+			adm := mustNewMarkingAdmin(t, b.addr)
 			pub, err := NewPublisher(PublisherConfig{Brokers: []string{b.addr}, Logger: testLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, topic := range []string{emptied, partial, again} {
+			for _, topic := range []string{emptied, bare, partial, again} {
 				for i := 0; i < 5; i++ {
 					mustPublish(t, pub, topic, i, 1)
 				}
@@ -476,6 +479,9 @@ func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
 				if err := adm.DeleteRecords(ctx, topic, map[int]int64{0: before}); err != nil {
 					t.Fatalf("DeleteRecords(%s): %v", topic, err)
 				}
+			}
+			if err := MustNewAdmin(t, b.addr).DeleteRecords(ctx, bare, map[int]int64{0: 5}); err != nil {
+				t.Fatalf("DeleteRecords(%s): %v", bare, err)
 			}
 			// Deleted and created again (empty): starts at 0 again.
 			if err := adm.DeleteTopic(ctx, again); err != nil {
@@ -491,23 +497,40 @@ func TestEmbeddedKeepsOffsetsOfEmptiedPartitions(t *testing.T) {
 			}
 
 			b2 := startBrokerProc(t, dir, false, false)
-			adm2 := MustNewAdmin(t, b2.addr)
-			for topic, want := range map[string][2]int64{emptied: {5, 5}, partial: {3, 5}, again: {0, 0}} {
+			adm2 := mustNewMarkingAdmin(t, b2.addr)
+			// emptied: the marker at 5 is left.
+			for topic, want := range map[string][2]int64{emptied: {5, 6}, bare: {0, 0}, partial: {3, 5}, again: {0, 0}} {
 				if got := [2]int64{startOffset(t, adm2, topic, 0), endOffset(t, adm2, topic, 0)}; got != want {
 					t.Errorf("%s after restart: log start and end offsets %v, want %v", topic, got, want)
 				}
 			}
 			mustPublish(t, MustNewPublisher(t, b2.addr), emptied, 100, 2)
-			if got, want := readPayloads(t, b2.addr, emptied), []string{"5:100", "6:101"}; !slices.Equal(got, want) {
-				t.Errorf("%s after restart reads %v, want %v", emptied, got, want)
+			if got, want := readPayloads(t, b2.addr, emptied), []string{"6:100", "7:101"}; !slices.Equal(got, want) {
+				t.Errorf("%s after restart reads %v, want %v (the marker skipped)", emptied, got, want)
+			}
+			// Emptied again: a new marker at 8 holds the offsets.
+			if err := adm2.DeleteRecords(ctx, emptied, map[int]int64{0: 8}); err != nil {
+				t.Fatalf("DeleteRecords(%s): %v", emptied, err)
 			}
 			b2.stop(t)
 
-			// Once it holds records again, kfake finds its offsets in them.
 			b3 := startBrokerProc(t, dir, false, false)
-			if got, want := readPayloads(t, b3.addr, emptied), []string{"5:100", "6:101"}; !slices.Equal(got, want) {
-				t.Errorf("%s after a second restart reads %v, want %v", emptied, got, want)
+			adm3 := MustNewAdmin(t, b3.addr)
+			if got, want := [2]int64{startOffset(t, adm3, emptied, 0), endOffset(t, adm3, emptied, 0)}, [2]int64{8, 9}; got != want {
+				t.Errorf("%s after a second restart: log start and end offsets %v, want %v", emptied, got, want)
 			}
 		})
 	}
+}
+
+// mustNewMarkingAdmin returns an Admin WithLogEndMarkers for addr, closed
+// when tb ends.
+func mustNewMarkingAdmin(tb testing.TB, addr string) *Admin {
+	tb.Helper()
+	a, err := NewAdmin([]string{addr}, Auth{}, WithLogEndMarkers())
+	if err != nil {
+		tb.Fatalf("NewAdmin: %v", err)
+	}
+	tb.Cleanup(func() { _ = a.Close() })
+	return a
 }

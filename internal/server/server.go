@@ -127,7 +127,12 @@ func (s *Server) openKafka() (err error) {
 	} else if s.kafkaAuth.User == "" {
 		s.Logger.Warn("no --kafka-sasl-user: the vault connects to the brokers anonymously and tenants get no producer credential; tenant isolation on the brokers is whatever their own ACLs enforce")
 	}
-	if s.admin, err = kafka.NewAdmin(s.brokers, s.kafkaAuth); err != nil {
+	var adminOpts []kafka.AdminOption
+	if s.broker != nil {
+		// kfake forgets the offsets of a partition left empty.
+		adminOpts = append(adminOpts, kafka.WithLogEndMarkers())
+	}
+	if s.admin, err = kafka.NewAdmin(s.brokers, s.kafkaAuth, adminOpts...); err != nil {
 		return fmt.Errorf("kafka admin: %w", err)
 	}
 	return nil
