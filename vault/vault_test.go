@@ -20,7 +20,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := MustOpenVault(t, nil)
 	valid := vault.Config{
-		DataDir: full.dir, Keys: keyStore{KS: full.ks}, Stores: full.stores, Audit: full.audit,
+		DataDir: full.dir, Keys: full.h.Config.Keys, Stores: full.stores, Audit: full.audit,
 		Topics: full.topics, AdminToken: testAdminToken,
 	}
 	tests := []struct {
@@ -330,5 +330,5 @@ func TestCreateTenantTopicFailure(t *testing.T) {
 	release()
 }
 
-// Compile-time check that the projections store accepts the adapter.
-var _ projections.Cipher = tenantCipher{}
+// Compile-time check that the projections store accepts the vault's cipher.
+var _ projections.Cipher = vault.Cipher(nil)

@@ -139,6 +139,11 @@ var layers = []layer{
 		reason: "internal/keysvault/doc.go: the one place that adapts keys to the interfaces vault declares",
 	},
 	{
+		pkg:    "internal/vaulttest",
+		may:    []string{"events", "keys", "projections", "audit", "vault", "internal/keysvault"},
+		reason: "internal/vaulttest/doc.go: the test harness of the vault's wiring on real keys, stores and audit log, the way internal/server wires them, without Kafka or HTTP",
+	},
+	{
 		pkg:    "internal/archtest",
 		reason: "internal/archtest/doc.go: the package has no non-test code",
 	},
@@ -153,6 +158,10 @@ var layers = []layer{
 		reason: `DESIGN: cmd/vaultd, cmd/vaultctl: "wiring only ... | anything"`,
 	},
 }
+
+// testOnly are packages of ours that only test files may import: no
+// non-test file of any package, wiring included, imports them.
+var testOnly = []string{"internal/vaulttest"}
 
 var depRules = []depRule{
 	{
@@ -269,6 +278,10 @@ func TestImports(t *testing.T) {
 							p, dep, l.reason, allowedList(l))
 					}
 				}
+			}
+
+			if matchAny(testOnly, dep) {
+				t.Errorf("%s imports %s, which only test files may import (its doc.go)", p, dep)
 			}
 
 			for i := range depRules {

@@ -1,0 +1,13 @@
+// Package vaulttest is the one test harness of the vault's wiring: a
+// vault.Vault opened on a real keystore (local master key), real Badger
+// tenant stores and a real audit log, all in one directory, the way
+// internal/server wires them for vaultd (without Kafka and HTTP). The
+// tests of vault and vault/httpapi open their vaults through MustOpen.
+//
+// It is used only by tests: no non-test package may import it (it calls
+// testing.TB and writes into the test's directories); internal/archtest
+// enforces this. It holds no fakes of Kafka, Badger or Tink, and it never
+// logs or returns key material, tokens other than the fixed AdminToken, or
+// tenant data. Of ours it imports events, keys, projections, audit, vault
+// and internal/keysvault, the last in one function only (vaultKeys).
+package vaulttest
