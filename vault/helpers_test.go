@@ -231,16 +231,13 @@ type testVault struct {
 	h *vaulttest.Harness
 	// dir, stores, audit and v are the harness's, under the names the
 	// tests use.
-	dir    string
-	stores *projections.Stores
-	audit  *audit.Log
-	v      *vault.Vault
-	topics *fakeTopics
-	// producers is the config's TopicIDs when it is a *fakeProducers (the
-	// topics it is told of get ids); nil otherwise.
-	producers *fakeProducers
-	created   []events.TenantID // OnTenantCreated calls
-	mu        sync.Mutex
+	dir     string
+	stores  *projections.Stores
+	audit   *audit.Log
+	v       *vault.Vault
+	topics  *fakeTopics
+	created []events.TenantID // OnTenantCreated calls
+	mu      sync.Mutex
 }
 
 // MustOpenVault opens a vault on a new temporary directory.
@@ -267,7 +264,6 @@ func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testV
 			edit(c)
 		}
 		if fp, ok := c.TopicIDs.(*fakeProducers); ok && fp != nil {
-			tv.producers = fp
 			tv.topics.onCreate = fp.topicCreated
 		}
 	}))
