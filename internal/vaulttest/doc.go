@@ -6,8 +6,9 @@
 //
 // It is used only by tests: no non-test package may import it (it calls
 // testing.TB and writes into the test's directories); internal/archtest
-// enforces this. It holds no fakes of Kafka, Badger or Tink, and it never
-// logs or returns key material, tokens other than the fixed AdminToken, or
-// tenant data. Of ours it imports events, keys, projections, audit, vault
-// and internal/keysvault, the last in one function only (vaultKeys).
+// enforces this. It holds no fakes of Kafka, Badger or Tink (keys, stores
+// and audit log are the real ones), and it puts no key material, token or
+// tenant data in a failure message. Of ours it imports events, keys,
+// projections, audit, vault and internal/keysvault, the last in one
+// function only (vaultKeys).
 package vaulttest
