@@ -1,7 +1,7 @@
 // Package vaulttest is the one test harness of the vault's wiring: a
 // vault.Vault opened on a real keystore (local master key), real Badger
 // tenant stores and a real audit log, all in one directory, the way
-// internal/server wires them for vaultd (without Kafka and HTTP). The
+// internal/server wires them for vaultd (without Kafka, HTTP or fsync). The
 // tests of vault and vault/httpapi open their vaults through MustOpen.
 //
 // It is used only by tests: no non-test package may import it (it calls
