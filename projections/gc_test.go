@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +109,10 @@ func TestGarbageLoopStopsWithClose(t *testing.T) {
 	if err := s.Create("acme"); err != nil {
 		t.Fatal(err)
 	}
+	ran := make(chan struct{})
+	var once sync.Once
+	hook := func(events.TenantID) { once.Do(func() { close(ran) }) }
+	s.testHookGC.Store(&hook)
 	c := newTestCipher(t, "acme")
 	for i := range 20 {
 		st, release, err := s.Acquire("acme")
@@ -116,7 +121,11 @@ func TestGarbageLoopStopsWithClose(t *testing.T) {
 		}
 		MustApply(t, st, c, []Record{rec(0, int64(i), newEvent(fmt.Sprint(i), "s", `{"a":1}`))})
 		release()
-		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the GC loop never held a store")
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
@@ -148,7 +157,7 @@ func TestCollectGarbageHoldsOneStore(t *testing.T) {
 		release()
 	}
 	var held []events.TenantID
-	s.testHookGC = func(tenant events.TenantID) {
+	hook := func(tenant events.TenantID) {
 		held = append(held, tenant)
 		if len(held) > 1 {
 			return
@@ -168,6 +177,7 @@ func TestCollectGarbageHoldsOneStore(t *testing.T) {
 			t.Errorf("Remove(%s) waited for the GC of %s", other, tenant)
 		}
 	}
+	s.testHookGC.Store(&hook)
 	s.CollectGarbage()
 	if len(held) != 1 {
 		t.Errorf("GC held %v, want only the store not removed", held)

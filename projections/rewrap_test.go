@@ -347,7 +347,11 @@ func TestRewrapConcurrent(t *testing.T) {
 	p, err := st.Rewrap(context.Background(), c, func(RewrapProgress) {
 		batches++
 		// Let at least one Apply commit between batches.
-		for deadline := time.Now().Add(5 * time.Second); applied.Load() == last && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(5 * time.Second); applied.Load() == last; {
+			if time.Now().After(deadline) {
+				t.Errorf("no Apply committed within 5s of rewrap batch %d", batches)
+				break
+			}
 			time.Sleep(100 * time.Microsecond)
 		}
 		last = applied.Load()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -51,8 +52,9 @@ type Stores struct {
 	// The value-log GC loop (nil channels when ValueLogGCInterval < 0):
 	// Close closes gcStop and waits for gcDone.
 	gcStop, gcDone chan struct{}
-	// testHookGC, if set, runs while CollectGarbage holds a store.
-	testHookGC func(events.TenantID)
+	// testHookGC, if set, runs while CollectGarbage holds a store (atomic:
+	// tests set it while the GC loop runs).
+	testHookGC atomic.Pointer[func(events.TenantID)]
 }
 
 type entry struct {
@@ -199,8 +201,8 @@ func (s *Stores) CollectGarbage() int {
 			e.elem = nil
 		}
 		s.mu.Unlock()
-		if s.testHookGC != nil {
-			s.testHookGC(t)
+		if hook := s.testHookGC.Load(); hook != nil {
+			(*hook)(t)
 		}
 		k, err := e.st.collectGarbage(gcDiscardRatio)
 		if err != nil {

@@ -3,23 +3,21 @@ package vault_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/vaulttest"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
 )
 
 // testAdminToken is the admin credential of every test vault.
-const testAdminToken = "admin-token-0123456789abcdef"
+const testAdminToken = vaulttest.AdminToken
 
 // fakeTopics records the topics the vault creates.
 type fakeTopics struct {
@@ -234,21 +232,18 @@ var (
 	_ vault.TopicIDs                       = (*fakeProducers)(nil)
 )
 
-// testVault is a vault on real keys, stores and audit log in a directory.
+// testVault is a vault of the harness with the fakes of its brokers.
 type testVault struct {
-	dir    string
-	ks     *keys.Keystore
-	stores *projections.Stores
-	audit  *audit.Log
-	topics *fakeTopics
-	// producers is the config's TopicIDs when it is a *fakeProducers (the
-	// topics it is told of get ids); nil otherwise.
-	producers *fakeProducers
-	created   []events.TenantID // OnTenantCreated calls
-	mu        sync.Mutex
-	v         *vault.Vault
-
-	closeOnce sync.Once
+	h *vaulttest.Harness
+	// dir, stores, audit and v are the harness's, under the names the
+	// tests use.
+	dir     string
+	stores  *projections.Stores
+	audit   *audit.Log
+	v       *vault.Vault
+	topics  *fakeTopics
+	created []events.TenantID // OnTenantCreated calls
+	mu      sync.Mutex
 }
 
 // MustOpenVault opens a vault on a new temporary directory.
@@ -263,55 +258,29 @@ func MustOpenVault(tb testing.TB, edit func(*vault.Config)) *testVault {
 // the topics created, to give them ids.
 func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testVault {
 	tb.Helper()
-	discard := slog.New(slog.DiscardHandler)
-	tv := &testVault{dir: dir, topics: &fakeTopics{}}
-	var err error
-	tv.ks, err = keys.OpenKeystore(filepath.Join(dir, "keys"), "local://"+filepath.Join(dir, "master.key"), discard)
-	if err != nil {
-		tb.Fatalf("OpenKeystore: %v", err)
-	}
-	tv.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(dir, "tenants"), NoSync: true, Logger: discard})
-	if err != nil {
-		tv.ks.Close()
-		tb.Fatalf("OpenStores: %v", err)
-	}
-	tv.audit, err = audit.Open(audit.Options{Dir: filepath.Join(dir, "audit"), Logger: discard})
-	if err != nil {
-		tv.stores.Close()
-		tv.ks.Close()
-		tb.Fatalf("audit.Open: %v", err)
-	}
-	tb.Cleanup(func() { tv.close(tb) })
-	cfg := vault.Config{
-		DataDir: dir, Keys: vault.KeysOf(tv.ks), Stores: tv.stores, Audit: tv.audit, Topics: tv.topics,
-		AdminToken: testAdminToken, Logger: discard,
-		OnTenantCreated: func(t events.TenantID) {
+	tv := &testVault{topics: &fakeTopics{}}
+	tv.h = vaulttest.MustOpen(tb, vaulttest.Dir(dir), vaulttest.Config(func(c *vault.Config) {
+		c.Topics = tv.topics
+		c.OnTenantCreated = func(t events.TenantID) {
 			tv.mu.Lock()
 			tv.created = append(tv.created, t)
 			tv.mu.Unlock()
-		},
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	if fp, ok := cfg.TopicIDs.(*fakeProducers); ok && fp != nil {
-		tv.producers = fp
-		tv.topics.onCreate = fp.topicCreated
-	}
-	if tv.v, err = vault.Open(cfg); err != nil {
-		tb.Fatalf("vault.Open: %v", err)
-	}
+		}
+		if edit != nil {
+			edit(c)
+		}
+		if fp, ok := c.TopicIDs.(*fakeProducers); ok && fp != nil {
+			tv.topics.onCreate = fp.topicCreated
+		}
+	}))
+	tv.dir, tv.stores, tv.audit, tv.v = tv.h.Dir, tv.h.Stores, tv.h.Audit, tv.h.Vault
 	return tv
 }
 
-// close closes what the vault was opened on; later calls do nothing.
+// close closes the vault and what it was opened on; later calls do nothing.
 func (tv *testVault) close(tb testing.TB) {
 	tb.Helper()
-	tv.closeOnce.Do(func() {
-		if err := errors.Join(tv.stores.Close(), tv.audit.Close(), tv.ks.Close()); err != nil {
-			tb.Errorf("close vault: %v", err)
-		}
-	})
+	tv.h.Close(tb)
 }
 
 func (tv *testVault) onCreated() []events.TenantID {
@@ -323,26 +292,18 @@ func (tv *testVault) onCreated() []events.TenantID {
 // admin returns the admin principal.
 func (tv *testVault) admin(tb testing.TB) vault.Principal {
 	tb.Helper()
-	return tv.mustAuth(tb, testAdminToken)
+	return tv.h.Admin(tb)
 }
 
 func (tv *testVault) mustAuth(tb testing.TB, token string) vault.Principal {
 	tb.Helper()
-	p, err := tv.v.Authenticate(context.Background(), token, "test.auth", "test")
-	if err != nil {
-		tb.Fatalf("Authenticate: %v", err)
-	}
-	return p
+	return tv.h.MustAuthenticate(tb, token)
 }
 
 // mustCreateTenant creates tenant id and returns its token.
 func (tv *testVault) mustCreateTenant(tb testing.TB, id string) string {
 	tb.Helper()
-	_, token, err := tv.v.CreateTenant(context.Background(), tv.admin(tb), id)
-	if err != nil {
-		tb.Fatalf("CreateTenant(%q): %v", id, err)
-	}
-	return token
+	return tv.h.MustCreateTenant(tb, id)
 }
 
 // mustSession opens a session of tenant on token's principal.
@@ -356,14 +317,10 @@ func (tv *testVault) mustSession(tb testing.TB, token, tenant string) *vault.Ses
 	return s
 }
 
-// cipher returns the cipher of tenant t, the one the vault sees.
+// cipher returns the cipher of tenant t, as the vault sees it.
 func (tv *testVault) cipher(tb testing.TB, t string) *keys.TenantCipher {
 	tb.Helper()
-	c, err := tv.ks.Cipher(events.TenantID(t))
-	if err != nil {
-		tb.Fatalf("Cipher(%q): %v", t, err)
-	}
-	return c
+	return tv.h.Cipher(tb, t)
 }
 
 // recordsSince returns the audit records appended after the log held n.

@@ -15,8 +15,8 @@ import (
 func TestKeysOf(t *testing.T) {
 	tv := MustOpenVault(t, nil)
 	tv.mustCreateTenant(t, "acme")
-	k := vault.KeysOf(tv.ks)
-	if k.Owners != vault.KeyOwners(tv.ks) || k.Destroyer != vault.KeyDestroyer(tv.ks) || k.Admin != vault.KeyAdmin(tv.ks) {
+	k := vault.KeysOf(tv.h.Keys)
+	if k.Owners != vault.KeyOwners(tv.h.Keys) || k.Destroyer != vault.KeyDestroyer(tv.h.Keys) || k.Admin != vault.KeyAdmin(tv.h.Keys) {
 		t.Errorf("KeysOf(ks) = %+v, want ks as Owners, Destroyer and Admin", k)
 	}
 	c, err := k.Ciphers.Cipher("acme")

@@ -21,7 +21,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := MustOpenVault(t, nil)
 	valid := vault.Config{
-		DataDir: full.dir, Keys: vault.KeysOf(full.ks), Stores: full.stores, Audit: full.audit,
+		DataDir: full.dir, Keys: full.h.Config.Keys, Stores: full.stores, Audit: full.audit,
 		Topics: full.topics, AdminToken: testAdminToken,
 	}
 	tests := []struct {
@@ -333,3 +333,6 @@ func TestCreateTenantTopicFailure(t *testing.T) {
 
 // Compile-time check that the projections store accepts the adapter.
 var _ projections.Cipher = (*keys.TenantCipher)(nil)
+
+// Compile-time check that the projections store accepts the vault's cipher.
+var _ projections.Cipher = vault.Cipher(nil)

@@ -76,7 +76,11 @@ func TestCrashDuringReadsAndWrites(t *testing.T) {
 			}
 		}
 	}()
+	deadline := time.Now().Add(30 * time.Second)
 	for ok.Load() < 300 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads succeeded within 30s, want 300 before the kill; log:\n%s", ok.Load(), p.log())
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {

@@ -324,7 +324,10 @@ func TestProcessCrashAndSignals(t *testing.T) {
 	publishN(t, kafkaAddr, "crashy", 0, 3000)
 	// Kill -9 while the batches are being applied.
 	deadline := time.Now().Add(30 * time.Second)
-	for totalVersions(t, base, "crashy", tok) == 0 && time.Now().Before(deadline) {
+	for totalVersions(t, base, "crashy", tok) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no event applied within 30s: the kill would not hit ingest")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {

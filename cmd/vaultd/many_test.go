@@ -57,18 +57,26 @@ func TestCrashManyTenants(t *testing.T) {
 		}
 		<-f.p.done
 	}
-	publishAll(0, per)
-	// Kill while rounds are being applied: some tenants have events,
-	// not all of them.
-	deadline := time.Now().Add(30 * time.Second)
-	for total() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	// killApplying kills the process once it has applied more than from
+	// events in all: while rounds are being applied (unless it applied
+	// everything published first, which the kill then finds at rest).
+	killApplying := func(from uint64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for total() <= from {
+			if time.Now().After(deadline) {
+				t.Fatalf("no event applied past %d within 30s", from)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		kill()
 	}
-	kill()
+	publishAll(0, per)
+	killApplying(0)
 	f.p = startVaultd(t, f.dir, f.httpAddr, f.kafkaAddr)
+	applied := total()
 	publishAll(per, per)
-	time.Sleep(50 * time.Millisecond)
-	kill()
+	killApplying(applied)
 	f.p = startVaultd(t, f.dir, f.httpAddr, f.kafkaAddr)
 	for _, name := range names {
 		waitTotal(t, f.base, name, tokens[name], 2*per)

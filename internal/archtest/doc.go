@@ -9,7 +9,9 @@
 // always allowed, except what the dependency rules or a layer forbid. The
 // dependency rules say, for each dependency that lives in one place (Tink,
 // Badger, kafka-go and franz-go, watermill, the KMS clients, net/http), the
-// only packages that may import it directly. cmd/* may import anything.
+// only packages that may import it directly. cmd/* may import anything,
+// except a test-only package (internal/vaulttest), which no non-test file
+// imports.
 // Where today's code goes beyond DESIGN, the table lists the import as an
 // exception with its reason; the test fails on any import that is neither
 // allowed nor listed, on an exception that no longer happens, and on a

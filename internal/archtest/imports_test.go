@@ -134,6 +134,11 @@ var layers = []layer{
 		reason: `DESIGN: "vaultd ingest (watermill Router; Subscriber built on segmentio/kafka-go)": between the Kafka adapter and the vault, never decoding, decrypting or storing itself; STYLE: "fan-out and shutdown with errgroup"`,
 	},
 	{
+		pkg:    "internal/vaulttest",
+		may:    []string{"events", "keys", "projections", "audit", "vault"},
+		reason: "internal/vaulttest/doc.go: the test harness of the vault's wiring on real keys, stores and audit log, the way internal/server wires them, without Kafka or HTTP",
+	},
+	{
 		pkg:    "internal/archtest",
 		reason: "internal/archtest/doc.go: the package has no non-test code",
 	},
@@ -148,6 +153,10 @@ var layers = []layer{
 		reason: `DESIGN: cmd/vaultd, cmd/vaultctl: "wiring only ... | anything"`,
 	},
 }
+
+// testOnly are packages of ours that only test files may import: no
+// non-test file of any package, wiring included, imports them.
+var testOnly = []string{"internal/vaulttest"}
 
 var depRules = []depRule{
 	{
@@ -264,6 +273,10 @@ func TestImports(t *testing.T) {
 							p, dep, l.reason, allowedList(l))
 					}
 				}
+			}
+
+			if matchAny(testOnly, dep) {
+				t.Errorf("%s imports %s, which only test files may import (its doc.go)", p, dep)
 			}
 
 			for i := range depRules {

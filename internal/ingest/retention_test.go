@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,6 +234,9 @@ func TestRemove(t *testing.T) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatalf("Remove did not return within %s", waitTimeout)
+	}
+	if got := values(v.applied(topic)); !slices.Contains(got, "3") {
+		t.Fatalf("Remove returned before the batch in flight was applied: applied %v", got)
 	}
 	calls, applied := len(v.calls()), len(v.applied(topic))
 	if active(rr.r, topic) {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
@@ -83,6 +86,66 @@ func seq(from, n int) []string {
 	return out
 }
 
+// waitGroupSettled waits until the broker holds group stable with members
+// members, each assigned some of topics' partitions (one each) and every
+// partition assigned once: no rebalance is under way, and every batch a
+// member polled under an earlier assignment has been handed over (the
+// consumer blocks a rebalance while a round holds a poll).
+func waitGroupSettled(tb testing.TB, k *kafkaEnv, group string, members int, topics []string) {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.broker.Addr()))
+	if err != nil {
+		tb.Fatalf("kgo.NewClient: %v", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var last string
+	settled := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gs, err := adm.DescribeGroups(ctx, group)
+		g, ok := gs[group]
+		switch {
+		case err != nil:
+			last = err.Error()
+			return false
+		case !ok || g.Err != nil:
+			last = fmt.Sprintf("group %s not described: %v", group, g.Err)
+			return false
+		case g.State != "Stable" || len(g.Members) != members:
+			last = fmt.Sprintf("state %s with %d members", g.State, len(g.Members))
+			return false
+		}
+		owners := map[string]int{}
+		for _, m := range g.Members {
+			a, ok := m.Assigned.AsConsumer()
+			if !ok || len(a.Topics) == 0 {
+				last = fmt.Sprintf("member %s has no assignment", m.MemberID)
+				return false
+			}
+			for _, at := range a.Topics {
+				for _, p := range at.Partitions {
+					owners[fmt.Sprintf("%s/%d", at.Topic, p)]++
+				}
+			}
+		}
+		for _, t := range topics {
+			if owners[t+"/0"] != 1 {
+				last = fmt.Sprintf("%s/0 assigned %d times", t, owners[t+"/0"])
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for !settled() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("group %s not settled after 40s: %s", group, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(d)
@@ -147,19 +210,30 @@ func TestRoundsDeliverEveryTopicOnce(t *testing.T) {
 	}
 
 	// A new consumer of the group resumes after what was committed:
-	// nothing is handed over again.
+	// nothing is handed over again. Every topic gets new records (t00 ten,
+	// the others one); a record handed over again would come before them
+	// in its partition, so once the new ones are in, each topic's batches
+	// hold exactly the new records.
 	f2 := &fakeIngester{}
 	_, stop2 := startRounds(t, k, k.newConsumer(t, "vault"), f2, nil)
-	mustPublishN(t, k, "tenant.t00.events", per, 10)
-	waitUntil(t, 20*time.Second, "the new records", func() bool { return len(f2.applied("tenant.t00.events")) >= 10 })
-	time.Sleep(300 * time.Millisecond)
-	stop2()
-	if got := values(f2.applied("tenant.t00.events")); !slices.Equal(got, seq(per, 10)) {
-		t.Errorf("after a restart: applied %v, want only the 10 new records", got)
+	newRecords := func(i int) int {
+		if i == 0 {
+			return 10
+		}
+		return 1
 	}
-	for _, b := range f2.calls() {
-		if b.topic != "tenant.t00.events" {
-			t.Errorf("after a restart: %s handed over again", b.topic)
+	for i := range topics {
+		mustPublishN(t, k, fmt.Sprintf("tenant.t%02d.events", i), per, newRecords(i))
+	}
+	for i := range topics {
+		topic := fmt.Sprintf("tenant.t%02d.events", i)
+		waitUntil(t, 20*time.Second, topic+"'s new records", func() bool { return len(f2.applied(topic)) >= newRecords(i) })
+	}
+	stop2()
+	for i := range topics {
+		topic := fmt.Sprintf("tenant.t%02d.events", i)
+		if got := values(f2.applied(topic)); !slices.Equal(got, seq(per, newRecords(i))) {
+			t.Errorf("after a restart: %s applied %v, want only its %d new records", topic, got, newRecords(i))
 		}
 	}
 }
@@ -217,15 +291,19 @@ func TestRoundsFailingTenantDoesNotStall(t *testing.T) {
 		t.Fatalf("Health() before any failure = %v, want nil", err)
 	}
 	mustPublishN(t, k, "tenant.sick.events", 0, 50)
+	// The healthy tenant's records go on being applied, one publish after
+	// the other, while the failing tenant's batches fail.
 	for i := range 5 {
 		mustPublishN(t, k, "tenant.well.events", i*20, 20)
-		time.Sleep(50 * time.Millisecond)
+		waitUntil(t, 20*time.Second, "the healthy tenant", func() bool { return len(f.applied("tenant.well.events")) == (i+1)*20 })
 	}
-	waitUntil(t, 20*time.Second, "the healthy tenant", func() bool { return len(f.applied("tenant.well.events")) == 100 })
 	if n := len(f.applied("tenant.sick.events")); n != 0 {
 		t.Fatalf("%d records of the failing tenant applied", n)
 	}
-	starts, _ := k.admin.LogStartOffsets(context.Background(), "tenant.sick.events")
+	starts, err := k.admin.LogStartOffsets(context.Background(), "tenant.sick.events")
+	if err != nil {
+		t.Fatalf("LogStartOffsets: %v", err)
+	}
 	if starts[0] != 0 {
 		t.Fatalf("records of the failing tenant deleted (log start %d) before they were applied", starts[0])
 	}
@@ -341,7 +419,7 @@ func TestRoundsTwoNodesSplitTopics(t *testing.T) {
 		return true
 	})
 	// Once settled, a fresh wave goes to disjoint members.
-	time.Sleep(time.Second)
+	waitGroupSettled(t, k, "vault", 2, names)
 	ca, cb := len(fa.calls()), len(fb.calls())
 	for _, n := range names {
 		_ = k.pub.Publish(n, testMessagesKeyed(100000, 1, 1)...)

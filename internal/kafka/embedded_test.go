@@ -255,8 +255,15 @@ func TestEmbeddedPersistence(t *testing.T) {
 					}
 				}
 			}()
-			time.Sleep(200 * time.Millisecond)
 			if tc.kill {
+				// Kill it with publishes under way: some acked already.
+				deadline := time.Now().Add(recvTimeout)
+				for acked.Load() < n+100 {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d records acked in %s, want %d before the kill", acked.Load(), recvTimeout, n+100)
+					}
+					time.Sleep(time.Millisecond)
+				}
 				b.kill()
 			} else {
 				<-done

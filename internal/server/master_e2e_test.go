@@ -47,16 +47,7 @@ func TestRotateMasterKey(t *testing.T) {
 		t.Fatalf("Open with the old master key = %v, want a clear master key error", err)
 	}
 	// ... the new one does, and everything reads.
-	v = &vault{tb: t, dataDir: dir, done: make(chan error, 1)}
-	v.srv = &server.Server{Config: server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", MasterKey: newURI}}
-	ctx, cancel := context.WithCancel(context.Background())
-	v.cancel = cancel
-	if err := v.srv.Open(ctx); err != nil {
-		t.Fatalf("Open with the new master key: %v", err)
-	}
-	go func() { v.done <- v.srv.Run(ctx) }()
-	v.base = "http://" + v.srv.HTTPAddr()
-	t.Cleanup(v.stop)
+	v = mustStartWith(t, dir, "", func(c *server.Config) { c.MasterKey = newURI })
 	if s := v.waitVersion("mk", tok, "s", 2); !strings.Contains(string(s.Data), `"b":2`) {
 		t.Fatalf("state after master rotation and restart = %s", s.Data)
 	}

@@ -4,40 +4,27 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
-	"github.com/tenantvault/tenantvault/keys"
-	"github.com/tenantvault/tenantvault/projections"
+	"github.com/tenantvault/tenantvault/internal/vaulttest"
 	"github.com/tenantvault/tenantvault/vault"
 	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
 
-const testAdminToken = "admin-token-0123456789abcdef"
-
-// nopTopics accepts every topic.
-type nopTopics struct{}
-
-func (nopTopics) CreateTopic(context.Context, string, int) error { return nil }
-
-var (
-	_ vault.TenantKeys[*keys.TenantCipher] = (*keys.Keystore)(nil)
-	_ vault.Cipher                         = (*keys.TenantCipher)(nil)
-	_ vault.Topics                         = nopTopics{}
-)
+const testAdminToken = vaulttest.AdminToken
 
 // testAPI is the API of a real vault, served by httptest.
 type testAPI struct {
-	v     *vault.Vault
-	audit *audit.Log
+	h     *vaulttest.Harness
+	v     *vault.Vault // h.Vault
+	audit *audit.Log   // h.Audit
 	srv   *httptest.Server
 
 	mu         sync.Mutex
@@ -48,41 +35,16 @@ type testAPI struct {
 // MustStartAPI serves the API of a new vault on a temporary directory.
 func MustStartAPI(tb testing.TB) *testAPI {
 	tb.Helper()
-	dir := tb.TempDir()
-	discard := slog.New(slog.DiscardHandler)
-	ks, err := keys.OpenKeystore(filepath.Join(dir, "keys"), "local://"+filepath.Join(dir, "master.key"), discard)
-	if err != nil {
-		tb.Fatalf("OpenKeystore: %v", err)
-	}
-	stores, err := projections.OpenStores(projections.Config{Dir: filepath.Join(dir, "tenants"), NoSync: true, Logger: discard})
-	if err != nil {
-		ks.Close()
-		tb.Fatalf("OpenStores: %v", err)
-	}
-	al, err := audit.Open(audit.Options{Dir: filepath.Join(dir, "audit"), Logger: discard})
-	if err != nil {
-		stores.Close()
-		ks.Close()
-		tb.Fatalf("audit.Open: %v", err)
-	}
-	api := &testAPI{audit: al}
-	tb.Cleanup(func() {
-		if api.srv != nil {
-			api.srv.Close() // first: no request holds a store after this
-		}
-		if err := errors.Join(stores.Close(), al.Close(), ks.Close()); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: vault.KeysOf(ks), Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
-	if err != nil {
-		tb.Fatalf("vault.Open: %v", err)
-	}
+	h := vaulttest.MustOpen(tb)
+	api := &testAPI{h: h, v: h.Vault, audit: h.Audit}
 	extra := func(w io.Writer) error {
 		_, err := io.WriteString(w, "# TYPE test_extra_total counter\ntest_extra_total 7\n")
 		return err
 	}
-	api.srv = httptest.NewServer(httpapi.New(api.v, httpapi.Options{Ready: api.ready, Logger: discard, Metrics: []func(io.Writer) error{extra}}))
+	api.srv = httptest.NewServer(httpapi.New(api.v, httpapi.Options{Ready: api.ready, Logger: slog.New(slog.DiscardHandler), Metrics: []func(io.Writer) error{extra}}))
+	// Registered after the harness's cleanup, so it runs first: no request
+	// holds a store once the vault closes.
+	tb.Cleanup(api.srv.Close)
 	return api
 }
 
@@ -101,15 +63,7 @@ func (a *testAPI) setNotReady(err error) {
 // mustCreateTenant creates tenant id through the vault and returns its token.
 func (a *testAPI) mustCreateTenant(tb testing.TB, id string) string {
 	tb.Helper()
-	p, err := a.v.Authenticate(context.Background(), testAdminToken, "test", "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_, tok, err := a.v.CreateTenant(context.Background(), p, id)
-	if err != nil {
-		tb.Fatalf("CreateTenant(%q): %v", id, err)
-	}
-	return tok
+	return a.h.MustCreateTenant(tb, id)
 }
 
 // ingest applies events to tenant t: each is {stream, id, type, data}.
