@@ -163,6 +163,9 @@ func (l *Log) checkpoint() error {
 	if err := l.cps.append(&signedCheckpoint{note: signed, cp: c}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	if l.opts.OnCheckpoint != nil {
+		l.opts.OnCheckpoint(append([]byte(nil), signed...), c)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -82,6 +83,17 @@ type Config struct {
 	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
 	// the earlier design, kept for comparison.
 	IngestConsumer string
+
+	// CheckpointTopic is the Kafka topic (on the same brokers) every signed
+	// audit checkpoint is published to, with the witnesses' cosignatures;
+	// default vault.checkpoints; "-" disables. vaultd creates it, and at
+	// start refuses a local audit log that does not extend its last record.
+	CheckpointTopic string
+	// Witnesses are the URLs of C2SP tlog-witnesses every signed audit
+	// checkpoint is sent to (POST <url>/add-checkpoint); at start vaultd
+	// refuses a local audit log that is not consistent with what they
+	// cosigned.
+	Witnesses []string
 }
 
 func (c *Config) setDefaults() {
@@ -138,6 +150,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.KafkaSASLMechanism == "" {
 		c.KafkaSASLMechanism = "SCRAM-SHA-256"
+	}
+	if c.CheckpointTopic == "" {
+		c.CheckpointTopic = "vault.checkpoints"
 	}
 }
 
@@ -203,7 +218,23 @@ func (c *Config) Validate() error {
 	if c.KafkaTLSCert != "" && len(c.Brokers) > 0 {
 		errs = append(errs, errors.New("--kafka-tls-cert/--kafka-tls-key serve the embedded broker: not with --brokers (use --kafka-tls, --kafka-tls-ca)"))
 	}
+	for _, w := range c.Witnesses {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--witness %q is not an http(s) URL", redactedURL(w)))
+		}
+	}
+	if c.CheckpointTopic != "-" && c.CheckpointTopic == c.AlertTopic {
+		errs = append(errs, fmt.Errorf("--checkpoint-topic and --alert-topic are both %q", c.CheckpointTopic))
+	}
 	return errors.Join(errs...)
+}
+
+// redactedURL is s without its user info, for errors.
+func redactedURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 // ParseFlags fills c from args, each flag falling back to its
@@ -260,6 +291,19 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 		envErrs = append(envErrs, fmt.Errorf("%sKAFKA_TLS=%q is not a boolean", EnvPrefix, env("kafka-tls", "")))
 	}
 	fs.BoolVar(&c.KafkaTLS, "kafka-tls", kafkaTLS, "connect to --brokers over TLS (env TENANTVAULT_KAFKA_TLS)")
+	fs.StringVar(&c.CheckpointTopic, "checkpoint-topic", env("checkpoint-topic", "vault.checkpoints"), "Kafka topic every signed audit checkpoint is published to (only the vault's principal may write it); - disables (env TENANTVAULT_CHECKPOINT_TOPIC)")
+	c.Witnesses = nil
+	for w := range strings.FieldsSeq(strings.ReplaceAll(env("witness", ""), ",", " ")) {
+		c.Witnesses = append(c.Witnesses, w)
+	}
+	envWitnesses := true
+	fs.Func("witness", "URL of a C2SP tlog-witness every signed audit checkpoint is sent to; repeatable (env TENANTVAULT_WITNESS, comma-separated)", func(v string) error {
+		if envWitnesses { // a flag replaces the environment's list
+			c.Witnesses, envWitnesses = nil, false
+		}
+		c.Witnesses = append(c.Witnesses, v)
+		return nil
+	})
 	fs.StringVar(&c.LogLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env TENANTVAULT_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("log-format", "text"), "text or json (env TENANTVAULT_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
