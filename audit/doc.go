@@ -76,6 +76,9 @@
 // signed note, replaced atomically) and an append-only history,
 // NNNNNNNNNNNN.jsonl files of {"size":N,"note":"..."} lines named by the
 // size of their first checkpoint, so CheckpointAt serves older ones.
+// Options.OnCheckpoint hears of each new one, which is how audit/witness
+// publishes checkpoints (a Kafka topic, C2SP witnesses) as they are signed
+// and refuses, at start, a log that does not extend what it published.
 //
 // # Proofs
 //

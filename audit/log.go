@@ -80,6 +80,13 @@ type Options struct {
 	// of the durable records, if any arrived since the last one. Default
 	// DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+	// OnCheckpoint, if set, is called with each new signed checkpoint once
+	// it is persisted (history and latest), from the goroutine that signed
+	// it (Open, the checkpointer, Close). It must not block (hand the
+	// checkpoint to a goroutine of the caller's, as audit/witness's
+	// Publisher.Notify does) and must not call Close. It is how checkpoints
+	// leave the vault as they are signed.
+	OnCheckpoint func(signedNote []byte, c Checkpoint)
 }
 
 func (o *Options) setDefaults() {

@@ -163,6 +163,9 @@ func (l *Log) checkpoint() error {
 	if err := l.cps.append(&signedCheckpoint{note: signed, cp: c}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	if l.opts.OnCheckpoint != nil {
+		l.opts.OnCheckpoint(append([]byte(nil), signed...), c)
+	}
 	return nil
 }
 
@@ -241,6 +244,12 @@ func VerifyConsistency(oldCheckpoint, newCheckpoint []byte, hashes [][]byte, ver
 	}
 	if err := checkHashes(hashes); err != nil {
 		return bad("%v", err)
+	}
+	if c1.Size == 0 { // every tree extends the empty one (merkle after v0.0.2 refuses to check it)
+		if len(hashes) > 0 {
+			return bad("a proof from size 0 must be empty, it has %d hashes", len(hashes))
+		}
+		return nil
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c1.Size, c2.Size, hashes, c1.Root[:], c2.Root[:]); err != nil {
 		return bad("%v (the log was rewritten between the two checkpoints, or the proof is damaged)", err)

@@ -247,6 +247,11 @@ func (v *treeView) inclusion(index, size uint64) ([][]byte, error) {
 // consistency returns the consistency proof from size1 to size2 (RFC 9162
 // section 2.1.4).
 func (v *treeView) consistency(size1, size2 uint64) ([][]byte, error) {
+	if size1 == 0 && size2 >= size1 {
+		// Every tree extends the empty one: the proof is empty (merkle
+		// after v0.0.2 refuses to make it).
+		return [][]byte{}, nil
+	}
 	nodes, err := proof.Consistency(size1, size2)
 	if err != nil {
 		return nil, err

@@ -137,6 +137,7 @@ func (c *cli) auditExport(ctx context.Context, args []string) error {
 // the key from: files when given, else the live vault.
 type verifySource struct {
 	dir, export, checkpoint, publicKey string
+	fetched                            []byte // the checkpoint, fetched from --checkpoint-topic
 }
 
 func (c *cli) sourceFlags(fs interface {
@@ -152,6 +153,8 @@ func (c *cli) sourceFlags(fs interface {
 
 func (c *cli) checkpointAndKey(ctx context.Context, s *verifySource) (cp []byte, key string, err error) {
 	switch {
+	case s.fetched != nil:
+		cp = s.fetched
 	case s.checkpoint != "":
 		cp, err = os.ReadFile(s.checkpoint)
 	case s.dir != "":
@@ -235,11 +238,24 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	fs := c.flags("audit verify")
 	src := c.sourceFlags(fs)
 	old := fs.String("old-checkpoint", "", "an older signed checkpoint: check that the log only grew since")
-	if _, err := parse(fs, args); err != nil {
+	wf := c.witnessFlags(fs)
+	_, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if wf.topic != "" {
+		if src.checkpoint != "" {
+			return errors.New("--checkpoint and --checkpoint-topic: give one")
+		}
+		if src.fetched, err = wf.fetchCheckpoint(ctx); err != nil {
+			return err
+		}
 	}
 	cp, key, err := c.checkpointAndKey(ctx, src)
 	if err != nil {
+		return err
+	}
+	if err := c.checkCosigned(cp, key, wf); err != nil {
 		return err
 	}
 	rc, err := c.records(ctx, src)
@@ -268,6 +284,9 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	oc, err := audit.OpenCheckpoint(oldCP, key)
 	if err != nil {
 		return fmt.Errorf("old checkpoint: %w", err)
+	}
+	if oc.Size > rep.Checkpoint.Size {
+		return fmt.Errorf("the log did NOT only grow: the old checkpoint has size %d, the new one only %d (a rollback, or the checkpoints are swapped)", oc.Size, rep.Checkpoint.Size)
 	}
 	// The same records hold the old tree as a prefix ...
 	if _, err := audit.VerifyExport(ctx, &copyForOld, oldCP, key); err != nil {

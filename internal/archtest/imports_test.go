@@ -107,6 +107,12 @@ var layers = []layer{
 		reason: `DESIGN: audit owns the alert sinks and may import "events"`,
 	},
 	{
+		pkg: "audit/witness",
+		may: []string{"events", "audit", note, "github.com/transparency-dev/witness/client/http", "github.com/transparency-dev/witness/witness",
+			"github.com/transparency-dev/formats/note"},
+		reason: `DESIGN "Witnessed audit": checkpoints leave the vault as they are signed (C2SP witnesses, through transparency-dev/witness's client; cosignatures verified by transparency-dev/formats); audit/witness/doc.go: it holds no key material and reaches Kafka only through an interface`,
+	},
+	{
 		pkg:    "vault",
 		may:    []string{"events", "projections", "audit"},
 		reason: `DESIGN: vault may import "events, keys (through a small interface it declares), projections, audit": keys only through the small interfaces vault declares (Cipher, TenantKeys, KeyOwners, KeyDestroyer, KeyAdmin), which *keys.Keystore and *keys.TenantCipher satisfy as they are in the wiring; never Kafka, HTTP, Tink or Badger`,
@@ -200,6 +206,7 @@ var depRules = []depRule{
 		reason: `STYLE: "net/http only in the HTTP API package"; DESIGN: the HTTP API is "never mixed into the domain packages"`,
 		exceptions: []exception{
 			{"audit/alerts", "net/http", `the webhook alert sink posts alerts over HTTP (DESIGN: "alert sinks (log, Prometheus counter, webhook, Kafka alert topic)")`},
+			{"audit/witness", "net/http", `checkpoints are sent to C2SP tlog-witnesses over HTTP (DESIGN "Witnessed audit")`},
 		},
 	},
 }

@@ -15,6 +15,10 @@
 // material, and never writes anything to disk itself (the embedded broker
 // persists only when given a DataDir).
 //
+// LastRecord reads the newest record of a topic (the vault's start-up
+// check of the audit checkpoints it published, vaultctl audit verify
+// --checkpoint-topic).
+//
 // # Delivery semantics
 //
 // The Consumer (kgo) reads every topic of a pattern as one group member and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -86,6 +87,17 @@ type Config struct {
 	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
 	// the earlier design, kept for comparison.
 	IngestConsumer string
+
+	// CheckpointTopic is the Kafka topic (on the same brokers) every signed
+	// audit checkpoint is published to, with the witnesses' cosignatures;
+	// default vault.checkpoints; "-" disables. vaultd creates it, and at
+	// start refuses a local audit log that does not extend its last record.
+	CheckpointTopic string
+	// Witnesses are the URLs of C2SP tlog-witnesses every signed audit
+	// checkpoint is sent to (POST <url>/add-checkpoint); at start vaultd
+	// refuses a local audit log that is not consistent with what they
+	// cosigned.
+	Witnesses []string
 }
 
 // Defaults that depend on other settings, and the embedded broker's own.
@@ -123,6 +135,7 @@ func DefaultConfig() Config {
 		KafkaAuth:          "scram",
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 		IngestConsumer:     "kgo",
+		CheckpointTopic:    "vault.checkpoints",
 	}
 }
 
@@ -214,7 +227,23 @@ func (c *Config) Validate() error {
 	if c.KafkaTLSCert != "" && len(c.Brokers) > 0 {
 		errs = append(errs, errors.New("--kafka-tls-cert/--kafka-tls-key serve the embedded broker: not with --brokers (use --kafka-tls, --kafka-tls-ca)"))
 	}
+	for _, w := range c.Witnesses {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--witness %q is not an http(s) URL", redactedURL(w)))
+		}
+	}
+	if c.CheckpointTopic != "-" && c.CheckpointTopic == c.AlertTopic {
+		errs = append(errs, fmt.Errorf("--checkpoint-topic and --alert-topic are both %q", c.CheckpointTopic))
+	}
 	return errors.Join(errs...)
+}
+
+// redactedURL is s without its user info, for errors.
+func redactedURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 // ParseFlags fills c from args, each flag falling back to its
@@ -273,6 +302,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.String(&c.KafkaTLSKey, "kafka-tls-key", d.KafkaTLSKey, "PEM key of --kafka-tls-cert")
 	f.String(&c.KafkaTLSCA, "kafka-tls-ca", d.KafkaTLSCA, "PEM CA the vault's Kafka clients trust besides the system's; with --brokers it turns TLS on")
 	f.Bool(&c.KafkaTLS, "kafka-tls", d.KafkaTLS, "connect to --brokers over TLS")
+	f.String(&c.CheckpointTopic, "checkpoint-topic", d.CheckpointTopic, "Kafka topic every signed audit checkpoint is published to (only the vault's principal may write it); - disables")
+	f.List(&c.Witnesses, "witness", "URL of a C2SP tlog-witness every signed audit checkpoint is sent to; repeatable")
 	f.String(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	f.String(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	return f.fs, &brokers, &f.errs
@@ -306,6 +337,25 @@ func (f *envFlags) usage(name, usage string) string {
 // bad records that flag name's environment value v is not a want.
 func (f *envFlags) bad(name, v, want string) {
 	f.errs = append(f.errs, fmt.Errorf("%s=%q is not %s", EnvName(name), v, want))
+}
+
+// List defines a repeatable flag: its values, in order, replace the
+// environment's comma-separated list.
+func (f *envFlags) List(p *[]string, name, usage string) {
+	*p = nil
+	if v, ok := f.env(name); ok {
+		for w := range strings.FieldsSeq(strings.ReplaceAll(v, ",", " ")) {
+			*p = append(*p, w)
+		}
+	}
+	fromEnv := true
+	f.fs.Func(name, usage+" (env "+EnvName(name)+", comma-separated)", func(v string) error {
+		if fromEnv { // a flag replaces the environment's list
+			*p, fromEnv = nil, false
+		}
+		*p = append(*p, v)
+		return nil
+	})
 }
 
 func (f *envFlags) String(p *string, name, def, usage string) {

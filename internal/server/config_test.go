@@ -27,6 +27,7 @@ func defaultConfig() Config {
 		KeyCacheTTL:      5 * time.Minute,
 		KafkaAuth:        "scram",
 		IngestConsumer:   "kgo",
+		CheckpointTopic:  "vault.checkpoints",
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}
@@ -40,6 +41,21 @@ func TestParseFlags(t *testing.T) {
 		want func(*Config) // applied to defaultConfig()
 	}{
 		{name: "defaults", want: func(*Config) {}},
+		{
+			name: "witnesses from the environment",
+			env:  map[string]string{"TENANTVAULT_WITNESS": "https://w1.example/w, http://127.0.0.1:1/x", "TENANTVAULT_CHECKPOINT_TOPIC": "-"},
+			want: func(c *Config) {
+				c.Witnesses, c.CheckpointTopic = []string{"https://w1.example/w", "http://127.0.0.1:1/x"}, "-"
+			},
+		},
+		{
+			name: "witness flags replace the environment's",
+			args: []string{"--witness", "https://w2.example", "--witness=https://w3.example/", "--checkpoint-topic", "cps"},
+			env:  map[string]string{"TENANTVAULT_WITNESS": "https://w1.example/w"},
+			want: func(c *Config) {
+				c.Witnesses, c.CheckpointTopic = []string{"https://w2.example", "https://w3.example/"}, "cps"
+			},
+		},
 		{
 			name: "environment",
 			env: map[string]string{
@@ -149,6 +165,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{name: "master key not a URI", args: []string{"--master-key", "/etc/mk"}, want: []string{"--master-key"}},
 		{name: "webhook not http", args: []string{"--alert-webhook", "ftp://h/x"}, want: []string{"--alert-webhook"}},
 		{name: "partitions", args: []string{"--partitions", "-1"}, want: []string{"--partitions"}},
+		{name: "witness not http", args: []string{"--witness", "ftp://user:tooshort@w.example/x"}, want: []string{"--witness", "w.example"}},
+		{name: "checkpoint topic is the alert topic", args: []string{"--checkpoint-topic", "vault.alerts"}, want: []string{"--checkpoint-topic", "--alert-topic"}},
 		{name: "max open stores", args: []string{"--max-open-stores", "-2"}, want: []string{"--max-open-stores"}},
 		{name: "key cache ttl not a duration", args: []string{"--key-cache-ttl", "5"}, want: []string{"key-cache-ttl"}},
 		{name: "unknown flag", args: []string{"--verbose"}, want: []string{"verbose"}},

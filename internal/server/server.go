@@ -25,6 +25,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/audit/alerts"
+	"github.com/tenantvault/tenantvault/audit/witness"
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/ingest"
@@ -54,6 +55,8 @@ type Server struct {
 	runner     runner
 	alerts     *alerts.Dispatcher
 	alertPub   *kafka.Publisher
+	cpKafka    *kafka.Publisher                  // --checkpoint-topic
+	cpPub      atomic.Pointer[witness.Publisher] // set once the start-up check passed
 	listener   net.Listener
 	http       *http.Server
 	running    atomic.Bool
@@ -98,8 +101,12 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("audit checkpoint signer: %w", err)
 	}
-	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify, Signer: signer}); err != nil {
+	if s.audit, err = audit.Open(audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Logger: s.Logger, OnFlagged: s.alerts.Notify, Signer: signer,
+		OnCheckpoint: s.checkpointSigned}); err != nil {
 		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := s.openWitnessing(ctx, signer.VerifierKey()); err != nil {
+		return err
 	}
 	if err := s.openVault(ctx, signer); err != nil {
 		return err
@@ -247,6 +254,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.runner.Run(gctx)
 	})
 	g.Go(func() error { return s.alerts.Run(gctx) })
+	if p := s.cpPub.Load(); p != nil {
+		g.Go(func() error { return p.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -290,6 +300,10 @@ func (s *Server) Close() error {
 	}
 	if s.audit != nil {
 		errs = append(errs, s.audit.Close())
+		s.flushCheckpoints() // the checkpoint Close signed
+	}
+	if s.cpKafka != nil {
+		errs = append(errs, s.cpKafka.Close())
 	}
 	if s.keystore != nil {
 		errs = append(errs, s.keystore.Close())
