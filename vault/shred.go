@@ -120,29 +120,9 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 	r.Unreadable = v.cfg.Now().UTC()
 	r.KeyIDs = ids
 
-	// 2. Stop ingest and any rewrap, then close and physically remove the
-	// store (this waits for reads in flight: none returns data after Shred
-	// returns).
-	v.stopRewrap(t)
-	if v.cfg.Ingress != nil {
-		if err := v.cfg.Ingress.Stop(ctx, t); err != nil {
-			return Receipt{}, v.shredFailed(ctx, r, "stop ingest", err)
-		}
-	}
-	if err := v.cfg.Stores.Remove(t); err != nil && !errors.Is(err, projections.ErrNotFound) {
-		return Receipt{}, v.shredFailed(ctx, r, "remove store", err)
-	}
-	// 3. Nothing of the tenant left on the broker.
-	if v.cfg.Ingress != nil {
-		if err := v.cfg.Ingress.Purge(ctx, t); err != nil {
-			return Receipt{}, v.shredFailed(ctx, r, "purge topic", err)
-		}
-	}
-	// ... nor a principal of its producers.
-	if v.cfg.Producers != nil {
-		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {
-			return Receipt{}, v.shredFailed(ctx, r, "remove producer credential", err)
-		}
+	// 2 and 3: nothing of the tenant left in the vault or on the broker.
+	if step, err := v.removeTenantData(ctx, t); err != nil {
+		return Receipt{}, v.shredFailed(ctx, r, step, err)
 	}
 	// 4. Tombstone.
 	done := v.cfg.Now().UTC()
@@ -183,6 +163,37 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 	r.AuditIndex = appended.Index
 	v.cfg.Logger.Info("tenant shredded", "tenant", t, "key_ids", ids, "destroy_keys", time.Duration(r.DestroyKeysNanos), "resumed", r.Resumed)
 	return r, nil
+}
+
+// removeTenantData is what a shred removes once t's keys are destroyed:
+// its store, the records of its topic and its producers' principal. It
+// returns the step that failed.
+func (v *Vault) removeTenantData(ctx context.Context, t events.TenantID) (step string, err error) {
+	// 2. Stop ingest and any rewrap, then close and physically remove the
+	// store (this waits for reads in flight: none returns data after Shred
+	// returns).
+	v.stopRewrap(t)
+	if v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Stop(ctx, t); err != nil {
+			return "stop ingest", err
+		}
+	}
+	if err := v.cfg.Stores.Remove(t); err != nil && !errors.Is(err, projections.ErrNotFound) {
+		return "remove store", err
+	}
+	// 3. Nothing of the tenant left on the broker.
+	if v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Purge(ctx, t); err != nil {
+			return "purge topic", err
+		}
+	}
+	// ... nor a principal of its producers.
+	if v.cfg.Producers != nil {
+		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {
+			return "remove producer credential", err
+		}
+	}
+	return "", nil
 }
 
 // shredFailed audits a shred step that failed; the shred stays journaled

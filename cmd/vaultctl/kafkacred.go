@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -134,19 +135,10 @@ sasl.mechanisms=SCRAM-SHA-256
 sasl.username=%s
 sasl.password=%s
 `, tenant, time.Now().UTC().Format(time.RFC3339), cred.Topic, filepath.Base(path), cred.Topic, brokers, proto, cred.User, cred.Password)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, []byte(body), atomicfile.Options{}); err != nil {
 		return fmt.Errorf("kafka config: %w", err)
 	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("kafka config: %w", err)
-	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
-		return fmt.Errorf("kafka config: %w", err)
-	}
-	return f.Close()
+	return nil
 }
 
 // showKafkaCredential writes cred to the --kafka-config file when one is

@@ -7,7 +7,8 @@
 // with TmpPrefix, so that callers find what a crash left. The vault's
 // registry, the keystore (keysets, tombstones, master.check, the local
 // master key, the audit signer), the audit checkpoints and the server's
-// admin token and broker password all write through it.
+// admin token and broker password, the embedded broker's persisted SCRAM
+// credentials and vaultctl's Kafka client config all write through it.
 //
 // It holds no secrets and logs nothing; callers choose what they write. It
 // imports only the standard library, so any package may use it without

@@ -33,7 +33,9 @@ type RoundConsumer interface {
 // ManyDeleter deletes sealed records of many topics in one request.
 // kafka.Admin is one.
 type ManyDeleter interface {
-	DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64) error
+	// ids names the topic ID each topic's offsets were read with; a topic
+	// whose ID changed since is left alone.
+	DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64, ids map[string]string) error
 }
 
 // RoundsConfig configures a RoundRunner.
@@ -123,6 +125,7 @@ type RoundRunner struct {
 	paused  map[tp]time.Time         // partitions paused until
 	failing map[tp]time.Time         // partitions whose batches fail, since
 	pending map[string]map[int]int64 // sealed offsets not yet deleted
+	pendIDs map[string]string        // topic ID the pending offsets of each topic were read with
 	fails   map[string]int           // failed deletions of a topic's pending offsets in a row
 	wake    chan struct{}            // pending has news
 	stats   RoundStats
@@ -146,7 +149,7 @@ func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
 	}
 	return &RoundRunner{
 		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
-		pending: make(map[string]map[int]int64), fails: make(map[string]int), wake: make(chan struct{}, 1),
+		pending: make(map[string]map[int]int64), pendIDs: make(map[string]string), fails: make(map[string]int), wake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -388,6 +391,11 @@ func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 		if _, ok := r.removed[topic]; ok {
 			continue
 		}
+		id := r.topicIDLocked(topic, parts)
+		if prev, ok := r.pendIDs[topic]; ok && prev != id {
+			delete(r.pending, topic) // offsets of the topic's previous incarnation
+		}
+		r.pendIDs[topic] = id
 		if r.pending[topic] == nil {
 			r.pending[topic] = make(map[int]int64)
 		}
@@ -504,11 +512,12 @@ func (r *RoundRunner) deleteSealed(ctx context.Context) {
 	r.mu.Lock()
 	before := r.pending
 	r.pending = make(map[string]map[int]int64)
+	ids := maps.Clone(r.pendIDs)
 	r.mu.Unlock()
 	if len(before) == 0 {
 		return
 	}
-	err := r.cfg.Deleter.DeleteRecordsMany(ctx, before)
+	err := r.cfg.Deleter.DeleteRecordsMany(ctx, before, ids)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stats.Deletes++
@@ -535,6 +544,17 @@ func (r *RoundRunner) deleteSealed(ctx context.Context) {
 			r.pending[topic][p] = max(r.pending[topic][p], o)
 		}
 	}
+}
+
+// topicIDLocked is the topic ID topic's partitions in parts were last read
+// with ("" when the brokers send none). r.mu is held.
+func (r *RoundRunner) topicIDLocked(topic string, parts map[int32]kafka.Position) string {
+	for p := range parts {
+		if id := r.ids[tp{topic, p}]; id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 func countPositions(ps kafka.Positions) int {

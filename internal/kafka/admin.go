@@ -3,6 +3,7 @@ package kafka
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +16,11 @@ import (
 // ErrTopicNotFound is returned (wrapped) for an operation on a topic the
 // cluster does not have.
 var ErrTopicNotFound = errors.New("topic not found")
+
+// ErrTopicRecreated is returned (wrapped) by DeleteRecordsMany for a topic
+// whose topic ID is no longer the one the offsets were read with: deleted
+// and created again, its offsets name other records.
+var ErrTopicRecreated = errors.New("topic deleted and created again")
 
 // Admin does topic administration over the Kafka protocol (franz-go's kadm).
 // It is safe for concurrent use.
@@ -125,13 +131,20 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
 // offset at its end appends a log-end marker first, or keeps the marker
 // that is its last record.
 func (a *Admin) DeleteRecords(ctx context.Context, topic string, before map[int]int64) error {
-	return a.DeleteRecordsMany(ctx, map[string]map[int]int64{topic: before})
+	return a.DeleteRecordsMany(ctx, map[string]map[int]int64{topic: before}, nil)
 }
 
 // DeleteRecordsMany is DeleteRecords for several topics at once, in one
 // request per broker leading any of their partitions. Each topic's error
 // is reported as DeleteRecords reports it, joined.
-func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64) error {
+//
+// ids names, for the topics it holds, the topic ID (hex) the offsets were
+// read with. Kafka deletes records by topic name only: a topic deleted and
+// created again under the same name would lose records its consumers have
+// not read. So a topic whose ID is not ids' any more (also after a log-end
+// marker was produced, whose retries could have landed in the new topic)
+// is left out, with an error wrapping ErrTopicRecreated.
+func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64, ids map[string]string) error {
 	offsets := make(kadm.Offsets, len(before))
 	var errs []error
 	for topic, parts := range before {
@@ -143,10 +156,12 @@ func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int
 			offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: o, LeaderEpoch: -1})
 		}
 	}
+	errs = append(errs, a.keepSameTopics(ctx, offsets, ids)...)
 	if a.markers != nil && len(offsets) > 0 {
 		var merrs []error
 		offsets, merrs = a.markers.guard(ctx, a.adm, offsets)
 		errs = append(errs, merrs...)
+		errs = append(errs, a.keepSameTopics(ctx, offsets, ids)...)
 	}
 	if len(offsets) == 0 {
 		return errors.Join(errs...)
@@ -186,6 +201,41 @@ func (a *Admin) DeleteRecordsMany(ctx context.Context, before map[string]map[int
 		errs = append(errs, a.belowStart(ctx, offsets, resps, outOfRange)...)
 	}
 	return errors.Join(errs...)
+}
+
+// keepSameTopics removes from offsets the topics whose topic ID is not the
+// one ids names (a topic ids does not name, or names with "", is kept), and
+// returns their errors. A topic missing from the cluster is kept:
+// DeleteRecords reports it.
+func (a *Admin) keepSameTopics(ctx context.Context, offsets kadm.Offsets, ids map[string]string) []error {
+	var check []string
+	for topic := range offsets {
+		if ids[topic] != "" {
+			check = append(check, topic)
+		}
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	td, err := a.adm.ListTopics(ctx, check...)
+	if err != nil {
+		for _, topic := range check {
+			delete(offsets, topic)
+		}
+		return []error{fmt.Errorf("delete records: topic ids: %w", err)}
+	}
+	var errs []error
+	for _, topic := range check {
+		d, ok := td[topic]
+		if !ok || d.Err != nil || d.ID == (kadm.TopicID{}) {
+			continue
+		}
+		if id := hex.EncodeToString(d.ID[:]); id != ids[topic] {
+			delete(offsets, topic)
+			errs = append(errs, fmt.Errorf("delete records of %s: topic id %s, the offsets are of %s: %w", topic, id, ids[topic], ErrTopicRecreated))
+		}
+	}
+	return errs
 }
 
 // belowStart sorts out the partitions of outOfRange topics that Kafka

@@ -8,12 +8,16 @@
 // too, with two exceptions that use its message types: internal/ingest (its
 // Subscriber hands out message.Message) and internal/server (it wires the
 // Publisher and Subscriber); cmd/* may import it as well. Of ours it
-// imports only events. internal/archtest enforces these imports.
+// imports only events and internal/atomicfile. internal/archtest enforces
+// these imports.
 //
 // It moves opaque records and never looks inside them (beyond telling a
 // log-end marker by its header): it does not decode events, never sees key
-// material, and never writes anything to disk itself (the embedded broker
-// persists only when given a DataDir).
+// material, and writes one file itself: before the embedded broker loads
+// its DataDir, the vault principal's current SCRAM credential into kfake's
+// persisted sasl.json (through internal/atomicfile), because kfake offers
+// no public way to change a persisted superuser password. Everything else
+// on disk is the embedded broker's, and only when it is given a DataDir.
 //
 // LastRecord reads the newest record of a topic (the vault's start-up
 // check of the audit checkpoints it published, vaultctl audit verify

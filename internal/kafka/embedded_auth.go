@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"hash"
 	"io/fs"
 	"os"
@@ -78,20 +79,7 @@ func setPersistedSCRAM(dataDir, user, password string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
-		return fmt.Errorf("write broker credentials: %w", err)
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, out, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("write broker credentials: %w", err)
 	}
 	return nil
