@@ -165,24 +165,30 @@ func (c *cli) checkpointAndKey(ctx context.Context, s *verifySource) (cp []byte,
 	if err != nil {
 		return nil, "", fmt.Errorf("checkpoint: %w", err)
 	}
-	switch {
-	case strings.HasPrefix(s.publicKey, "@"):
-		b, rerr := os.ReadFile(s.publicKey[1:])
-		if rerr != nil {
-			return nil, "", fmt.Errorf("public key: %w", rerr)
-		}
-		key = strings.TrimSpace(string(b))
-	case s.publicKey != "":
-		key = s.publicKey
-	default:
-		b, rerr := c.rawBytes(ctx, "/v1/audit/public-key")
-		if rerr != nil {
-			return nil, "", fmt.Errorf("public key: %w", rerr)
-		}
-		key = strings.TrimSpace(string(b))
-		fmt.Fprintln(c.stderr, "warning: using the vault's own public key; pass --public-key from a copy you trust for an independent check")
+	if key, err = c.publicKey(ctx, s); err != nil {
+		return nil, "", err
 	}
 	return cp, key, nil
+}
+
+// publicKey is the log's verifier key: --public-key, or the vault's own.
+func (c *cli) publicKey(ctx context.Context, s *verifySource) (string, error) {
+	switch {
+	case strings.HasPrefix(s.publicKey, "@"):
+		b, err := os.ReadFile(s.publicKey[1:])
+		if err != nil {
+			return "", fmt.Errorf("public key: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case s.publicKey != "":
+		return s.publicKey, nil
+	}
+	b, err := c.rawBytes(ctx, "/v1/audit/public-key")
+	if err != nil {
+		return "", fmt.Errorf("public key: %w", err)
+	}
+	fmt.Fprintln(c.stderr, "warning: using the vault's own public key; pass --public-key from a copy you trust for an independent check")
+	return strings.TrimSpace(string(b)), nil
 }
 
 // records opens the log to verify as one stream of lines.
@@ -247,7 +253,14 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 		if src.checkpoint != "" {
 			return errors.New("--checkpoint and --checkpoint-topic: give one")
 		}
-		if src.fetched, err = wf.fetchCheckpoint(ctx); err != nil {
+		if src.publicKey == "" {
+			return errors.New("--checkpoint-topic needs --public-key: the topic's records are keyed by the log's verifier key (vaults may share it)")
+		}
+		key, err := c.publicKey(ctx, src)
+		if err != nil {
+			return err
+		}
+		if src.fetched, err = wf.fetchCheckpoint(ctx, key); err != nil {
 			return err
 		}
 	}

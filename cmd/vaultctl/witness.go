@@ -56,15 +56,16 @@ func (w *witnessFlags) minCosignatures() int {
 	return w.min
 }
 
-// fetchCheckpoint reads the last record of --checkpoint-topic.
-func (w *witnessFlags) fetchCheckpoint(ctx context.Context) ([]byte, error) {
+// fetchCheckpoint reads the last record of --checkpoint-topic published by
+// the log of verifier key (the records' key).
+func (w *witnessFlags) fetchCheckpoint(ctx context.Context, key string) ([]byte, error) {
 	brokers, auth, err := w.kafka.resolve()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cp, err := kafka.LastRecord(ctx, brokers, auth, w.topic)
+	cp, err := kafka.LastRecord(ctx, brokers, auth, w.topic, []byte(key))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint topic: %w", err)
 	}

@@ -31,7 +31,7 @@ func (s *Server) openWitnessing(ctx context.Context, verifierKey string) error {
 			return fmt.Errorf("checkpoint publisher: %w", err)
 		}
 		s.cpKafka = pub
-		wc.Topic = checkpointTopic{name: cfg.CheckpointTopic, brokers: s.brokers, auth: s.kafkaAuth, pub: pub}
+		wc.Topic = checkpointTopic{name: cfg.CheckpointTopic, key: []byte(verifierKey), brokers: s.brokers, auth: s.kafkaAuth, pub: pub}
 	}
 	hc := &http.Client{Timeout: witness.DefaultTimeout}
 	for _, u := range cfg.Witnesses {
@@ -81,6 +81,7 @@ func (s *Server) flushCheckpoints() {
 // checkpoint, its value the signed note with the witnesses' cosignatures.
 type checkpointTopic struct {
 	name    string
+	key     []byte // the records' key: the log's verifier key, so that logs may share the topic
 	brokers []string
 	auth    kafka.Auth
 	pub     *kafka.Publisher
@@ -90,12 +91,13 @@ func (t checkpointTopic) Name() string { return "topic " + t.name }
 
 func (t checkpointTopic) Publish(ctx context.Context, signed []byte) error {
 	m := message.NewMessage(watermill.NewUUID(), signed)
+	m.Metadata.Set(kafka.MetadataKey, string(t.key))
 	m.SetContext(ctx)
 	return t.pub.Publish(t.name, m)
 }
 
 func (t checkpointTopic) Last(ctx context.Context) ([]byte, error) {
-	return kafka.LastRecord(ctx, t.brokers, t.auth, t.name)
+	return kafka.LastRecord(ctx, t.brokers, t.auth, t.name, t.key)
 }
 
 var _ witness.Topic = checkpointTopic{}
