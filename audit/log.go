@@ -188,6 +188,9 @@ type request struct {
 	rec   Record
 	state atomic.Int32 // statePending, then stateTaken by the writer or stateCancelled by the waiter
 	done  chan result  // buffered; nil for AppendAsync
+	// seal, if set, completes rec once its Index and Prev are known (the
+	// writer calls it; see AppendReceipt).
+	seal func(*Record) error
 }
 
 const (
@@ -590,6 +593,12 @@ func (l *Log) commit(batch []*request) {
 		rec.Prev = l.headHex()
 		if rec.Time.IsZero() {
 			rec.Time = now
+		}
+		if req.seal != nil {
+			if err := req.seal(&rec); err != nil {
+				l.reply(req, Record{}, err)
+				continue
+			}
 		}
 		line, err := MarshalRecord(rec)
 		if err == nil && len(line) > maxLineBytes {

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -149,7 +148,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
 		SignReceipt: func(body []byte) ([]byte, error) {
-			return note.Sign(&note.Note{Text: string(body) + "\n"}, signer)
+			return audit.SignReceipt(body, signer)
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		OnTenantCreated: func(t events.TenantID) {
