@@ -360,7 +360,8 @@ func (l *Log) headHex() string {
 //
 // Index and Prev in r are ignored. Strings are bounded and forced to valid
 // UTF-8 and an invalid Tenant is quoted (see the package documentation); an
-// empty Action or an unknown Outcome is refused with code EINVALID.
+// empty Action, an unknown Outcome or a Details[DetailReceipt] (receipts go
+// through AppendReceipt) is refused with code EINVALID.
 //
 // If ctx ends first, Append returns ctx.Err() and the record is not in the
 // log; if the writer has already taken the record, Append waits for its

@@ -187,7 +187,8 @@ func (e *ErrBadProof) Error() string {
 // VerifyInclusion checks that line (a record's canonical bytes, without
 // the newline) is record index of the log that signed checkpoint:
 // checkpoint must verify with verifierKey (else *ErrBadCheckpoint), line
-// must be a canonical record with that index, and proof (from
+// must be a record with that index as VERIFYING.md reads one
+// (ParseVerifiable), and proof (from
 // InclusionProof(index, checkpoint size)) must lead from its leaf hash to
 // the checkpoint's root (else *ErrBadProof).
 func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []byte, verifierKey string) error {
@@ -198,7 +199,7 @@ func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []by
 	bad := func(format string, args ...any) error {
 		return &ErrBadProof{Proof: "inclusion", Index: index, Size: c.Size, Reason: fmt.Sprintf(format, args...)}
 	}
-	r, err := ParseRecord(line)
+	r, err := ParseVerifiable(line)
 	if err != nil {
 		return bad("%v", err)
 	}

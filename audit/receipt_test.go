@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantvault/tenantvault/events"
 )
 
 // TestAppendReceipt: the receipt is signed for the index the record gets,
@@ -60,6 +62,11 @@ func TestAppendReceipt(t *testing.T) {
 		if _, err := l.AppendReceipt(ctx, shred, tt.sign); err == nil {
 			t.Errorf("AppendReceipt(%s) = nil, want an error", tt.name)
 		}
+	}
+	forged := shred
+	forged.Details = map[string]string{DetailReceipt: receipt}
+	if _, err := l.Append(ctx, forged); events.ErrorCode(err) != events.EINVALID {
+		t.Errorf("Append(a record with a receipt detail) = %v, want EINVALID: receipts come only through AppendReceipt", err)
 	}
 	if n := l.Size(); n != 3 {
 		t.Errorf("Size() = %d after refused receipts, want 3", n)

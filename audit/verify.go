@@ -173,6 +173,8 @@ func (ev *exportVerifier) finish(res scanResult, err error) (Report, error) {
 // the stream reaches Checkpoint.Size, so a rewrite that recomputed the
 // chain is reported only there — a caller that emits records as it goes
 // must treat the output as untrusted unless ReplayExport returns nil.
+// Records past Checkpoint.Size are handed to visit too, though no
+// checkpoint covers them (Index >= Checkpoint.Size: mark them unverified).
 // visit's error stops the replay and is returned.
 func ReplayExport(ctx context.Context, r io.Reader, checkpoint []byte, verifierKey string, visit func(Record) error) (Report, error) {
 	ev, err := newExportVerifier(checkpoint, verifierKey)
