@@ -20,8 +20,8 @@ import (
 // parsers or is not a record:
 //
 //   - bytes that are not UTF-8, or a \u escape of a lone UTF-16 surrogate;
-//   - anything but one JSON object, or an object (at any depth) with two
-//     members of the same name;
+//   - anything but one JSON object nested at most 32 levels deep, or an
+//     object (at any depth) with two members of the same name;
 //   - no "index" member, or one that is not an integer in plain decimal
 //     (digits only: no sign, fraction or exponent);
 //   - no "prev" member, or one that is not "" or 64 lowercase hex digits;

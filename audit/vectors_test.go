@@ -195,6 +195,8 @@ func generateSpecVectors(t *testing.T, lines [][]byte, good []byte) {
 	rec("at-1_prev-null", edited(1, `"prev":"367c74afa182a0d1ff33fabf3b84bae5511e399b8b2fc25c4d629ffccae5b3ae"`, `"prev":null`))
 	rec("at-1_nan-in-unknown-field", edited(1, `,"prev":`, `,"x":NaN,"prev":`))
 	rec("at-1_two-objects-on-a-line", edited(1, `}`, `}{}`))
+	rec("ok_nested-32-levels", edited(1, `,"prev":`, `,"deep":`+strings.Repeat("[", 31)+strings.Repeat("]", 31)+`,"prev":`))
+	rec("at-1_nested-33-levels", edited(1, `,"prev":`, `,"deep":`+strings.Repeat("[", 32)+strings.Repeat("]", 32)+`,"prev":`))
 
 	// Signature lines.
 	dup := strings.SplitAfter(string(good), "\n\n")[1]

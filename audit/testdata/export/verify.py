@@ -106,11 +106,12 @@ def strict_json(b):
     def no_const(c): raise Fail("not JSON: " + c)
     v = json.loads(b.decode("utf-8"), object_pairs_hook=no_dups, parse_constant=no_const,
                    parse_int=lambda s: Int(s) if not s.startswith("-") else float(s))
-    def walk(x):  # a lone surrogate (\ud800) does not encode: refuse it
+    def walk(x, depth):  # a lone surrogate (\ud800) does not encode: refuse it
         if isinstance(x, str): x.encode("utf-8")
-        elif isinstance(x, dict): [walk(k) or walk(y) for k, y in x.items()]
-        elif isinstance(x, list): [walk(y) for y in x]
-    try: walk(v)
+        elif depth > 32 and isinstance(x, (dict, list)): raise Fail("nested too deep")
+        elif isinstance(x, dict): [walk(k, depth) or walk(y, depth + 1) for k, y in x.items()]
+        elif isinstance(x, list): [walk(y, depth + 1) for y in x]
+    try: walk(v, 1)
     except UnicodeEncodeError: raise Fail("a lone surrogate")
     if not isinstance(v, dict): raise Fail("not a JSON object")
     return v
