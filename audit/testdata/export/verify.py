@@ -118,7 +118,8 @@ def strict_json(b):
 
 def check_receipt(i, rec, vkey):
     details = rec.get("details")
-    if not isinstance(details, dict) or "receipt" not in details: return 0
+    if not isinstance(details, dict) or details.get("receipt", "") == "": return 0
+    if not isinstance(details["receipt"], str): raise Fail("receipt is not a string")
     if rec.get("action") != "tenant.shred" or rec.get("outcome") != "ok": raise Fail("receipt outside a shred record")
     head, _, body = open_note(details["receipt"].encode(), vkey).decode().partition("\n")
     if head != "tenantvault shred-receipt v1" or body.find("\n") != len(body) - 1: raise Fail("not a shred receipt")
