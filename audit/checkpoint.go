@@ -132,9 +132,11 @@ func (e *BadCheckpointError) Unwrap() error { return e.Err }
 
 // OpenCheckpoint verifies a signed checkpoint with verifierKey (a note
 // verifier key, "<name>+<hash>+<base64 key>", see VERIFYING.md) and returns
-// it. The note must carry a valid signature by that key, its text must be
-// a checkpoint (ParseCheckpoint), and its origin must be the key's name.
-// Signatures by other keys (witness cosignatures) are allowed and ignored.
+// it. The note must carry a valid signature by that key (and every
+// signature line of that key must verify: a failing one, even next to a
+// good one, rejects it), its text must be a checkpoint (ParseCheckpoint),
+// and its origin must be the key's name. Signatures by other keys (witness
+// cosignatures) are allowed and ignored.
 // It returns an *BadCheckpointError, or an *events.Error with code EINVALID
 // if verifierKey itself is malformed.
 func OpenCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
@@ -173,6 +175,9 @@ func openCheckpoint(signed []byte, v note.Verifier) (Checkpoint, error) {
 		default:
 			return Checkpoint{}, &BadCheckpointError{Reason: "not a signed note: " + err.Error(), Err: err}
 		}
+	}
+	if err := checkEverySignature(signed, n.Text, v); err != nil {
+		return Checkpoint{}, &BadCheckpointError{Reason: err.Error(), Err: err}
 	}
 	c, err := ParseCheckpoint([]byte(n.Text))
 	if err != nil {

@@ -38,8 +38,12 @@
 // bytes of a record are exactly what encoding/json's Marshal produces for
 // Record (fields in declaration order, map keys sorted, HTML-escaped, time in
 // RFC 3339 with nanoseconds, UTC). ParseRecord accepts a line only if
-// re-encoding what it decoded gives back the same bytes, so every record has
-// one encoding and every verifier reads the same record from it.
+// re-encoding what it decoded gives back the same bytes: the Log requires
+// that of its own files. Verifiers of an export do not (VERIFYING.md,
+// "Reading a record"): ParseVerifiable ignores unknown members and the
+// encoding, and refuses only what two JSON parsers could read differently
+// (duplicate member names, lone surrogates, an index that is not plain
+// decimal), so every verifier reads the same record from the same bytes.
 //
 // Records have a dense 0-based Index. The canonical bytes of record i
 // (the stored line without its newline) are leaf i of an RFC 6962 Merkle
@@ -80,6 +84,16 @@
 // publishes checkpoints (a Kafka topic, C2SP witnesses) as they are signed
 // and refuses, at start, a log that does not extend what it published.
 //
+// # Shred receipts
+//
+// A shred receipt is a signed note by the same key whose text is the line
+// ReceiptHeader ("tenantvault shred-receipt v1": it has spaces, which no
+// key name, so no checkpoint origin, has) and one line of JSON naming the
+// tenant, the key ids destroyed and the index of the tenant.shred record
+// that holds it (Details[DetailReceipt]). Log.AppendReceipt has it signed
+// once that index is known; OpenReceipt and every export verification
+// check it.
+//
 // # Proofs
 //
 // InclusionProof and ConsistencyProof return RFC 9162 proofs (lists of
@@ -93,9 +107,12 @@
 //
 // VerifyExportDir and VerifyExport check an exported log (the segment
 // files, or their concatenation) against a signed checkpoint and the
-// public key alone; VerifyInclusion and VerifyConsistency check proofs.
-// They name the first bad record (*InconsistentError) or reject the
-// checkpoint (*BadCheckpointError) or the proof (*BadProofError).
+// public key alone, with every shred receipt in it; VerifyInclusion and
+// VerifyConsistency check proofs. They name the first bad record
+// (*InconsistentError), receipt (*BadReceiptError), or reject the checkpoint
+// (*BadCheckpointError) or the proof (*BadProofError). Their Report says what
+// the checkpoint covered (Verified) and what lies past it, checked by the
+// chain alone (Unverified, TornBytes).
 //
 // # What it must never do
 //

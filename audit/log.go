@@ -195,6 +195,9 @@ type request struct {
 	rec   Record
 	state atomic.Int32 // statePending, then stateTaken by the writer or stateCancelled by the waiter
 	done  chan result  // buffered; nil for AppendAsync
+	// seal, if set, completes rec once its Index and Prev are known (the
+	// writer calls it; see AppendReceipt).
+	seal func(*Record) error
 }
 
 const (
@@ -364,7 +367,8 @@ func (l *Log) headHex() string {
 //
 // Index and Prev in r are ignored. Strings are bounded and forced to valid
 // UTF-8 and an invalid Tenant is quoted (see the package documentation); an
-// empty Action or an unknown Outcome is refused with code EINVALID.
+// empty Action, an unknown Outcome or a Details[DetailReceipt] (receipts go
+// through AppendReceipt) is refused with code EINVALID.
 //
 // If ctx ends first, Append returns ctx.Err() and the record is not in the
 // log; if the writer has already taken the record, Append waits for its
@@ -630,6 +634,12 @@ func (l *Log) encode(live []*request) bool {
 		rec.Prev = l.headHex()
 		if rec.Time.IsZero() {
 			rec.Time = now
+		}
+		if req.seal != nil {
+			if err := req.seal(&rec); err != nil {
+				l.reply(req, Record{}, err)
+				continue
+			}
 		}
 		line, err := MarshalRecord(rec)
 		if err == nil && len(line) > maxLineBytes {

@@ -190,7 +190,8 @@ func (e *BadProofError) Error() string {
 // VerifyInclusion checks that line (a record's canonical bytes, without
 // the newline) is record index of the log that signed checkpoint:
 // checkpoint must verify with verifierKey (else *BadCheckpointError), line
-// must be a canonical record with that index, and proof (from
+// must be a record with that index as VERIFYING.md reads one
+// (ParseVerifiable), and proof (from
 // InclusionProof(index, checkpoint size)) must lead from its leaf hash to
 // the checkpoint's root (else *BadProofError).
 func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []byte, verifierKey string) error {
@@ -201,7 +202,7 @@ func VerifyInclusion(line []byte, index uint64, hashes [][]byte, checkpoint []by
 	bad := func(format string, args ...any) error {
 		return &BadProofError{Proof: "inclusion", Index: index, Size: c.Size, Reason: fmt.Sprintf(format, args...)}
 	}
-	r, err := ParseRecord(line)
+	r, err := ParseVerifiable(line)
 	if err != nil {
 		return bad("%v", err)
 	}

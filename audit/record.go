@@ -128,14 +128,18 @@ func jsonErrorKind(err error) string {
 // normalize returns the record Append will store: a deep copy of r with
 // Index and Prev cleared, Time in UTC, strings bounded and valid UTF-8, an
 // invalid tenant quoted. It fails, with an *events.Error of code EINVALID,
-// only for a record that is a caller bug: no Action, an unknown Outcome, or a
-// time that cannot be encoded.
+// only for a record that is a caller bug: no Action, an unknown Outcome, a
+// Details[DetailReceipt] (only AppendReceipt adds one), or a time that
+// cannot be encoded.
 func normalize(r Record) (Record, error) {
 	if r.Action == "" {
 		return Record{}, events.Errorf(events.EINVALID, "audit record without action")
 	}
 	if !r.Outcome.valid() {
 		return Record{}, events.Errorf(events.EINVALID, "audit record outcome %.40q is not one of ok, denied, error, rejected", r.Outcome)
+	}
+	if _, ok := r.Details[DetailReceipt]; ok { // only AppendReceipt stores one, signed for the record
+		return Record{}, events.Errorf(events.EINVALID, "audit record with a %q detail: use AppendReceipt", DetailReceipt)
 	}
 	if y := r.Time.UTC().Year(); !r.Time.IsZero() && (y < 0 || y > 9999) {
 		return Record{}, events.Errorf(events.EINVALID, "audit record time is outside the years 0 to 9999")

@@ -87,6 +87,9 @@ type scanOptions struct {
 	limit uint64
 	// visit, if set, is called for every verified record in order.
 	visit func(s scanned) error
+	// lenient reads records as an export verifier does (ParseVerifiable)
+	// instead of requiring the canonical form (ParseRecord).
+	lenient bool
 }
 
 // scan reads every segment in dir in order and checks the chain: dense
@@ -104,6 +107,7 @@ func scan(ctx context.Context, dir string, opts scanOptions) (res scanResult, er
 		return res, fmt.Errorf("list segments: %w", err)
 	}
 	c := newChain()
+	c.lenient = opts.lenient
 	defer func() { res.n, res.head = c.n, c.head }()
 	for si, first := range firsts {
 		if opts.limit > 0 && c.n >= opts.limit {
@@ -139,9 +143,32 @@ type chain struct {
 	prevHex string         // its hex form: the next record's Prev
 	br      *bufio.Reader
 	long    []byte // a line longer than br's buffer
+	// lenient reads lines as an export verifier does (ParseVerifiable);
+	// else only the canonical form is a record (ParseRecord: the log's own
+	// files, which only this package writes).
+	lenient bool
 }
 
 func newChain() *chain { return &chain{br: bufio.NewReaderSize(nil, 64<<10)} }
+
+// newVerifierChain returns a chain that reads records as VERIFYING.md
+// specifies (ParseVerifiable).
+func newVerifierChain() *chain {
+	c := newChain()
+	c.lenient = true
+	return c
+}
+
+// parse reads one line as the chain's mode requires; want says what a
+// failure expected.
+func (c *chain) parse(line []byte) (r Record, want string, err error) {
+	if c.lenient {
+		r, err = ParseVerifiable(line)
+		return r, "a record", err
+	}
+	r, err = ParseRecord(line)
+	return r, "a canonical record", err
+}
 
 // readResult is what chain.read found in one segment or stream.
 type readResult struct {
@@ -198,9 +225,9 @@ func (c *chain) read(ctx context.Context, r io.Reader, name string, last bool, l
 			return res, fmt.Errorf("read segment %s: %w", name, err)
 		}
 		body := line[:len(line)-1]
-		rec, perr := ParseRecord(body)
+		rec, want, perr := c.parse(body)
 		if perr != nil {
-			return res, fail("a canonical record", perr.Error())
+			return res, fail(want, perr.Error())
 		}
 		if rec.Index != c.n {
 			hint := "a record missing or moved before it"

@@ -50,7 +50,10 @@ type auditSignerFileData struct {
 
 // CheckpointSigner signs the audit log's checkpoints: it is a note.Signer
 // (golang.org/x/mod/sumdb/note) over an Ed25519 key that never leaves this
-// package. It is safe for concurrent use and prints redacted.
+// package. The same key signs shred receipts (audit.SignReceipt), whose
+// signed first line is a type prefix no checkpoint can start with, so the
+// one is never taken for the other. It is safe for concurrent use and
+// prints redacted.
 type CheckpointSigner struct {
 	name   string
 	hash   uint32

@@ -45,11 +45,14 @@ type Receipt struct {
 	Quarantined uint64          `json:"quarantined"`
 	// DestroyKeysNanos is how long destroying the keys took: the time to
 	// make the tenant unreadable, which does not depend on its data.
-	DestroyKeysNanos int64  `json:"destroy_keys_ns"`
-	Resumed          bool   `json:"resumed,omitempty"`
-	AuditIndex       uint64 `json:"audit_index,omitempty"`
-	// Signature is the receipt's JSON (without this field and AuditIndex)
-	// as a signed note by the audit log's checkpoint key.
+	DestroyKeysNanos int64 `json:"destroy_keys_ns"`
+	Resumed          bool  `json:"resumed,omitempty"`
+	// AuditIndex is the index of the tenant.shred audit record that holds
+	// the receipt; it is signed.
+	AuditIndex uint64 `json:"audit_index"`
+	// Signature is the receipt's JSON (without this field) as a signed
+	// note by the audit log's key: audit.SignReceipt's form, checked by
+	// audit.OpenReceipt and by every audit verify (VERIFYING.md).
 	Signature string `json:"signature,omitempty"`
 }
 
@@ -132,23 +135,12 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 	}
 	r.Completed = done
 
-	// 5. The signed receipt, in the audit log.
-	body, err := json.Marshal(r)
-	if err != nil {
-		return Receipt{}, err
-	}
-	if v.cfg.SignReceipt != nil {
-		sig, err := v.cfg.SignReceipt(body)
-		if err != nil {
-			return Receipt{}, fmt.Errorf("sign shred receipt: %w", err)
-		}
-		r.Signature = string(sig)
-	}
+	// 5. The signed receipt, in the audit log, signed for the record that
+	// holds it (its audit_index).
 	rec := audit.Record{
 		Principal: audit.Principal(operator), Tenant: string(t), Action: audit.ActionTenantShred, Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK,
 		KeyIDs: ids, Count: int(min(r.Events, uint64(1<<31-1))),
 		Details: map[string]string{
-			"receipt":         r.Signature,
 			"events":          strconv.FormatUint(r.Events, 10),
 			"streams":         strconv.FormatUint(r.Streams, 10),
 			"quarantined":     strconv.FormatUint(r.Quarantined, 10),
@@ -156,7 +148,24 @@ func (v *Vault) shred(ctx context.Context, e registryEntry, operator string) (Re
 			"resumed":         strconv.FormatBool(r.Resumed),
 		},
 	}
-	appended, err := v.cfg.Audit.Append(ctx, rec)
+	var appended audit.Record
+	if v.cfg.SignReceipt == nil {
+		appended, err = v.cfg.Audit.Append(ctx, rec)
+	} else {
+		appended, err = v.cfg.Audit.AppendReceipt(ctx, rec, func(index uint64) ([]byte, error) {
+			r.AuditIndex = index
+			body, err := json.Marshal(r)
+			if err != nil {
+				return nil, err
+			}
+			sig, err := v.cfg.SignReceipt(body)
+			if err != nil {
+				return nil, fmt.Errorf("sign shred receipt: %w", err)
+			}
+			r.Signature = string(sig)
+			return sig, nil
+		})
+	}
 	if err != nil {
 		return Receipt{}, fmt.Errorf("audit: %w", err)
 	}

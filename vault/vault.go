@@ -55,7 +55,8 @@ type Config struct {
 	OnTenantCreated func(events.TenantID)
 	// Ingress stops and purges a tenant's topic when it is shredded.
 	Ingress Ingress
-	// SignReceipt signs a shred receipt (a signed note by the audit key).
+	// SignReceipt signs a shred receipt (a signed note by the audit key,
+	// audit.SignReceipt's form) for the audit record that will hold it.
 	SignReceipt func(body []byte) ([]byte, error)
 	// RotateMaster re-wraps every keyset under a new master key URI.
 	RotateMaster func(ctx context.Context, newURI string) error

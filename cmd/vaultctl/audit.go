@@ -244,6 +244,7 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	fs := c.flags("audit verify")
 	src := c.sourceFlags(fs)
 	old := fs.String("old-checkpoint", "", "an older signed checkpoint: check that the log only grew since")
+	exact := fs.Bool("exact", false, "fail if any record is past the checkpoint (unverified)")
 	wf := c.witnessFlags(fs)
 	_, err := parse(fs, args)
 	if err != nil {
@@ -286,7 +287,9 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("audit log does NOT verify: %w", err)
 	}
-	fmt.Fprintf(c.stdout, "ok: %d records verified; checkpoint %s size %d root %s\n", rep.Records, rep.Checkpoint.Origin, rep.Checkpoint.Size, base64.StdEncoding.EncodeToString(rep.Checkpoint.Root[:]))
+	if err := c.printVerified(rep, *exact); err != nil {
+		return err
+	}
 	if *old == "" {
 		return nil
 	}
@@ -319,6 +322,34 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	return nil
 }
 
+// errUnverified is the failure of --exact.
+var errUnverified = errors.New("--exact: the log holds records past the checkpoint, which it does not verify")
+
+// printVerified says exactly what a verification covered: the records the
+// checkpoint signed, the receipts, and what lies past the checkpoint
+// (chained, but signed by nothing yet). With exact, anything past the
+// checkpoint is a failure.
+func (c *cli) printVerified(rep audit.Report, exact bool) error {
+	cp := rep.Checkpoint
+	fmt.Fprintf(c.stdout, "ok: %d records verified against checkpoint %s size %d root %s\n", rep.Verified(), cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]))
+	if rep.Receipts > 0 {
+		fmt.Fprintf(c.stdout, "ok: %d shred receipts verified (signature, tenant, key ids, audit index)\n", rep.Receipts)
+	}
+	if rep.ShredsWithoutReceipt > 0 {
+		fmt.Fprintf(c.stdout, "warning: %d tenant.shred records hold no signed receipt\n", rep.ShredsWithoutReceipt)
+	}
+	if u := rep.Unverified(); u > 0 {
+		fmt.Fprintf(c.stdout, "UNVERIFIED: %d records past the checkpoint (index %d to %d): chained, but covered by no signed checkpoint; verify them against a newer one\n", u, cp.Size, rep.Records-1)
+	}
+	if rep.TornBytes > 0 {
+		fmt.Fprintf(c.stdout, "UNVERIFIED: %d bytes of an unterminated last line (not a record yet)\n", rep.TornBytes)
+	}
+	if exact && (rep.Unverified() > 0 || rep.TornBytes > 0) {
+		return errUnverified
+	}
+	return nil
+}
+
 func (c *cli) auditReplay(ctx context.Context, args []string) error {
 	fs := c.flags("audit replay")
 	src := c.sourceFlags(fs)
@@ -327,6 +358,7 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 	until := fs.String("until", "", "only records before this RFC 3339 time")
 	flagged := fs.Bool("flagged", false, "only flagged records")
 	format := fs.String("format", "jsonl", "jsonl or csv")
+	exact := fs.Bool("exact", false, "stop with an error at the first record past the checkpoint (unverified)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -363,38 +395,70 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 
 	cw := csv.NewWriter(c.stdout)
 	if *format == "csv" {
-		cw.Write([]string{"index", "time", "principal", "tenant", "action", "resource", "outcome", "flagged", "reason", "key_ids", "count"})
+		cw.Write([]string{"index", "time", "principal", "tenant", "action", "resource", "outcome", "flagged", "reason", "key_ids", "count", "verified"})
 	}
 	enc := json.NewEncoder(c.stdout)
 	prog := newProgress(c.stderr, oc.Size)
-	matched := 0
+	matched, unverified := 0, 0
 	rep, err := audit.ReplayExport(ctx, rc, cp, key, func(r audit.Record) error {
 		prog.tick(r.Index + 1)
+		past := r.Index >= oc.Size // chained only: no checkpoint signed it
+		if past && r.Index == oc.Size {
+			if *exact {
+				return errUnverified
+			}
+			cw.Flush()
+			fmt.Fprintf(c.stderr, "UNVERIFIED from here: records from index %d on are past the checkpoint (size %d) and covered by no signature; they are marked unverified\n", oc.Size, oc.Size)
+		}
 		if (*tenant != "" && r.Tenant != *tenant) || (*flagged && !r.Flagged) ||
 			(!t1.IsZero() && r.Time.Before(t1)) || (!t2.IsZero() && !r.Time.Before(t2)) {
 			return nil
 		}
 		matched++
+		if past {
+			unverified++
+		}
 		if *format == "jsonl" {
-			return enc.Encode(r)
+			return enc.Encode(replayed{Record: r, Unverified: past})
 		}
 		ids := make([]string, len(r.KeyIDs))
 		for i, id := range r.KeyIDs {
 			ids[i] = strconv.FormatUint(uint64(id), 10)
 		}
 		return cw.Write([]string{strconv.FormatUint(r.Index, 10), r.Time.Format(time.RFC3339Nano), string(r.Principal), r.Tenant, string(r.Action),
-			r.Resource, string(r.Outcome), strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count)})
+			r.Resource, string(r.Outcome), strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count), strconv.FormatBool(!past)})
 	})
 	cw.Flush()
 	prog.done()
+	if errors.Is(err, errUnverified) {
+		return fmt.Errorf("replay stopped at record %d: %w", oc.Size, err)
+	}
 	if err != nil {
 		return fmt.Errorf("replay stopped: the audit log does NOT verify (records above are not trustworthy): %w", err)
 	}
 	if err := cw.Error(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "replayed %d records, %d matched; all verified against checkpoint size %d\n", rep.Records, matched, rep.Checkpoint.Size)
+	if rep.Unverified() == 0 && rep.TornBytes == 0 {
+		fmt.Fprintf(c.stderr, "replayed %d records, %d matched; all verified against checkpoint size %d\n", rep.Records, matched, rep.Checkpoint.Size)
+		return nil
+	}
+	fmt.Fprintf(c.stderr, "replayed %d records, %d matched; %d verified against checkpoint size %d, %d past it NOT verified (%d of them matched, marked unverified)\n",
+		rep.Records, matched, rep.Verified(), rep.Checkpoint.Size, rep.Unverified(), unverified)
+	if rep.TornBytes > 0 {
+		fmt.Fprintf(c.stderr, "UNVERIFIED: %d bytes of an unterminated last line (not a record yet) were not replayed\n", rep.TornBytes)
+	}
+	if *exact {
+		return errUnverified
+	}
 	return nil
+}
+
+// replayed is a record as replay prints it in JSON lines: marked when it is
+// past the checkpoint.
+type replayed struct {
+	audit.Record
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // progress draws a one-line progress bar on a terminal, and nothing

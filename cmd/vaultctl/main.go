@@ -57,14 +57,17 @@ Usage:
   vaultctl audit public-key          the checkpoints' verifier key
   vaultctl audit export [--from I] [--to I]   the raw log, one canonical record per line
   vaultctl audit verify [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
-                        [--old-checkpoint FILE]
+                        [--old-checkpoint FILE] [--exact]
                                      verify a log (exported, or the live vault's) against a signed
-                                     checkpoint, naming the first bad record; with --old-checkpoint,
-                                     also that the log only grew since that checkpoint
+                                     checkpoint, naming the first bad record, and every shred receipt
+                                     in it; records past the checkpoint are reported UNVERIFIED (with
+                                     --exact they fail); with --old-checkpoint, also that the log only
+                                     grew since that checkpoint
   vaultctl audit replay [--tenant T] [--since T1] [--until T2] [--flagged] [--format jsonl|csv]
                         [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
                                      stream the matching records, verifying every record (chain,
-                                     checkpoint root, re-derived flags) as it goes
+                                     checkpoint root, re-derived flags) as it goes; records past the
+                                     checkpoint are marked unverified (--exact: stop before them)
 
 Common flags: --addr URL (TENANTVAULT_ADDR), --token TOKEN (TENANTVAULT_TOKEN),
 --data-dir DIR (where admin.token is found; TENANTVAULT_DATA_DIR), --brokers for publish

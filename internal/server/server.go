@@ -206,7 +206,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
 		SignReceipt: func(body []byte) ([]byte, error) {
-			return note.Sign(&note.Note{Text: string(body) + "\n"}, signer)
+			return audit.SignReceipt(body, signer)
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		OnTenantCreated: func(t events.TenantID) {

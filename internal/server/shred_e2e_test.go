@@ -180,6 +180,9 @@ func TestShred(t *testing.T) {
 	if _, err := note.Open([]byte(receipt.Signature), note.VerifierList(verifier)); err != nil {
 		t.Fatalf("receipt signature does not verify: %v", err)
 	}
+	if rc, err := audit.OpenReceipt([]byte(receipt.Signature), pub); err != nil || rc.AuditIndex != receipt.AuditIndex || rc.Tenant != "acme" {
+		t.Fatalf("audit.OpenReceipt(receipt) = %+v, %v; want tenant acme at audit index %d", rc, err, receipt.AuditIndex)
+	}
 	if st := v.do("DELETE", "/v1/tenants/acme?confirm=acme", v.srv.AdminToken(), nil, nil); st != 410 {
 		t.Fatalf("second shred = %d, want 410", st)
 	}
