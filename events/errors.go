@@ -24,6 +24,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Reason is a stable reason code finer than Code (ReasonSpecVersion,
+	// ...), safe for the audit log: it never holds input. Optional.
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
