@@ -16,6 +16,7 @@ const (
 	EGONE         = "gone"         // the tenant was shredded
 	ETOOLARGE     = "too_large"    // over a size limit
 	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
+	ERATELIMITED  = "rate_limited" // too many failures from one source; retry later
 	EINTERNAL     = "internal"     // a bug or an unexpected failure
 )
 

@@ -308,7 +308,11 @@ func MustOpenVaultAt(tb testing.TB, dir string, edit func(*vault.Config)) *testV
 func (tv *testVault) close(tb testing.TB) {
 	tb.Helper()
 	tv.closeOnce.Do(func() {
-		if err := errors.Join(tv.stores.Close(), tv.audit.Close(), tv.ks.Close()); err != nil {
+		var verr error
+		if tv.v != nil {
+			verr = tv.v.Close() // before the audit log: it writes the open aggregates
+		}
+		if err := errors.Join(verr, tv.stores.Close(), tv.audit.Close(), tv.ks.Close()); err != nil {
 			tb.Errorf("close vault: %v", err)
 		}
 	})

@@ -16,8 +16,8 @@ func TestKeysOf(t *testing.T) {
 	tv := MustOpenVault(t, nil)
 	tv.mustCreateTenant(t, "acme")
 	k := vault.KeysOf(tv.ks)
-	if k.Owners != vault.KeyOwners(tv.ks) || k.Destroyer != vault.KeyDestroyer(tv.ks) || k.Admin != vault.KeyAdmin(tv.ks) {
-		t.Errorf("KeysOf(ks) = %+v, want ks as Owners, Destroyer and Admin", k)
+	if k.Owners != vault.KeyOwners(tv.ks) || k.Destroyer != vault.KeyDestroyer(tv.ks) || k.Admin != vault.KeyAdmin(tv.ks) || k.Hasher != vault.AuditHasher(tv.ks) {
+		t.Errorf("KeysOf(ks) = %+v, want ks as Owners, Destroyer, Admin and Hasher", k)
 	}
 	c, err := k.Ciphers.Cipher("acme")
 	if err != nil || c != vault.Cipher(tv.cipher(t, "acme")) {
