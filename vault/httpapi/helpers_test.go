@@ -48,6 +48,13 @@ type testAPI struct {
 // MustStartAPI serves the API of a new vault on a temporary directory.
 func MustStartAPI(tb testing.TB) *testAPI {
 	tb.Helper()
+	return mustStartAPIWith(tb, nil, nil)
+}
+
+// mustStartAPIWith is MustStartAPI with the vault's config and the API's
+// options edited (either edit may be nil).
+func mustStartAPIWith(tb testing.TB, editVault func(*vault.Config), editOpts func(*httpapi.Options)) *testAPI {
+	tb.Helper()
 	dir := tb.TempDir()
 	discard := slog.New(slog.DiscardHandler)
 	ks, err := keys.OpenKeystore(filepath.Join(dir, "keys"), "local://"+filepath.Join(dir, "master.key"), discard)
@@ -70,11 +77,19 @@ func MustStartAPI(tb testing.TB) *testAPI {
 		if api.srv != nil {
 			api.srv.Close() // first: no request holds a store after this
 		}
-		if err := errors.Join(stores.Close(), al.Close(), ks.Close()); err != nil {
+		var verr error
+		if api.v != nil {
+			verr = api.v.Close() // before the audit log: it writes the open aggregates
+		}
+		if err := errors.Join(verr, stores.Close(), al.Close(), ks.Close()); err != nil {
 			tb.Errorf("close: %v", err)
 		}
 	})
-	api.v, err = vault.Open(vault.Config{DataDir: dir, Keys: vault.KeysOf(ks), Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard})
+	cfg := vault.Config{DataDir: dir, Keys: vault.KeysOf(ks), Stores: stores, Audit: al, Topics: nopTopics{}, AdminToken: testAdminToken, Logger: discard}
+	if editVault != nil {
+		editVault(&cfg)
+	}
+	api.v, err = vault.Open(cfg)
 	if err != nil {
 		tb.Fatalf("vault.Open: %v", err)
 	}
@@ -82,7 +97,11 @@ func MustStartAPI(tb testing.TB) *testAPI {
 		_, err := io.WriteString(w, "# TYPE test_extra_total counter\ntest_extra_total 7\n")
 		return err
 	}
-	api.srv = httptest.NewServer(httpapi.New(api.v, httpapi.Options{Ready: api.ready, Logger: discard, Metrics: []func(io.Writer) error{extra}}))
+	opts := httpapi.Options{Ready: api.ready, Logger: discard, Metrics: []func(io.Writer) error{extra}}
+	if editOpts != nil {
+		editOpts(&opts)
+	}
+	api.srv = httptest.NewServer(httpapi.New(api.v, opts))
 	return api
 }
 
