@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/vault"
+	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
 
 // EnvPrefix prefixes every environment variable read by vaultd. Never
@@ -48,6 +50,16 @@ type Config struct {
 	// KeyCacheTTL bounds how long an unwrapped tenant keyset stays in
 	// memory; default 5m.
 	KeyCacheTTL time.Duration
+	// AuditAggregateInterval is the window over which the audit records
+	// anyone can cause without a credential (failed authentications,
+	// records on topics of unknown tenants) are aggregated per source
+	// (vault.Config.AggregateInterval); default 10s, negative: one record
+	// each.
+	AuditAggregateInterval time.Duration
+	// AuthFailureLimit is how many failed authentications one client IP
+	// may have per AuditAggregateInterval before it is answered 429
+	// (httpapi.Options.AuthFailureLimit); default 100, negative: no limit.
+	AuthFailureLimit int
 	// MaxOpenStores bounds the tenant stores held open (LRU); default 128.
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
@@ -129,6 +141,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOpenStores == 0 {
 		c.MaxOpenStores = 128
+	}
+	if c.AuditAggregateInterval == 0 {
+		c.AuditAggregateInterval = vault.DefaultAggregateInterval
+	}
+	if c.AuthFailureLimit == 0 {
+		c.AuthFailureLimit = httpapi.DefaultAuthFailureLimit
 	}
 	if c.KafkaAuth == "" {
 		c.KafkaAuth = "scram"
@@ -247,6 +265,9 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	fs.StringVar(&c.IngressRetention, "ingress-retention", env("ingress-retention", "delete"), "delete ingress records from the broker once sealed (delete), or keep them (keep) (env TENANTVAULT_INGRESS_RETENTION)")
 	var ttl string
 	fs.StringVar(&ttl, "key-cache-ttl", env("key-cache-ttl", "5m"), "how long an unwrapped tenant keyset stays in memory (env TENANTVAULT_KEY_CACHE_TTL)")
+	var aggregate string
+	fs.StringVar(&aggregate, "audit-aggregate-interval", env("audit-aggregate-interval", vault.DefaultAggregateInterval.String()), "window over which audit records of failed authentications and of records on unknown tenants' topics are aggregated per source (client IP, topic); negative: one record each (env TENANTVAULT_AUDIT_AGGREGATE_INTERVAL)")
+	fs.IntVar(&c.AuthFailureLimit, "auth-failure-limit", envInt("auth-failure-limit", httpapi.DefaultAuthFailureLimit), "failed authentications one client IP may have per --audit-aggregate-interval before it is answered 429; negative: no limit (env TENANTVAULT_AUTH_FAILURE_LIMIT)")
 	fs.IntVar(&c.MaxOpenStores, "max-open-stores", envInt("max-open-stores", 128), "tenant stores held open at once, least recently used closed first (env TENANTVAULT_MAX_OPEN_STORES)")
 	fs.StringVar(&c.KafkaAuth, "kafka-auth", env("kafka-auth", "scram"), "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only) (env TENANTVAULT_KAFKA_AUTH)")
 	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", env("kafka-sasl-user", ""), "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default tenantvault (env TENANTVAULT_KAFKA_SASL_USER)")
@@ -267,6 +288,11 @@ func (c *Config) ParseFlags(name string, args []string, getenv func(string) stri
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if d, err := time.ParseDuration(aggregate); err != nil {
+		envErrs = append(envErrs, fmt.Errorf("--audit-aggregate-interval %q is not a duration", aggregate))
+	} else {
+		c.AuditAggregateInterval = d
 	}
 	if d, err := time.ParseDuration(ttl); err != nil {
 		envErrs = append(envErrs, fmt.Errorf("--key-cache-ttl %q is not a duration", ttl))

@@ -26,7 +26,10 @@ func defaultConfig() Config {
 		IngressRetention: "delete",
 		KeyCacheTTL:      5 * time.Minute,
 		KafkaAuth:        "scram",
-		IngestConsumer:   "kgo",
+
+		AuditAggregateInterval: 10 * time.Second,
+		AuthFailureLimit:       100,
+		IngestConsumer:         "kgo",
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}
@@ -109,6 +112,12 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--brokers="},
 			env:  map[string]string{"TENANTVAULT_BROKERS": "e:1"},
 			want: func(c *Config) {},
+		},
+		{
+			name: "audit aggregation and the failure limit",
+			args: []string{"--audit-aggregate-interval", "1m"},
+			env:  map[string]string{"TENANTVAULT_AUTH_FAILURE_LIMIT": "-1"},
+			want: func(c *Config) { c.AuditAggregateInterval, c.AuthFailureLimit = time.Minute, -1 },
 		},
 		{
 			name: "VAULT_ variables are not ours",
