@@ -12,6 +12,13 @@
 // the shred; this package cannot tell a hash from an identifier, so the rule
 // is on the callers, and reviewers should hold them to it.
 //
+// Nor does a record hold text a producer supplied (an attribute value, a
+// claimed tenant that is not one of the vault's, the name of a topic anyone
+// could create): callers record a reason code or a keyed hash instead.
+// Records of what anyone can cause without a credential may be aggregates
+// standing for many occurrences (DetailAggregated, Occurrences; see
+// aggregate.go): ordinary records of the chain, so their counts verify.
+//
 // A Tenant value that is not a valid events.TenantID (a hostile request may
 // name anything) is data, not an identifier: it is stored quoted and escaped
 // (Go %+q form, at most MaxInvalidTenantRunes runes of input), so it can

@@ -3,6 +3,11 @@
 // every other package reports through, and KeyInfo, the public description
 // of a tenant key (id, primary, status) that keys lists and vault reports.
 //
+// Every refusal of an input carries, besides its code and a message (which
+// may quote the input, escaped and bounded), a stable reason code
+// (ReasonSpecVersion, ReasonIDMissing, ...; ErrorReason) that never holds
+// any part of the input: what the permanent audit log records.
+//
 // The JSON of events is read by a one-pass scanner of its own (jsonscan.go:
 // ValidJSON, the structured decoder, AppendMergePatch, the merge patch that
 // projects a stream's state), several times cheaper than encoding/json on the

@@ -16,6 +16,7 @@ const (
 	EGONE         = "gone"         // the tenant was shredded
 	ETOOLARGE     = "too_large"    // over a size limit
 	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
+	ERATELIMITED  = "rate_limited" // too many failures from one source; retry later
 	EINTERNAL     = "internal"     // a bug or an unexpected failure
 )
 
@@ -24,6 +25,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Reason is a stable reason code finer than Code (ReasonSpecVersion,
+	// ...), safe for the audit log: it never holds input. Optional.
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

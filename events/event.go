@@ -55,29 +55,29 @@ func (e *Event) IsDelete() bool {
 func (e *Event) Validate() error {
 	switch {
 	case e.SpecVersion != SpecVersion:
-		return Errorf(EINVALID, "specversion %.20q is not supported (want %q)", e.SpecVersion, SpecVersion)
+		return Reasonf(EINVALID, ReasonSpecVersion, "specversion %.20q is not supported (want %q)", e.SpecVersion, SpecVersion)
 	case e.ID == "":
-		return Errorf(EINVALID, "missing required attribute id")
+		return Reasonf(EINVALID, ReasonIDMissing, "missing required attribute id")
 	case e.Source == "":
-		return Errorf(EINVALID, "missing required attribute source")
+		return Reasonf(EINVALID, ReasonSourceMissing, "missing required attribute source")
 	case e.Type == "":
-		return Errorf(EINVALID, "missing required attribute type")
+		return Reasonf(EINVALID, ReasonTypeMissing, "missing required attribute type")
 	case e.Subject == "":
-		return Errorf(EINVALID, "missing required attribute subject (the stream id)")
+		return Reasonf(EINVALID, ReasonSubjectMissing, "missing required attribute subject (the stream id)")
 	case len(e.ID) > MaxIDLen:
-		return Errorf(EINVALID, "attribute id is longer than %d bytes", MaxIDLen)
+		return Reasonf(EINVALID, ReasonIDTooLong, "attribute id is longer than %d bytes", MaxIDLen)
 	case len(e.Subject) > MaxSubjectLen:
-		return Errorf(EINVALID, "attribute subject is longer than %d bytes", MaxSubjectLen)
+		return Reasonf(EINVALID, ReasonSubjectTooLong, "attribute subject is longer than %d bytes", MaxSubjectLen)
 	case len(e.Type) > MaxTypeLen:
-		return Errorf(EINVALID, "attribute type is longer than %d bytes", MaxTypeLen)
+		return Reasonf(EINVALID, ReasonTypeTooLong, "attribute type is longer than %d bytes", MaxTypeLen)
 	case len(e.Source) > MaxSourceLen:
-		return Errorf(EINVALID, "attribute source is longer than %d bytes", MaxSourceLen)
+		return Reasonf(EINVALID, ReasonSourceTooLong, "attribute source is longer than %d bytes", MaxSourceLen)
 	case e.Data != nil && e.DataBase64 != nil:
-		return Errorf(EINVALID, "data and data_base64 are mutually exclusive")
+		return Reasonf(EINVALID, ReasonDataConflict, "data and data_base64 are mutually exclusive")
 	}
 	if e.Tenant != "" {
 		if _, err := ParseTenantID(e.Tenant); err != nil {
-			return Errorf(EINVALID, "extension tenant: %s", ErrorMessage(err))
+			return Reasonf(EINVALID, ReasonTenantInvalid, "extension tenant: %s", ErrorMessage(err))
 		}
 	}
 	return nil
@@ -102,7 +102,7 @@ func Decode(value []byte, headers []Header, maxBytes int) (Event, error) {
 		size += len(h.Key) + len(h.Value)
 	}
 	if maxBytes > 0 && size > maxBytes {
-		return Event{}, Errorf(ETOOLARGE, "event of %d bytes is over the limit of %d bytes", size, maxBytes)
+		return Event{}, Reasonf(ETOOLARGE, ReasonTooLarge, "event of %d bytes is over the limit of %d bytes", size, maxBytes)
 	}
 	for _, h := range headers {
 		if h.Key == "ce_specversion" {
@@ -121,9 +121,9 @@ func DecodeStructured(b []byte) (Event, error) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		if ValidJSON(b) {
-			return Event{}, Errorf(EINVALID, "event is not a JSON object: not an object")
+			return Event{}, Reasonf(EINVALID, ReasonNotJSONObject, "event is not a JSON object: not an object")
 		}
-		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", syntaxErrorAt(b))
+		return Event{}, Reasonf(EINVALID, ReasonNotJSONObject, "event is not a JSON object: %s", syntaxErrorAt(b))
 	}
 	var (
 		e          Event
@@ -163,7 +163,7 @@ func DecodeStructured(b []byte) (Event, error) {
 		}
 	}
 	if it.bad || skipSpace(b, it.i) != len(b) {
-		return Event{}, Errorf(EINVALID, "event is not a JSON object: %s", syntaxErrorAt(b))
+		return Event{}, Reasonf(EINVALID, ReasonNotJSONObject, "event is not a JSON object: %s", syntaxErrorAt(b))
 	}
 	if err := e.finishDecoded(timeAttr, dataBase64); err != nil {
 		return Event{}, err
@@ -211,7 +211,7 @@ func (e *Event) finishDecoded(timeAttr, dataBase64 []byte) error {
 	if timeAttr != nil {
 		t, err := time.Parse(time.RFC3339Nano, unquote(timeAttr, bytes.IndexByte(timeAttr, '\\') >= 0))
 		if err != nil {
-			return Errorf(EINVALID, "attribute time is not RFC 3339")
+			return Reasonf(EINVALID, ReasonTimeInvalid, "attribute time is not RFC 3339")
 		}
 		e.Time = t
 	}
@@ -219,7 +219,7 @@ func (e *Event) finishDecoded(timeAttr, dataBase64 []byte) error {
 		s := unquote(dataBase64, bytes.IndexByte(dataBase64, '\\') >= 0)
 		bin, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return Errorf(EINVALID, "attribute data_base64 is not base64")
+			return Reasonf(EINVALID, ReasonDataBase64Invalid, "attribute data_base64 is not base64")
 		}
 		e.DataBase64 = bin
 	}
@@ -229,7 +229,7 @@ func (e *Event) finishDecoded(timeAttr, dataBase64 []byte) error {
 // stringAttr refuses an attribute value that is neither a string nor null.
 func stringAttr(name string, v []byte) error {
 	if v[0] != '"' && !isNull(v) {
-		return Errorf(EINVALID, "attribute %.40s must be a string", name)
+		return Reasonf(EINVALID, ReasonAttributeNotString, "attribute %.40s must be a string", name)
 	}
 	return nil
 }
@@ -268,7 +268,7 @@ func decodeBinary(value []byte, headers []Header) (Event, error) {
 		case "ce_time":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return Event{}, Errorf(EINVALID, "header ce_time is not RFC 3339")
+				return Event{}, Reasonf(EINVALID, ReasonTimeInvalid, "header ce_time is not RFC 3339")
 			}
 			e.Time = t
 		case "content-type":
@@ -279,7 +279,7 @@ func decodeBinary(value []byte, headers []Header) (Event, error) {
 		ct := e.DataContentType
 		if ct == "" || strings.HasPrefix(ct, "application/json") || strings.HasSuffix(strings.SplitN(ct, ";", 2)[0], "+json") {
 			if !ValidJSON(value) {
-				return Event{}, Errorf(EINVALID, "data is not valid JSON for content type %.60q", ct)
+				return Event{}, Reasonf(EINVALID, ReasonDataInvalid, "data is not valid JSON for content type %.60q", ct)
 			}
 			e.Data = append(json.RawMessage(nil), value...)
 		} else {

@@ -19,7 +19,8 @@
 //     {tenant} replaced by the tenant id (e.g.
 //     aws-kms://arn:aws:kms:eu-west-1:111122223333:alias/tv-{tenant}), so
 //     that deleting that KMS key alone shreds the tenant, backups included.
-//     What belongs to no tenant (the audit checkpoint signer, master.check)
+//     What belongs to no tenant (the audit checkpoint signer, the audit hash
+//     key, master.check)
 //     is wrapped by the key with {tenant} replaced by "_vault"
 //     ([VaultKeyName]), which must exist too.
 //   - <dir>/<tenant>.keyset: the tenant's AEAD and PRF keysets, each wrapped by
@@ -37,6 +38,12 @@
 //     "audit-checkpoint-signer". The audit log receives it only as a
 //     note.Signer ([CheckpointSigner]); auditors get the public verifier key
 //     from [Keystore.AuditVerifierKey].
+//   - <dir>/audit-hash.prf: the vault's own HMAC-SHA256 PRF key, created on
+//     first use by [Keystore.AuditHash] and wrapped by the master key with
+//     the associated data "audit-hash-prf". The audit log records its keyed
+//     hashes in place of producer-supplied text (a claimed tenant that is
+//     not a tenant of the vault, the topic of an unknown tenant), which may
+//     be personal data; it belongs to no tenant, so it survives a shred.
 //   - <dir>/tombstones/<tenant>: what [Keystore.Destroy] leaves of a shredded
 //     tenant (its key ids and the time; no secret), and
 //     <dir>/tombstones/<tenant>.history: the tombstones of a tenant id that
@@ -78,7 +85,7 @@
 //     print as a fingerprint.
 //   - Write a keyset to disk unwrapped, or wrapped without its owner bound as
 //     associated data (the tenant id; "audit-checkpoint-signer" for the audit
-//     key).
+//     key; "audit-hash-prf" for the audit hash key).
 //   - Try a tenant's keys on another tenant's ciphertext: Decrypt of a foreign
 //     key id fails with [*ForeignKeyError] before any decryption is attempted.
 //   - Bring back anything destroyed: a destroyed key or tenant's id is never

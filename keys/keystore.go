@@ -137,7 +137,8 @@ type Keystore struct {
 	cached  map[*TenantCipher]struct{} // ciphers whose keys may be in memory
 	sweeper *time.Timer                // drops expired keys; nil once closed
 
-	auditSigner *CheckpointSigner // guarded by mu; loaded or created by AuditSigner
+	auditSigner *CheckpointSigner       // guarded by mu; loaded or created by AuditSigner
+	auditHash   atomic.Pointer[prf.Set] // the vault's PRF; loaded or created by AuditHash under mu
 }
 
 // ksState is an immutable snapshot of the keystore's maps. Writers copy it,
@@ -553,6 +554,7 @@ func (ks *Keystore) closeLocked() error {
 	ks.cacheMu.Unlock()
 	ks.DropCache()
 	ks.auditSigner = nil
+	ks.auditHash.Store(nil)
 	ks.masterMu.Lock()
 	defer ks.masterMu.Unlock()
 	return ks.master.prov.close()

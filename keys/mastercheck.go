@@ -36,7 +36,7 @@ func holdsSealedKeys(dir string) (bool, error) {
 	}
 	return slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
 		n := e.Name()
-		return n == checkFile || n == auditSignerFile || n == stagingDir || strings.HasSuffix(n, keysetExt)
+		return n == checkFile || n == auditSignerFile || n == auditHashFile || n == stagingDir || strings.HasSuffix(n, keysetExt)
 	}), nil
 }
 
@@ -84,7 +84,8 @@ func (ks *Keystore) checkMasterKey(path string) (bool, error) {
 		kek, sealedBy, filepath.Base(path), ErrWrongMasterKey)
 }
 
-// verifyAll unwraps every keyset and the audit signer (if any).
+// verifyAll unwraps every keyset, the audit signer and the audit hash key
+// (if any).
 func (ks *Keystore) verifyAll(st *ksState) error {
 	for _, t := range slices.Sorted(maps.Keys(st.ciphers)) {
 		if _, err := ks.unwrapTenant(st.ciphers[t]); err != nil {
@@ -95,5 +96,8 @@ func (ks *Keystore) verifyAll(st *ksState) error {
 		return err
 	}
 	ks.auditSigner = nil
+	if _, err := ks.loadAuditHashKeyset(); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
 	return nil
 }

@@ -127,8 +127,8 @@ func (r *rotation) cleanUp(err error) error {
 	return err
 }
 
-// stage is phase 1: it writes every tenant keyset, the audit signer and
-// master.check, re-wrapped by the new master key, into the staging
+// stage is phase 1: it writes every tenant keyset, the audit signer, the
+// audit hash key and master.check, re-wrapped by the new master key, into the staging
 // directory, and returns their names, master.check last.
 func (r *rotation) stage(ctx context.Context, st *ksState) ([]string, error) {
 	var names []string
@@ -152,6 +152,14 @@ func (r *rotation) stage(ctx context.Context, st *ksState) ([]string, error) {
 	} else if ok {
 		names = append(names, auditSignerFile)
 		if err := r.hook(stepStaged + auditSignerFile); err != nil {
+			return nil, err
+		}
+	}
+	if ok, err := r.ks.stageAuditHash(r.nm, r.staging); err != nil {
+		return nil, fmt.Errorf("rotate master key: %w", err)
+	} else if ok {
+		names = append(names, auditHashFile)
+		if err := r.hook(stepStaged + auditHashFile); err != nil {
 			return nil, err
 		}
 	}

@@ -25,6 +25,7 @@ type masterFixture struct {
 	kms     *testKMS
 	ct      map[events.TenantID][]byte
 	hash    []byte
+	vhash   []byte // the vault's AuditHash of "t"
 	vkey    string
 	destroy uint32 // a destroyed key id of acme
 }
@@ -45,6 +46,10 @@ func newMasterFixture(t *testing.T, newURI string) (*masterFixture, *Keystore) {
 	}
 	f.hash = mustCipher(t, ks, "acme").Hash("stream", []byte("s"))
 	f.vkey = mustAuditSigner(t, ks, testOrigin).VerifierKey()
+	var err error
+	if f.vhash, err = ks.AuditHash("tenant", []byte("t")); err != nil {
+		t.Fatalf("AuditHash = %v", err)
+	}
 	return f, ks
 }
 
@@ -77,6 +82,9 @@ func (f *masterFixture) check(t *testing.T, ks *Keystore) {
 	}
 	if vk, err := ks.AuditVerifierKey(); err != nil || vk != f.vkey {
 		t.Errorf("AuditVerifierKey() = %q, %v, want %q", vk, err, f.vkey)
+	}
+	if h, err := ks.AuditHash("tenant", []byte("t")); err != nil || !bytes.Equal(h, f.vhash) {
+		t.Errorf("AuditHash = %x, %v, want %x (the same key)", h, err, f.vhash)
 	}
 	if _, err := os.Stat(filepath.Join(ks.dir, stagingDir)); err == nil {
 		t.Errorf("staging directory left behind")
@@ -140,10 +148,12 @@ func TestRotateMasterCrash(t *testing.T) {
 		{stepStaged + "acme.keyset", false},
 		{stepStaged + "beta.keyset", false},
 		{stepStaged + auditSignerFile, false},
+		{stepStaged + auditHashFile, false},
 		{stepStaged + checkFile, false},
 		{stepCommitted, true},
 		{stepSwapped + "acme.keyset", true},
 		{stepSwapped + auditSignerFile, true},
+		{stepSwapped + auditHashFile, true},
 		{stepSwapped + checkFile, true},
 	}
 	for _, s := range steps {

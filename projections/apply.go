@@ -30,7 +30,10 @@ type Record struct {
 type Rejection struct {
 	Code   string // an events error code (events.EINVALID, events.ETOOLARGE, ...)
 	Reason string // safe to show to the tenant
-	Raw    []byte // the record value as received (sealed when stored)
+	// ReasonCode is the stable reason code (events.ReasonSpecVersion,
+	// ...) that the audit log records: it never holds input.
+	ReasonCode string
+	Raw        []byte // the record value as received (sealed when stored)
 }
 
 // Result counts what Apply did with a batch.
@@ -98,7 +101,10 @@ type Verdict struct {
 	Kind   VerdictKind
 	Code   string // VerdictQuarantined: an events error code
 	Reason string // VerdictQuarantined: safe to show to the tenant
-	Seq    uint64 // VerdictQuarantined: the Seq of the quarantine entry
+	// ReasonCode is, for VerdictQuarantined, the stable reason code
+	// (events.ReasonX): what the audit log records, never input.
+	ReasonCode string
+	Seq        uint64 // VerdictQuarantined: the Seq of the quarantine entry
 }
 
 // Apply is ApplyVerdicts without the verdicts.
@@ -328,11 +334,11 @@ func (a *applier) record(r *Record) (Verdict, error) {
 	off.offset, off.dirty = r.Offset, true
 
 	if r.Reject != nil {
-		return a.quarantine(r, r.Reject.Code, r.Reject.Reason, r.Reject.Raw)
+		return a.quarantine(r, r.Reject.Code, r.Reject.Reason, r.Reject.ReasonCode, r.Reject.Raw)
 	}
 	ev := r.Event
 	if err := a.check(ev); err != nil {
-		return a.quarantine(r, events.ErrorCode(err), events.ErrorMessage(err), rawEvent(ev))
+		return a.quarantine(r, events.ErrorCode(err), events.ErrorMessage(err), events.ErrorReason(err), rawEvent(ev))
 	}
 
 	eh, err := hash(a.c, hashEvent, ev.ID)
@@ -387,13 +393,13 @@ func (a *applier) check(ev *events.Event) error {
 		return err
 	}
 	if n := len(ev.Data) + len(ev.DataBase64); n > a.st.maxPayload {
-		return events.Errorf(events.ETOOLARGE, "event data of %d bytes is over the store's limit of %d bytes", n, a.st.maxPayload)
+		return events.Reasonf(events.ETOOLARGE, events.ReasonStoreLimit, "event data of %d bytes is over the store's limit of %d bytes", n, a.st.maxPayload)
 	}
 	if len(ev.Data) > 0 && !events.ValidJSON(ev.Data) {
-		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
+		return events.Reasonf(events.EINVALID, events.ReasonDataInvalid, "attribute data is not valid JSON")
 	}
 	if ev.Tenant != "" && ev.Tenant != string(a.st.tenant) {
-		return events.Errorf(events.EFORBIDDEN, "event names another tenant than the store's")
+		return events.Reasonf(events.EFORBIDDEN, events.ReasonTenantMismatch, "event names another tenant than the store's")
 	}
 	return nil
 }
@@ -501,7 +507,7 @@ func (s *streamState) merge(patch []byte) error {
 		s.decoded = true
 	}
 	if err := s.doc.MergePatch(patch); err != nil {
-		return events.Errorf(events.EINVALID, "attribute data is not valid JSON")
+		return events.Reasonf(events.EINVALID, events.ReasonDataInvalid, "attribute data is not valid JSON")
 	}
 	return nil
 }
@@ -520,7 +526,7 @@ func (s *streamState) settle() error {
 }
 
 // quarantine seals r into the quarantine with code and reason.
-func (a *applier) quarantine(r *Record, code, reason string, raw []byte) (Verdict, error) {
+func (a *applier) quarantine(r *Record, code, reason, reasonCode string, raw []byte) (Verdict, error) {
 	if a.nextSeq == 0 {
 		seq, err := lastQuarantineSeq(a.txn)
 		if err != nil {
@@ -545,7 +551,10 @@ func (a *applier) quarantine(r *Record, code, reason string, raw []byte) (Verdic
 		return Verdict{}, fmt.Errorf("write quarantine entry: %w", err)
 	}
 	a.nextSeq++
-	return Verdict{Kind: VerdictQuarantined, Code: code, Reason: reason, Seq: seq}, nil
+	if reasonCode == "" {
+		reasonCode = code
+	}
+	return Verdict{Kind: VerdictQuarantined, Code: code, Reason: reason, ReasonCode: reasonCode, Seq: seq}, nil
 }
 
 func lastQuarantineSeq(txn *badger.Txn) (uint64, error) {

@@ -604,10 +604,10 @@ func TestApplyVerdicts(t *testing.T) {
 		{Kind: VerdictSkipped},
 		{Kind: VerdictApplied},
 		{Kind: VerdictDuplicate},
-		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "event is not a JSON object", Seq: 1},
-		{Kind: VerdictQuarantined, Code: events.ETOOLARGE, Seq: 2,
+		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "event is not a JSON object", ReasonCode: events.EINVALID, Seq: 1}, // the Rejection has no reason code: its code
+		{Kind: VerdictQuarantined, Code: events.ETOOLARGE, ReasonCode: events.ReasonStoreLimit, Seq: 2,
 			Reason: fmt.Sprintf("event data of %d bytes is over the store's limit of %d bytes", hugeSize, st.maxPayload)},
-		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "(mentions the subject)", Seq: 3},
+		{Kind: VerdictQuarantined, Code: events.EINVALID, Reason: "(mentions the subject)", ReasonCode: events.ReasonSubjectMissing, Seq: 3},
 		{Kind: VerdictSkipped},
 		{Kind: VerdictDuplicate},
 		{Kind: VerdictApplied},

@@ -10,7 +10,8 @@
 // projections, audit and internal/atomicfile: never keys, which it uses only
 // through the small interfaces declared where they are used (Cipher and
 // TenantKeys for tenants' ciphers, KeyOwners for sessions, KeyDestroyer for
-// shred, KeyAdmin for key rotation). *keys.Keystore and *keys.TenantCipher
+// shred, KeyAdmin for key rotation, AuditHasher for the audit log's keyed
+// hashes). *keys.Keystore and *keys.TenantCipher
 // satisfy them as they are; KeysOf gathers them into Config.Keys, and
 // internal/server checks them at compile time. It never imports
 // internal/kafka. It imports no third-party package, so no Kafka, HTTP,
@@ -21,6 +22,22 @@
 // and never keeps, and it applies only records read from the tenant topic
 // it created (TopicIDs): records from a topic of the same name created
 // past it are quarantined and flagged.
+//
+// What producers write never reaches the audit log: an ingest record holds
+// a reason code (events.ErrorReason), never a message quoting the input;
+// no event id, source, type or subject; a claimed tenant only when it is a
+// tenant of the registry, and otherwise — like the topic of an unknown
+// tenant — the vault's keyed hash (KeyedHashPrefix, through the
+// AuditHasher it declares). The rejected input itself is kept sealed in
+// the tenant's quarantine.
+//
+// The records anyone can cause without a credential (failed
+// authentications through AuthenticateFrom, refusals through RefuseFrom,
+// ingest.skip of topics of unknown tenants) are aggregated per source per
+// Config.AggregateInterval, with a bounded table of sources (an overflow
+// source past it), so that a flood costs a bounded number of records and
+// memory; their counts add up (audit.DetailAggregated), flagged records are
+// never aggregated, and Close writes the open windows' aggregates.
 //
 // A session opens and reads only under the actions the audit package counts
 // as reading tenant data (audit.Action.IsTenantData, the list its boundary

@@ -34,28 +34,9 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if len(msgs) == 0 {
 		return nil
 	}
-	t, err := events.TenantFromTopic(topic)
-	details := offsetDetails(msgs)
-	var e registryEntry
-	if err == nil {
-		var ok bool
-		e, ok = v.reg.get(t)
-		switch {
-		case !ok:
-			err = events.Errorf(events.ENOTFOUND, "unknown tenant %s", t)
-		case !e.active():
-			// Published to a shredded tenant's topic: refused, flagged;
-			// acked, so ingress retention deletes the records.
-			err = events.Errorf(events.EGONE, "tenant %s was shredded", t)
-			details[audit.DetailTenantState] = StateShredded
-		}
-	}
-	if err != nil {
-		v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
-		return v.record(ctx, audit.Record{
-			Principal: audit.PrincipalIngest, Tenant: topicTenant(topic), Action: audit.ActionIngestSkip, Resource: "topics/" + topic,
-			Outcome: audit.OutcomeRejected, Reason: events.ErrorMessage(err), Count: len(msgs), Details: details,
-		})
+	t, e, skip := v.ingestTenant(topic)
+	if skip != "" {
+		return v.ingestSkip(ctx, topic, t, skip, msgs)
 	}
 	c, err := v.cfg.Keys.Ciphers.Cipher(t)
 	if err != nil {
@@ -71,21 +52,30 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c)
 	}
 	recs := make([]projections.Record, len(msgs))
-	var named map[int]string // index → the tenant a rejected event names
+	var claims map[int]claim // index → what a rejected event claims
 	for i := range msgs {
 		m := &msgs[i]
 		recs[i] = projections.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-		e, rej := v.decode(t, m)
+		e, rej, also := v.decode(t, m)
 		if rej == nil {
 			recs[i].Event = &e
 			continue
 		}
 		recs[i].Reject = rej
-		if e.Tenant != "" {
-			if named == nil {
-				named = make(map[int]string)
+		if e.Tenant != "" || also != "" {
+			// What the audit record will say of the claim is decided
+			// now, before anything commits: it cannot fail after.
+			c := claim{also: also}
+			if e.Tenant != "" {
+				var err error
+				if c.tenant, err = v.claimedTenant(e.Tenant); err != nil {
+					return fmt.Errorf("ingest %s: %w", t, err)
+				}
 			}
-			named[i] = e.Tenant
+			if claims == nil {
+				claims = make(map[int]claim)
+			}
+			claims[i] = c
 		}
 	}
 	// The store decides each record once, under its lock, against its
@@ -97,10 +87,18 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	}
 	// On error, the verdicts are those of the parts that committed: they
 	// are skipped when the batch comes again, so they are audited now.
-	if aerr := v.appendAll(ctx, v.ingestAudit(t, topic, c, msgs, recs, named, verdicts)); aerr != nil {
+	if aerr := v.appendAll(ctx, v.ingestAudit(t, topic, c, msgs, recs, claims, verdicts)); aerr != nil {
 		return errors.Join(err, aerr)
 	}
 	return err
+}
+
+// claim is what the audit record of a rejected event says of what it
+// claims: the tenant it names (as claimedTenant has it), and the code of
+// the defect found besides the crossing.
+type claim struct {
+	tenant string
+	also   string
 }
 
 // ingestAudit returns the audit records of a batch from the verdicts of
@@ -108,7 +106,14 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 // record, whoever decided it (the vault's decode or the store), and an
 // ingest.batch; nothing for a pure redelivery (all skipped), which was
 // audited the first time.
-func (v *Vault) ingestAudit(t events.TenantID, topic string, c Cipher, msgs []Message, recs []projections.Record, named map[int]string, verdicts []projections.Verdict) []audit.Record {
+//
+// A record holds no producer text: the reason is a stable reason code
+// (events.ReasonX; its message, which may quote the input, is sealed in
+// the quarantine entry the record names), a claimed tenant is a tenant of
+// the registry or a keyed hash (claimedTenant), and no event id, source,
+// type or subject is recorded — records name events by partition and
+// offset.
+func (v *Vault) ingestAudit(t events.TenantID, topic string, c Cipher, msgs []Message, recs []projections.Record, claims map[int]claim, verdicts []projections.Verdict) []audit.Record {
 	var rejects []audit.Record
 	var applied, duplicates, quarantined, skipped int
 	for i, vd := range verdicts {
@@ -125,18 +130,21 @@ func (v *Vault) ingestAudit(t events.TenantID, topic string, c Cipher, msgs []Me
 		}
 		quarantined++
 		m := &msgs[i]
-		details := map[string]string{"code": vd.Code, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10),
+		details := map[string]string{"code": vd.Code, "reason_code": vd.ReasonCode, "partition": strconv.Itoa(m.Partition), "offset": strconv.FormatInt(m.Offset, 10),
 			"quarantine_seq": strconv.FormatUint(vd.Seq, 10)} // the entry in GET /v1/tenants/{t}/quarantine
-		tenant := named[i]
-		if ev := recs[i].Event; ev != nil {
-			tenant = ev.Tenant // refused by the store
+		cl := claims[i]
+		if ev := recs[i].Event; ev != nil && ev.Tenant != "" {
+			cl.tenant = string(t) // refused by the store; decode let through only the topic's own tenant
 		}
-		if tenant != "" {
-			details[audit.DetailEventTenant] = tenant
+		if cl.tenant != "" {
+			details[audit.DetailEventTenant] = cl.tenant
+		}
+		if cl.also != "" {
+			details["also"] = cl.also
 		}
 		rejects = append(rejects, audit.Record{
 			Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
-			Outcome: audit.OutcomeRejected, Reason: vd.Reason, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+			Outcome: audit.OutcomeRejected, Reason: vd.ReasonCode, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 		})
 	}
 	if skipped == len(verdicts) {
@@ -171,7 +179,7 @@ func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic
 	for i := range msgs {
 		m := &msgs[i]
 		recs[i] = projections.Record{Topic: m.Topic + "@" + m.TopicID, Partition: m.Partition, Offset: m.Offset,
-			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, Raw: v.evidence(m.Value)}}
+			Reject: &projections.Rejection{Code: events.EFORBIDDEN, Reason: reason, ReasonCode: events.ReasonForeignTopic, Raw: v.evidence(m.Value)}}
 	}
 	verdicts, err := v.apply(t, st, c, recs)
 	fresh := 0
@@ -185,11 +193,12 @@ func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic
 	}
 	details := offsetDetails(msgs[:len(verdicts)])
 	details["code"] = events.EFORBIDDEN
+	details["reason_code"] = events.ReasonForeignTopic
 	details[audit.DetailTopicID] = msgs[0].TopicID
 	details[audit.DetailTenantTopicID] = want
 	if aerr := v.record(ctx, audit.Record{
 		Principal: audit.PrincipalIngest, Tenant: string(t), Action: audit.ActionIngestReject, Resource: "topics/" + topic,
-		Outcome: audit.OutcomeRejected, Reason: reason, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
+		Outcome: audit.OutcomeRejected, Reason: events.ReasonForeignTopic, Count: fresh, KeyIDs: []uint32{c.PrimaryKeyID()}, Details: details,
 	}); aerr != nil {
 		return errors.Join(err, aerr)
 	}
@@ -198,8 +207,11 @@ func (v *Vault) ingestForeignTopic(ctx context.Context, t events.TenantID, topic
 
 // decode turns m into an event of tenant t, or a rejection. A rejected
 // event that names another tenant comes back with its Tenant set: the audit
-// record carries that fact, from which the flag is derived.
-func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *projections.Rejection) {
+// record carries that fact, from which the flag is derived; also is then
+// the reason code of its other defect, if any. The rejection's Reason (the
+// message, which may quote the input) is sealed in the quarantine; its
+// ReasonCode is what the audit log records.
+func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *projections.Rejection, also string) {
 	e, err := events.Decode(m.Value, m.Headers, v.cfg.MaxEventBytes)
 	switch {
 	case err != nil:
@@ -207,21 +219,22 @@ func (v *Vault) decode(t events.TenantID, m *Message) (e events.Event, rej *proj
 		// crossing: refused as one (and so flagged), its other defect in
 		// the reason.
 		if claimed := events.ClaimedTenant(m.Value, m.Headers); claimed != "" && claimed != string(t) {
-			rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant; also: " + events.ErrorMessage(err)}
-			e = events.Event{Tenant: claimed}
+			rej = &projections.Rejection{Code: events.EFORBIDDEN, ReasonCode: events.ReasonTenantMismatch,
+				Reason: "event tenant differs from topic tenant; also: " + events.ErrorMessage(err)}
+			e, also = events.Event{Tenant: claimed}, events.ErrorReason(err)
 			break
 		}
-		rej = &projections.Rejection{Code: events.ErrorCode(err), Reason: events.ErrorMessage(err)}
+		rej = &projections.Rejection{Code: events.ErrorCode(err), Reason: events.ErrorMessage(err), ReasonCode: events.ErrorReason(err)}
 	case e.Tenant != "" && e.Tenant != string(t):
-		rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant"}
+		rej = &projections.Rejection{Code: events.EFORBIDDEN, Reason: "event tenant differs from topic tenant", ReasonCode: events.ReasonTenantMismatch}
 		e = events.Event{Tenant: e.Tenant}
 	case len(m.Key) > 0 && string(m.Key) != e.Subject:
-		rej = &projections.Rejection{Code: events.EINVALID, Reason: "kafka key differs from subject (the stream id)"}
+		rej = &projections.Rejection{Code: events.EINVALID, Reason: "kafka key differs from subject (the stream id)", ReasonCode: events.ReasonKeyMismatch}
 	default:
-		return e, nil
+		return e, nil, ""
 	}
 	rej.Raw = v.evidence(m.Value)
-	return events.Event{Tenant: e.Tenant}, rej
+	return events.Event{Tenant: e.Tenant}, rej, also
 }
 
 // evidence is what the quarantine keeps of a rejected record's value:
@@ -277,15 +290,43 @@ func offsetDetails(msgs []Message) map[string]string {
 	}
 }
 
-// topicTenant extracts the tenant part of a tenant-shaped topic for the
-// audit record, bounded; it may be an invalid id (the record says so).
-func topicTenant(topic string) string {
-	if !events.IsTenantTopic(topic) {
-		return ""
+// ingestTenant returns the tenant of topic and its registry entry, or
+// why its records are skipped (a reason code): the topic is not that of a
+// valid tenant id, of a tenant of the registry, or of a live one.
+func (v *Vault) ingestTenant(topic string) (events.TenantID, registryEntry, string) {
+	t, err := events.TenantFromTopic(topic)
+	if err != nil {
+		return "", registryEntry{}, events.ReasonTopicInvalid
 	}
-	s := topic[len("tenant.") : len(topic)-len(".events")]
-	if len(s) > 80 {
-		s = s[:80]
+	e, ok := v.reg.get(t)
+	switch {
+	case !ok:
+		return t, e, events.ReasonTenantUnknown
+	case !e.active():
+		return t, e, events.ReasonTenantShredded
 	}
-	return strconv.QuoteToASCII(s)[1 : len(strconv.QuoteToASCII(s))-1]
+	return t, e, ""
+}
+
+// ingestSkip audits, as one ingest.skip, a batch of records that no live
+// tenant owns, and skips it. On the topic of a shredded tenant it is a
+// flagged record of its own (and the records are acked, so that ingress
+// retention deletes them); on any other, the topic is producer text,
+// named by its keyed hash (topicResource), and the records are aggregated
+// per topic (Config.AggregateInterval): anyone who reaches the broker can
+// create such topics.
+func (v *Vault) ingestSkip(ctx context.Context, topic string, t events.TenantID, reason string, msgs []Message) error {
+	v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
+	rec := audit.Record{Principal: audit.PrincipalIngest, Action: audit.ActionIngestSkip,
+		Outcome: audit.OutcomeRejected, Reason: reason, Count: len(msgs), Details: offsetDetails(msgs)}
+	if reason == events.ReasonTenantShredded {
+		rec.Tenant, rec.Resource = string(t), "topics/"+topic
+		rec.Details[audit.DetailTenantState] = StateShredded
+		return v.record(ctx, rec)
+	}
+	var err error
+	if rec.Resource, err = v.topicResource(topic); err != nil {
+		return fmt.Errorf("ingest skip: %w", err)
+	}
+	return v.agg.record(ctx, rec.Resource, rec)
 }

@@ -3,6 +3,7 @@ package vault_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -281,20 +282,24 @@ func TestIngestPartialRedeliveryAuditsRejectsOnce(t *testing.T) {
 
 // Records on the topic of an unknown or invalid tenant are audited as
 // ingest.skip and skipped without error: they must not block the consumer.
+// The topic is producer text (anyone who reaches the broker can create
+// one): the record names it by its keyed hash, never its name, nor the
+// tenant it names; its reason is a reason code.
 func TestIngestSkip(t *testing.T) {
 	tv := MustOpenVault(t, nil)
 	tv.mustCreateTenant(t, "acme")
 	ctx := context.Background()
 	tests := []struct {
 		topic      string
-		wantTenant string
+		wantReason string
 	}{
-		{"tenant.nosuch.events", "nosuch"},
-		{"tenant.BAD.events", audit.NormalizeTenant("BAD")},
-		{"tenant.../etc.events", audit.NormalizeTenant("../etc")},
-		{"orders", ""},
+		{"tenant.nosuch.events", events.ReasonTenantUnknown},
+		{"tenant.BAD.events", events.ReasonTopicInvalid},
+		{"tenant.../etc.events", events.ReasonTopicInvalid},
+		{"orders", events.ReasonTopicInvalid},
 	}
 	var skipped int64
+	resources := map[string]string{}
 	for _, tt := range tests {
 		t.Run(tt.topic, func(t *testing.T) {
 			msgs := []vault.Message{
@@ -307,9 +312,20 @@ func TestIngestSkip(t *testing.T) {
 			}
 			rec := tv.onlyRecord(t, n)
 			if rec.Principal != "ingest" || rec.Action != "ingest.skip" || rec.Outcome != audit.OutcomeRejected || rec.Count != 2 ||
-				rec.Tenant != tt.wantTenant || rec.Resource != "topics/"+tt.topic || rec.Details["first_offset"] != "5" || rec.Details["last_offset"] != "6" {
-				t.Errorf("audit record = %s, want ingest.skip of 2 records, tenant %q", dump(rec), tt.wantTenant)
+				rec.Tenant != "" || rec.Reason != tt.wantReason || rec.Details["first_offset"] != "5" || rec.Details["last_offset"] != "6" {
+				t.Errorf("audit record = %s, want ingest.skip of 2 records, no tenant, reason %q", dump(rec), tt.wantReason)
 			}
+			h, ok := strings.CutPrefix(rec.Resource, "topics/"+vault.KeyedHashPrefix)
+			if _, err := hex.DecodeString(h); !ok || err != nil || len(h) != 32 || rec.Details[audit.DetailSource] != rec.Resource {
+				t.Errorf("audit record resource = %q, source %q, want topics/%s and 32 hex digits, as the source", rec.Resource, rec.Details[audit.DetailSource], vault.KeyedHashPrefix)
+			}
+			if b, _ := json.Marshal(rec); strings.Contains(string(b), strings.TrimSuffix(strings.TrimPrefix(tt.topic, "tenant."), ".events")) {
+				t.Errorf("audit record %s names the topic", b)
+			}
+			if other, dup := resources[rec.Resource]; dup {
+				t.Errorf("topics %q and %q have the same resource %q", other, tt.topic, rec.Resource)
+			}
+			resources[rec.Resource] = tt.topic
 			skipped += 2
 			if got := tv.v.Stats().UnknownTenantMsgs.Load(); got != skipped {
 				t.Errorf("Stats().UnknownTenantMsgs = %d, want %d", got, skipped)
@@ -358,8 +374,8 @@ func TestIngestAuditsStoreQuarantine(t *testing.T) {
 		t.Fatalf("ingest.reject records = %d, want 2: %s", len(rejects), dump(rejects))
 	}
 	if r := rejects[0]; r.Details["code"] != events.ETOOLARGE || r.Details["offset"] != "1" || r.Details["partition"] != "0" ||
-		!strings.Contains(r.Reason, "store's limit") || r.Tenant != "acme" || r.Outcome != audit.OutcomeRejected || r.Flagged {
-		t.Errorf("ingest.reject of the store-refused record = %s, want too_large at offset 1 with the store's reason, not flagged", dump(r))
+		r.Reason != events.ReasonStoreLimit || r.Tenant != "acme" || r.Outcome != audit.OutcomeRejected || r.Flagged {
+		t.Errorf("ingest.reject of the store-refused record = %s, want too_large at offset 1 with the store's reason code, not flagged", dump(r))
 	}
 	if r := rejects[1]; r.Details["code"] != events.EINVALID || r.Details["offset"] != "2" {
 		t.Errorf("ingest.reject of the malformed record = %s, want invalid at offset 2", dump(r))
@@ -495,6 +511,7 @@ func TestIngestAuditsCommittedPartsOfAFailedBatch(t *testing.T) {
 func TestIngestFlagsClaimedTenantOfMalformedEvents(t *testing.T) {
 	tv := MustOpenVault(t, nil)
 	tv.mustCreateTenant(t, "acme")
+	tv.mustCreateTenant(t, "globex")
 	ctx := context.Background()
 	topic := events.TopicFor("acme")
 	batch := []vault.Message{
@@ -524,10 +541,13 @@ func TestIngestFlagsClaimedTenantOfMalformedEvents(t *testing.T) {
 	if len(flagged) != 4 || len(plain) != 1 {
 		t.Fatalf("ingest.reject records: %d flagged, %d plain, want 4 and 1: %s %s", len(flagged), len(plain), dump(flagged), dump(plain))
 	}
-	for _, r := range flagged {
+	slices.SortFunc(flagged, func(a, b audit.Record) int { return strings.Compare(a.Details["offset"], b.Details["offset"]) })
+	wantAlso := []string{events.ReasonIDMissing, events.ReasonSpecVersion, events.ReasonTimeInvalid, events.ReasonIDMissing}
+	for i, r := range flagged {
 		if _, code, _ := audit.Classify(r); code != audit.ViolationEventTenant || r.Details[audit.DetailEventTenant] != "globex" ||
-			r.Details["code"] != events.EFORBIDDEN || !strings.Contains(r.Reason, "event tenant differs from topic tenant") {
-			t.Errorf("flagged record %s, want event_tenant_mismatch naming globex", dump(r))
+			r.Details["code"] != events.EFORBIDDEN || !strings.Contains(r.Reason, "event tenant differs from topic tenant") ||
+			r.Details["reason_code"] != events.ReasonTenantMismatch || r.Details["also"] != wantAlso[i] {
+			t.Errorf("flagged record %s, want event_tenant_mismatch naming globex, also %s", dump(r), wantAlso[i])
 		}
 	}
 	if plain[0].Details["offset"] != "4" || plain[0].Details["code"] != events.EINVALID {

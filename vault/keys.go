@@ -38,18 +38,29 @@ type Keys struct {
 	Owners    KeyOwners          // sessions: who owns a foreign key
 	Destroyer KeyDestroyer       // shred
 	Admin     KeyAdmin           // key rotation and retirement
+	Hasher    AuditHasher        // the audit log's stand-ins for producer text
+}
+
+// AuditHasher makes the vault's keyed hash (an HMAC with a key of the
+// vault's own, not a tenant's) that an audit record holds in place of
+// producer-supplied text that may be personal data: a tenant an event
+// claims that is not a tenant of the vault, the topic of an unknown
+// tenant. *keys.Keystore satisfies it.
+type AuditHasher interface {
+	AuditHash(kind string, data []byte) ([]byte, error)
 }
 
 // KeysOf is the Keys of keystore k (a *keys.Keystore, whose ciphers are
-// *keys.TenantCipher): k itself for the owners, the destroyer and the
-// admin, and for the ciphers k with each of its ciphers seen as a Cipher.
+// *keys.TenantCipher): k itself for the owners, the destroyer, the admin
+// and the hasher, and for the ciphers k with each of its ciphers seen as a Cipher.
 func KeysOf[C Cipher](k interface {
 	TenantKeys[C]
 	KeyOwners
 	KeyDestroyer
 	KeyAdmin
+	AuditHasher
 }) Keys {
-	return Keys{Ciphers: ciphersOf[C]{k}, Owners: k, Destroyer: k, Admin: k}
+	return Keys{Ciphers: ciphersOf[C]{k}, Owners: k, Destroyer: k, Admin: k, Hasher: k}
 }
 
 // ciphersOf is a TenantKeys[C] seen as a TenantKeys[Cipher]. A Go method
@@ -87,6 +98,9 @@ func (k Keys) validate() []error {
 	}
 	if k.Admin == nil {
 		errs = append(errs, errors.New("vault: Keys.Admin is required"))
+	}
+	if k.Hasher == nil {
+		errs = append(errs, errors.New("vault: Keys.Hasher is required"))
 	}
 	return errs
 }

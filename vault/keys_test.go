@@ -16,8 +16,8 @@ func TestKeysOf(t *testing.T) {
 	tv := MustOpenVault(t, nil)
 	tv.mustCreateTenant(t, "acme")
 	k := vault.KeysOf(tv.h.Keys)
-	if k.Owners != vault.KeyOwners(tv.h.Keys) || k.Destroyer != vault.KeyDestroyer(tv.h.Keys) || k.Admin != vault.KeyAdmin(tv.h.Keys) {
-		t.Errorf("KeysOf(ks) = %+v, want ks as Owners, Destroyer and Admin", k)
+	if k.Owners != vault.KeyOwners(tv.h.Keys) || k.Destroyer != vault.KeyDestroyer(tv.h.Keys) || k.Admin != vault.KeyAdmin(tv.h.Keys) || k.Hasher != vault.AuditHasher(tv.h.Keys) {
+		t.Errorf("KeysOf(ks) = %+v, want ks as Owners, Destroyer, Admin and Hasher", k)
 	}
 	c, err := k.Ciphers.Cipher("acme")
 	if err != nil || c != vault.Cipher(tv.cipher(t, "acme")) {

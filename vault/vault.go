@@ -60,8 +60,20 @@ type Config struct {
 	SignReceipt func(body []byte) ([]byte, error)
 	// RotateMaster re-wraps every keyset under a new master key URI.
 	RotateMaster func(ctx context.Context, newURI string) error
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// AggregateInterval is the window over which the records anyone can
+	// cause without a credential (unauthenticated requests through
+	// AuthenticateFrom and RefuseFrom; ingest.skip of the topic of an
+	// unknown tenant) are aggregated per source: the first of a window is
+	// recorded at once, the others in one aggregate record when it closes
+	// (see audit.DetailAggregated). Default DefaultAggregateInterval (10s);
+	// negative: every record written.
+	AggregateInterval time.Duration
+	// AggregateSources bounds the sources aggregated apart at once; past
+	// it, new sources share the windows of audit.SourceOverflow. Default
+	// DefaultAggregateSources (1024).
+	AggregateSources int
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +88,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AggregateInterval == 0 {
+		c.AggregateInterval = DefaultAggregateInterval
+	}
+	if c.AggregateSources == 0 {
+		c.AggregateSources = DefaultAggregateSources
 	}
 }
 
@@ -101,6 +119,9 @@ func (c *Config) Validate() error {
 	if c.MaxEventBytes < 0 {
 		errs = append(errs, errors.New("vault: MaxEventBytes must not be negative"))
 	}
+	if c.AggregateSources < 0 {
+		errs = append(errs, errors.New("vault: AggregateSources must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -110,6 +131,7 @@ type Vault struct {
 	adminHash [32]byte
 	reg       *registry
 	stats     Stats
+	agg       *aggregator // records anyone can cause, aggregated per source
 	// createMu serialises tenant creation and shredding (rare, multi-step).
 	createMu sync.Mutex
 
@@ -144,7 +166,9 @@ func Open(cfg Config) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Vault{cfg: cfg, adminHash: sha256.Sum256([]byte(cfg.AdminToken)), reg: reg, jobs: make(map[events.TenantID]*rewrapJob)}, nil
+	v := &Vault{cfg: cfg, adminHash: sha256.Sum256([]byte(cfg.AdminToken)), reg: reg, jobs: make(map[events.TenantID]*rewrapJob)}
+	v.agg = newAggregator(cfg.AggregateInterval, cfg.AggregateSources, cfg.Now, v.record, cfg.Logger)
+	return v, nil
 }
 
 // Tenants returns the ids of all tenants, sorted.
@@ -177,8 +201,41 @@ func (p Principal) auditPrincipal() audit.Principal {
 }
 
 // Authenticate turns a bearer token into a Principal. An empty or unknown
-// token fails with EUNAUTHORIZED and is audited.
+// token fails with EUNAUTHORIZED and is audited, each failure in a record
+// of its own: callers that know where a request came from use
+// AuthenticateFrom.
 func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Action, resource string) (Principal, error) {
+	return v.authenticate(ctx, "", token, action, resource)
+}
+
+// AuthenticateFrom is Authenticate for a request from source (an HTTP
+// client's IP address): its failures are aggregated per source (see
+// Config.AggregateInterval), so that a flood of wrong tokens costs the
+// audit log a bounded number of records, whose counts add up.
+func (v *Vault) AuthenticateFrom(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+	if source == "" {
+		source = "unknown"
+	}
+	return v.authenticate(ctx, source, token, action, resource)
+}
+
+// RefuseFrom audits a request from source refused before its credential
+// was looked at (a rate limit), aggregated per source as AuthenticateFrom's
+// failures are, and returns the refusal (code ERATELIMITED), or the audit
+// failure.
+func (v *Vault) RefuseFrom(ctx context.Context, source string, action audit.Action, resource string) error {
+	if source == "" {
+		source = "unknown"
+	}
+	v.stats.Denied.Add(1)
+	const reason = "rate limited"
+	if err := v.agg.record(ctx, source, audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}); err != nil {
+		return err
+	}
+	return events.Reasonf(events.ERATELIMITED, events.ReasonRateLimited, "too many failed authentications from this address: retry later")
+}
+
+func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
@@ -194,7 +251,14 @@ func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Act
 	}
 	v.stats.Denied.Add(1)
 	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
-	return Principal{}, v.auditDenied(ctx, audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}, err)
+	rec := audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}
+	if source == "" {
+		return Principal{}, v.auditDenied(ctx, rec, err)
+	}
+	if aerr := v.agg.record(ctx, source, rec); aerr != nil {
+		return Principal{}, aerr
+	}
+	return Principal{}, err
 }
 
 // record appends rec to the audit log, flagged (or not) by what it says

@@ -14,6 +14,8 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/vault"
+	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
 
 // EnvPrefix prefixes every environment variable read by vaultd. Never
@@ -53,6 +55,15 @@ type Config struct {
 	// KeyCacheTTL bounds how long an unwrapped tenant keyset stays in
 	// memory.
 	KeyCacheTTL time.Duration
+	// AuditAggregateInterval is the window over which the audit records
+	// anyone can cause without a credential (failed authentications,
+	// records on topics of unknown tenants) are aggregated per source
+	// (vault.Config.AggregateInterval); negative: one record each.
+	AuditAggregateInterval time.Duration
+	// AuthFailureLimit is how many failed authentications one client IP
+	// may have per AuditAggregateInterval before it is answered 429
+	// (httpapi.Options.AuthFailureLimit); negative: no limit.
+	AuthFailureLimit int
 	// MaxOpenStores bounds the tenant stores held open (LRU).
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
@@ -118,24 +129,26 @@ const (
 // which README.md's vaultd table documents (TestREADMEFlags compares them).
 func DefaultConfig() Config {
 	return Config{
-		DataDir:            "./vault-data",
-		HTTPAddr:           "127.0.0.1:8080",
-		KafkaAddr:          "127.0.0.1:9092",
-		MaxEventBytes:      events.DefaultMaxEventBytes,
-		ConsumerGroup:      "tenantvault",
-		LogLevel:           "info",
-		LogFormat:          "text",
-		ShutdownGrace:      10 * time.Second,
-		Partitions:         1,
-		AlertTopic:         alerts.DefaultAlertTopic,
-		AuditOrigin:        "tenantvault/audit",
-		IngressRetention:   "delete",
-		KeyCacheTTL:        5 * time.Minute,
-		MaxOpenStores:      128,
-		KafkaAuth:          "scram",
-		KafkaSASLMechanism: "SCRAM-SHA-256",
-		IngestConsumer:     "kgo",
-		CheckpointTopic:    "vault.checkpoints",
+		DataDir:                "./vault-data",
+		HTTPAddr:               "127.0.0.1:8080",
+		KafkaAddr:              "127.0.0.1:9092",
+		MaxEventBytes:          events.DefaultMaxEventBytes,
+		ConsumerGroup:          "tenantvault",
+		LogLevel:               "info",
+		LogFormat:              "text",
+		ShutdownGrace:          10 * time.Second,
+		Partitions:             1,
+		AlertTopic:             alerts.DefaultAlertTopic,
+		AuditOrigin:            "tenantvault/audit",
+		IngressRetention:       "delete",
+		KeyCacheTTL:            5 * time.Minute,
+		MaxOpenStores:          128,
+		AuditAggregateInterval: vault.DefaultAggregateInterval,
+		AuthFailureLimit:       httpapi.DefaultAuthFailureLimit,
+		KafkaAuth:              "scram",
+		KafkaSASLMechanism:     "SCRAM-SHA-256",
+		IngestConsumer:         "kgo",
+		CheckpointTopic:        "vault.checkpoints",
 	}
 }
 
@@ -293,6 +306,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.String(&c.AuditOrigin, "audit-origin", d.AuditOrigin, "origin (log name) of the audit log's signed checkpoints; fixed for a data dir")
 	f.String(&c.IngressRetention, "ingress-retention", d.IngressRetention, "delete ingress records from the broker once sealed (delete), or keep them (keep)")
 	f.Duration(&c.KeyCacheTTL, "key-cache-ttl", d.KeyCacheTTL, "how long an unwrapped tenant keyset stays in memory")
+	f.Duration(&c.AuditAggregateInterval, "audit-aggregate-interval", d.AuditAggregateInterval, "window over which audit records of failed authentications and of records on unknown tenants' topics are aggregated per source (client IP, topic); negative: one record each")
+	f.Int(&c.AuthFailureLimit, "auth-failure-limit", d.AuthFailureLimit, "failed authentications one client IP may have per --audit-aggregate-interval before it is answered 429; negative: no limit")
 	f.Int(&c.MaxOpenStores, "max-open-stores", d.MaxOpenStores, "tenant stores held open at once, least recently used closed first")
 	f.String(&c.KafkaAuth, "kafka-auth", d.KafkaAuth, "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only)")
 	f.String(&c.KafkaSASLUser, "kafka-sasl-user", d.KafkaSASLUser, "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default "+DefaultEmbeddedSASLUser)

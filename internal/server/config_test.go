@@ -29,6 +29,9 @@ func defaultConfig() Config {
 		IngestConsumer:   "kgo",
 		CheckpointTopic:  "vault.checkpoints",
 
+		AuditAggregateInterval: 10 * time.Second,
+		AuthFailureLimit:       100,
+
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}
 }
@@ -125,6 +128,12 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--brokers="},
 			env:  map[string]string{"TENANTVAULT_BROKERS": "e:1"},
 			want: func(c *Config) {},
+		},
+		{
+			name: "audit aggregation and the failure limit",
+			args: []string{"--audit-aggregate-interval", "1m"},
+			env:  map[string]string{"TENANTVAULT_AUTH_FAILURE_LIMIT": "-1"},
+			want: func(c *Config) { c.AuditAggregateInterval, c.AuthFailureLimit = time.Minute, -1 },
 		},
 		{
 			name: "VAULT_ variables are not ours",

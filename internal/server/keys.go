@@ -13,5 +13,6 @@ var (
 	_ vault.KeyOwners                      = (*keys.Keystore)(nil)
 	_ vault.KeyDestroyer                   = (*keys.Keystore)(nil)
 	_ vault.KeyAdmin                       = (*keys.Keystore)(nil)
+	_ vault.AuditHasher                    = (*keys.Keystore)(nil)
 	_ vault.Cipher                         = (*keys.TenantCipher)(nil)
 )

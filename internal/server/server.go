@@ -114,7 +114,8 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus}})
+	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus},
+		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)})
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	return nil
 }
@@ -209,6 +210,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 			return audit.SignReceipt(body, signer)
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
+		AggregateInterval: cfg.AuditAggregateInterval,
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
 				s.runner.Add(events.TopicFor(t))

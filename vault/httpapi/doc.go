@@ -9,6 +9,12 @@
 // tokens or tenant data. Query parameters are parsed in one place (params),
 // after the credential and the tenant boundary are checked.
 //
+// It rate-limits failed authentications per client IP (the peer address;
+// forwarding headers are not trusted): past Options.AuthFailureLimit
+// failures in Options.AuthFailureInterval, a source is answered 429 before
+// its credential is looked at, with a bounded table of sources. Failures
+// and refusals are audited through the vault, aggregated per source.
+//
 // Of ours it imports only events, vault, audit and audit/alerts: never keys,
 // projections or the Kafka adapter. It is the HTTP API package, so it may
 // import net/http; besides it, only internal/server (which serves it),

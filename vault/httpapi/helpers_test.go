@@ -35,13 +35,28 @@ type testAPI struct {
 // MustStartAPI serves the API of a new vault on a temporary directory.
 func MustStartAPI(tb testing.TB) *testAPI {
 	tb.Helper()
-	h := vaulttest.MustOpen(tb)
+	return mustStartAPIWith(tb, nil, nil)
+}
+
+// mustStartAPIWith is MustStartAPI with the vault's config and the API's
+// options edited (either edit may be nil).
+func mustStartAPIWith(tb testing.TB, editVault func(*vault.Config), editOpts func(*httpapi.Options)) *testAPI {
+	tb.Helper()
+	var opts []vaulttest.Option
+	if editVault != nil {
+		opts = append(opts, vaulttest.Config(editVault))
+	}
+	h := vaulttest.MustOpen(tb, opts...)
 	api := &testAPI{h: h, v: h.Vault, audit: h.Audit}
 	extra := func(w io.Writer) error {
 		_, err := io.WriteString(w, "# TYPE test_extra_total counter\ntest_extra_total 7\n")
 		return err
 	}
-	api.srv = httptest.NewServer(httpapi.New(api.v, httpapi.Options{Ready: api.ready, Logger: slog.New(slog.DiscardHandler), Metrics: []func(io.Writer) error{extra}}))
+	o := httpapi.Options{Ready: api.ready, Logger: slog.New(slog.DiscardHandler), Metrics: []func(io.Writer) error{extra}}
+	if editOpts != nil {
+		editOpts(&o)
+	}
+	api.srv = httptest.NewServer(httpapi.New(api.v, o))
 	// Registered after the harness's cleanup, so it runs first: no request
 	// holds a store once the vault closes.
 	tb.Cleanup(api.srv.Close)

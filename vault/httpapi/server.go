@@ -33,6 +33,39 @@ type Options struct {
 	Ready   Ready                   // readiness check; default always ready
 	Logger  *slog.Logger            // internal errors; default discard
 	Metrics []func(io.Writer) error // more Prometheus text appended to /metrics
+	// AuthFailureLimit is how many failed authentications (a wrong or
+	// missing token) a source — the client's IP address — may have in
+	// AuthFailureInterval: past it, its requests are answered 429 Too
+	// Many Requests (with Retry-After) until the interval ends, before
+	// their credential is looked at. Default DefaultAuthFailureLimit
+	// (100); negative: no limit. The failures, and the refusals, are
+	// audited aggregated per source (vault.Config.AggregateInterval).
+	AuthFailureLimit int
+	// AuthFailureInterval is the interval of AuthFailureLimit; default
+	// DefaultAuthFailureInterval (10s).
+	AuthFailureInterval time.Duration
+	// AuthFailureSources bounds the sources the limit tracks at once;
+	// past them, new sources are not limited. Default
+	// DefaultAuthFailureSources (1024).
+	AuthFailureSources int
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Ready == nil {
+		o.Ready = func() error { return nil }
+	}
+	if o.AuthFailureLimit == 0 {
+		o.AuthFailureLimit = DefaultAuthFailureLimit
+	}
+	if o.AuthFailureInterval <= 0 {
+		o.AuthFailureInterval = DefaultAuthFailureInterval
+	}
+	if o.AuthFailureSources <= 0 {
+		o.AuthFailureSources = DefaultAuthFailureSources
+	}
 }
 
 // Handler serves the API.
@@ -42,17 +75,14 @@ type Handler struct {
 	log   *slog.Logger
 	extra []func(io.Writer) error
 	mux   *http.ServeMux
+	limit *limiter
 }
 
 // New returns the API handler of v.
 func New(v *vault.Vault, opts Options) *Handler {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Ready == nil {
-		opts.Ready = func() error { return nil }
-	}
-	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux()}
+	opts.setDefaults()
+	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux(),
+		limit: newLimiter(opts.AuthFailureLimit, opts.AuthFailureInterval, opts.AuthFailureSources)}
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.pattern, rt.handler)
 	}
@@ -125,9 +155,21 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
+// auth authenticates the request. A source over its failure limit is
+// refused (429) before its credential is looked at; failures and refusals
+// are audited aggregated per source.
 func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action audit.Action, resource string) (vault.Principal, bool) {
-	p, err := h.v.Authenticate(r.Context(), bearer(r), action, resource)
+	src := clientIP(r)
+	if limited, wait := h.limit.limited(src); limited {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		h.fail(w, r, h.v.RefuseFrom(r.Context(), src, action, resource))
+		return vault.Principal{}, false
+	}
+	p, err := h.v.AuthenticateFrom(r.Context(), src, bearer(r), action, resource)
 	if err != nil {
+		if events.ErrorCode(err) == events.EUNAUTHORIZED {
+			h.limit.fail(src)
+		}
 		h.fail(w, r, err)
 		return vault.Principal{}, false
 	}
@@ -693,6 +735,7 @@ var statusOf = map[string]int{
 	events.EGONE:         http.StatusGone,
 	events.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	events.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	events.ERATELIMITED:  http.StatusTooManyRequests,
 	events.EINTERNAL:     http.StatusInternalServerError,
 }
 
