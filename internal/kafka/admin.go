@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ErrTopicNotFound is returned (wrapped) for an operation on a topic the
@@ -21,6 +24,12 @@ var ErrTopicNotFound = errors.New("topic not found")
 // whose topic ID is no longer the one the offsets were read with: deleted
 // and created again, its offsets name other records.
 var ErrTopicRecreated = errors.New("topic deleted and created again")
+
+// ErrTopicCollision is returned (wrapped) by CreateTopic for a name that
+// collides with a topic the cluster has: Kafka's metric names do not tell
+// '.' from '_', so it refuses a topic that differs from an existing one only
+// in those (tenant.a.events and tenant_a_events).
+var ErrTopicCollision = errors.New("topic name collides with an existing topic")
 
 // Admin does topic administration over the Kafka protocol (franz-go's kadm).
 // It is safe for concurrent use.
@@ -68,26 +77,84 @@ func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) e
 	if !validTopicName(topic) { // kfake does not check
 		return fmt.Errorf("create topic %.260q: invalid name: want 1 to 249 characters of [a-zA-Z0-9._-]", topic)
 	}
+	// Checked before asking, as Kafka would refuse it (kfake does too, with
+	// INVALID_TOPIC_EXCEPTION, which tells nothing of the cause).
+	if err := a.checkCollision(ctx, topic); err != nil {
+		return err
+	}
 	n := int32(partitions)
 	if partitions <= 0 {
 		n = -1
 	}
 	_, err := a.adm.CreateTopic(ctx, n, -1, nil, topic)
 	a.cl.PurgeTopicsFromClient(topic)
+	if errors.Is(err, kerr.InvalidTopicException) {
+		// A colliding topic created meanwhile?
+		if cerr := a.checkCollision(ctx, topic); cerr != nil {
+			return cerr
+		}
+	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	return nil
 }
 
-// ListTopics returns the names of the cluster's topics, sorted, without
-// internal topics.
-func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
-	td, err := a.adm.ListTopics(ctx)
+// checkCollision returns an error wrapping ErrTopicCollision if the cluster
+// has a topic whose name differs from topic's only in '.' and '_'.
+func (a *Admin) checkCollision(ctx context.Context, topic string) error {
+	names, err := a.topicNames(ctx)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	// The other name is not told: anyone who reaches the broker may have
+	// made it up (it differs from topic only in '.' and '_').
+	if _, ok := collidingTopic(topic, names); ok {
+		return fmt.Errorf("create topic %s: %w ('.' and '_' read alike)", topic, ErrTopicCollision)
+	}
+	return nil
+}
+
+// topicNames returns the names of the cluster's topics (not internal
+// ones), asked of a
+// broker now: kadm's ListTopics answers from metadata up to MetadataMinAge
+// old, which may not hold a topic just created.
+func (a *Admin) topicNames(ctx context.Context) ([]string, error) {
+	req := kmsg.NewPtrMetadataRequest() // nil Topics: all of them
+	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
-	return td.Names(), nil
+	names := make([]string, 0, len(resp.Topics))
+	for _, t := range resp.Topics {
+		if t.Topic != nil && t.ErrorCode == 0 && !t.IsInternal {
+			names = append(names, *t.Topic)
+		}
+	}
+	return names, nil
+}
+
+// collidingTopic returns the first of names that collides with topic: not
+// topic itself, but equal to it once every '.' is read as '_'.
+func collidingTopic(topic string, names []string) (string, bool) {
+	key := strings.ReplaceAll(topic, ".", "_")
+	for _, n := range names {
+		if n != topic && strings.ReplaceAll(n, ".", "_") == key {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// ListTopics returns the names of the cluster's topics, sorted, without
+// internal topics.
+func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
+	names, err := a.topicNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // DeleteTopic deletes topic and its records (and its committed offsets in

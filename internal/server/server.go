@@ -202,7 +202,7 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) {
 	cfg := &s.Config
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: brokerAccess{s.admin},
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
