@@ -205,7 +205,7 @@ func (p Principal) auditPrincipal() audit.Principal {
 // of its own: callers that know where a request came from use
 // AuthenticateFrom.
 func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Action, resource string) (Principal, error) {
-	return v.authenticate(ctx, "", token, action, resource)
+	return v.authenticate(ctx, "", token, action, resource, "")
 }
 
 // AuthenticateFrom is Authenticate for a request from source (an HTTP
@@ -213,10 +213,20 @@ func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Act
 // Config.AggregateInterval), so that a flood of wrong tokens costs the
 // audit log a bounded number of records, whose counts add up.
 func (v *Vault) AuthenticateFrom(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+	return v.AuthenticateFor(ctx, source, token, action, resource, "")
+}
+
+// AuthenticateFor is AuthenticateFrom for a request that names tenant (an
+// HTTP path's tenant; "" for none): a failure's audit record keeps the
+// tenant probed — the id itself when it is a valid id of a tenant of the
+// registry, else its keyed hash (the path is the caller's text, and may
+// be anything). Failures on a tenant of the vault are aggregated apart
+// from those on others, so that an aggregate record names its tenant.
+func (v *Vault) AuthenticateFor(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if source == "" {
 		source = "unknown"
 	}
-	return v.authenticate(ctx, source, token, action, resource)
+	return v.authenticate(ctx, source, token, action, resource, tenant)
 }
 
 // RefuseFrom audits a request from source refused before its credential
@@ -235,7 +245,7 @@ func (v *Vault) RefuseFrom(ctx context.Context, source string, action audit.Acti
 	return events.Reasonf(events.ERATELIMITED, events.ReasonRateLimited, "too many failed authentications from this address: retry later")
 }
 
-func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
@@ -252,6 +262,12 @@ func (v *Vault) authenticate(ctx context.Context, source, token string, action a
 	v.stats.Denied.Add(1)
 	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
 	rec := audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}
+	if tenant != "" {
+		var herr error
+		if rec.Tenant, herr = v.probedTenant(tenant); herr != nil {
+			return Principal{}, herr
+		}
+	}
 	if source == "" {
 		return Principal{}, v.auditDenied(ctx, rec, err)
 	}
