@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +37,8 @@ var ErrTopicCollision = errors.New("topic name collides with an existing topic")
 type Admin struct {
 	cl      *kgo.Client
 	adm     *kadm.Client
-	markers *markers // nil unless WithLogEndMarkers
+	markers *markers           // nil unless WithLogEndMarkers
+	configs map[string]*string // of topics CreateTopic creates
 }
 
 // NewAdmin returns an Admin for the cluster reachable at brokers,
@@ -60,6 +62,10 @@ func NewAdmin(brokers []string, auth Auth, opts ...AdminOption) (*Admin, error) 
 		return nil, fmt.Errorf("new admin: %w", err)
 	}
 	a := &Admin{cl: cl, adm: kadm.NewClient(cl)}
+	if o.maxMessageBytes > 0 {
+		n := strconv.Itoa(o.maxMessageBytes)
+		a.configs = map[string]*string{"max.message.bytes": &n}
+	}
 	if o.markers {
 		if a.markers, err = newMarkers(brokers, auth); err != nil {
 			cl.Close()
@@ -86,7 +92,7 @@ func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) e
 	if partitions <= 0 {
 		n = -1
 	}
-	_, err := a.adm.CreateTopic(ctx, n, -1, nil, topic)
+	_, err := a.adm.CreateTopic(ctx, n, -1, a.configs, topic)
 	a.cl.PurgeTopicsFromClient(topic)
 	if errors.Is(err, kerr.InvalidTopicException) {
 		// A colliding topic created meanwhile?

@@ -6,8 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/kafka"
@@ -93,5 +97,51 @@ func TestUnknownTenantTopicEmptied(t *testing.T) {
 	}
 	if skips == 0 {
 		t.Errorf("no ingest.skip record of reason %s: the records were deleted unaudited", events.ReasonTenantUnknown)
+	}
+}
+
+// The broker accepts somewhat more than --max-event-bytes, so an event
+// over the limit reaches the vault and is quarantined too_large (with an
+// audit record); one far over it is refused by the broker at produce.
+func TestTooLargeBothSides(t *testing.T) {
+	v := mustStart(t, t.TempDir(), "") // --max-event-bytes maxEventBytes
+	tok := v.createTenant("acme")
+	a, _ := v.producer("acme")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(v.brokers()...), kgoAuth(a), kgo.ProducerBatchMaxBytes(16<<20),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordRetries(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	padded := func(id string, n int) []byte {
+		return event(id, "big-1", "blob.put", `{"pad":"`+strings.Repeat("x", n)+`"}`)
+	}
+	over := padded("big-over", maxEventBytes+maxEventBytes/8) // over the vault's limit, under the broker's
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "tenant.acme.events", Key: []byte("big-1"), Value: over}).FirstErr(); err != nil {
+		t.Fatalf("produce an event of %d bytes (over --max-event-bytes %d) = %v, want accepted by the broker", len(over), maxEventBytes, err)
+	}
+	huge := padded("big-huge", 2*maxEventBytes+128<<10) // over the broker's limit too
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "tenant.acme.events", Key: []byte("big-1"), Value: huge}).FirstErr(); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("produce an event of %d bytes = %v, want %v", len(huge), err, kerr.MessageTooLarge)
+	}
+	var q struct {
+		Quarantine []struct{ Code, Reason string }
+	}
+	waitFor(t, 30*time.Second, "the event over the limit quarantined", func() bool {
+		v.do("GET", "/v1/tenants/acme/quarantine", tok, nil, &q)
+		return len(q.Quarantine) > 0
+	})
+	if len(q.Quarantine) != 1 || q.Quarantine[0].Code != events.ETOOLARGE {
+		t.Errorf("quarantine = %+v, want one entry of code %s", q.Quarantine, events.ETOOLARGE)
+	}
+	found := false
+	for _, r := range v.audit("tenant=acme").Records {
+		if r.Reason == events.ReasonTooLarge {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no audit record of tenant acme with reason %s", events.ReasonTooLarge)
 	}
 }
