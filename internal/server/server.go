@@ -64,7 +64,8 @@ type Server struct {
 
 // Open sets everything up: data directory, credentials, keys, broker,
 // stores, audit log, vault, and the HTTP listener. On error, whatever was
-// opened is closed.
+// opened is closed. It sets the process's umask to 077, so that the data
+// dir's files are 0600 and its directories 0700 (see privateModes).
 func (s *Server) Open(ctx context.Context) (err error) {
 	s.Config.setDefaults()
 	if err := s.Config.Validate(); err != nil {
@@ -81,6 +82,11 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	cfg := &s.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if n, err := privateModes(cfg.DataDir); err != nil {
+		return err
+	} else if n > 0 {
+		s.Logger.Warn("data dir: files or directories readable by others made private to the vault's user", "changed", n)
 	}
 	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
 		return err
