@@ -109,7 +109,15 @@ func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) e
 // checkCollision returns an error wrapping ErrTopicCollision if the cluster
 // has a topic whose name differs from topic's only in '.' and '_'.
 func (a *Admin) checkCollision(ctx context.Context, topic string) error {
-	names, err := a.topicNames(ctx)
+	// Only the names that could collide are asked for (a tenant topic has
+	// three), not every topic: the vault ensures each tenant's topic at
+	// start, and listing them all each time would cost the square of their
+	// number.
+	candidates := collisionCandidates(topic)
+	if candidates != nil && len(candidates) == 0 {
+		return nil
+	}
+	names, err := a.topicNames(ctx, candidates)
 	if err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
@@ -125,19 +133,65 @@ func (a *Admin) checkCollision(ctx context.Context, topic string) error {
 // ones), asked of a
 // broker now: kadm's ListTopics answers from metadata up to MetadataMinAge
 // old, which may not hold a topic just created.
-func (a *Admin) topicNames(ctx context.Context) ([]string, error) {
+//
+// With names not nil, only those of them that exist are returned.
+func (a *Admin) topicNames(ctx context.Context, names []string) ([]string, error) {
 	req := kmsg.NewPtrMetadataRequest() // nil Topics: all of them
+	req.AllowAutoTopicCreation = false  // asking for a name must not create it
+	for _, n := range names {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		req.Topics = append(req.Topics, rt)
+	}
 	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
-	names := make([]string, 0, len(resp.Topics))
+	names = make([]string, 0, len(resp.Topics))
 	for _, t := range resp.Topics {
 		if t.Topic != nil && t.ErrorCode == 0 && !t.IsInternal {
 			names = append(names, *t.Topic)
 		}
 	}
 	return names, nil
+}
+
+// maxCandidateSeparators bounds the '.' and '_' of a name whose colliding
+// names collisionCandidates spells out (2^n of them); past it, every topic
+// is listed.
+const maxCandidateSeparators = 8
+
+// collisionCandidates returns the names that collide with topic (each '.'
+// or '_' of it as either), topic itself left out; nil (every topic) for a
+// name with more than maxCandidateSeparators of them.
+func collisionCandidates(topic string) []string {
+	var seps []int
+	for i := range len(topic) {
+		if topic[i] == '.' || topic[i] == '_' {
+			seps = append(seps, i)
+		}
+	}
+	if len(seps) == 0 || len(seps) > maxCandidateSeparators {
+		if len(seps) == 0 {
+			return []string{} // nothing collides: ask for no topic
+		}
+		return nil
+	}
+	out := make([]string, 0, 1<<len(seps)-1)
+	for mask := range 1 << len(seps) {
+		b := []byte(topic)
+		for j, i := range seps {
+			if mask&(1<<j) != 0 {
+				b[i] = '_'
+			} else {
+				b[i] = '.'
+			}
+		}
+		if n := string(b); n != topic {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // collidingTopic returns the first of names that collides with topic: not
@@ -155,7 +209,7 @@ func collidingTopic(topic string, names []string) (string, bool) {
 // ListTopics returns the names of the cluster's topics, sorted, without
 // internal topics.
 func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
-	names, err := a.topicNames(ctx)
+	names, err := a.topicNames(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -322,3 +322,23 @@ func TestCollidingTopic(t *testing.T) {
 		}
 	}
 }
+
+func TestCollisionCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		want  []string
+	}{
+		{"abc", []string{}},
+		{"a.b", []string{"a_b"}},
+		{"tenant.acme.events", []string{"tenant_acme.events", "tenant.acme_events", "tenant_acme_events"}},
+		{"a.b.c.d.e.f.g.h.i.j", nil}, // 9 separators: every topic is listed
+	} {
+		got := collisionCandidates(tc.topic)
+		slices.Sort(got)
+		want := slices.Clone(tc.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("collisionCandidates(%q) = %q, want %q", tc.topic, got, tc.want)
+		}
+	}
+}
