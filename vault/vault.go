@@ -205,7 +205,7 @@ func (p Principal) auditPrincipal() audit.Principal {
 // of its own: callers that know where a request came from use
 // AuthenticateFrom.
 func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Action, resource string) (Principal, error) {
-	return v.authenticate(ctx, "", token, action, resource)
+	return v.authenticate(ctx, "", token, action, resource, "")
 }
 
 // AuthenticateFrom is Authenticate for a request from source (an HTTP
@@ -213,10 +213,20 @@ func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Act
 // Config.AggregateInterval), so that a flood of wrong tokens costs the
 // audit log a bounded number of records, whose counts add up.
 func (v *Vault) AuthenticateFrom(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+	return v.AuthenticateFor(ctx, source, token, action, resource, "")
+}
+
+// AuthenticateFor is AuthenticateFrom for a request that names tenant (an
+// HTTP path's tenant; "" for none): a failure's audit record keeps the
+// tenant probed — the id itself when it is a valid id of a tenant of the
+// registry, else its keyed hash (the path is the caller's text, and may
+// be anything). Failures on a tenant of the vault are aggregated apart
+// from those on others, so that an aggregate record names its tenant.
+func (v *Vault) AuthenticateFor(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if source == "" {
 		source = "unknown"
 	}
-	return v.authenticate(ctx, source, token, action, resource)
+	return v.authenticate(ctx, source, token, action, resource, tenant)
 }
 
 // RefuseFrom audits a request from source refused before its credential
@@ -235,7 +245,7 @@ func (v *Vault) RefuseFrom(ctx context.Context, source string, action audit.Acti
 	return events.Reasonf(events.ERATELIMITED, events.ReasonRateLimited, "too many failed authentications from this address: retry later")
 }
 
-func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
@@ -252,6 +262,12 @@ func (v *Vault) authenticate(ctx context.Context, source, token string, action a
 	v.stats.Denied.Add(1)
 	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
 	rec := audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}
+	if tenant != "" {
+		var herr error
+		if rec.Tenant, herr = v.probedTenant(tenant); herr != nil {
+			return Principal{}, herr
+		}
+	}
 	if source == "" {
 		return Principal{}, v.auditDenied(ctx, rec, err)
 	}
@@ -378,12 +394,32 @@ func (v *Vault) create(ctx context.Context, p Principal, id string, recreate boo
 	return info, token, nil
 }
 
-// createTenant does the steps of a create. Each step is idempotent, so a
-// create interrupted by a crash can simply be repeated: the registry entry,
-// which makes the tenant exist, is written last.
-func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bool) (TenantInfo, string, uint32, error) {
+// createTenant does the steps of a create: its topic first (which fails
+// when the name collides with a topic on the brokers), then its keys, its
+// store and its producers' principal; the registry entry, which makes the
+// tenant exist, is written last. A step that fails undoes those before it
+// (undoCreate), so a failed create leaves nothing behind: no keyset, no
+// store, no principal, no ACL, no topic. A create interrupted by a crash
+// left what it had made, which a create repeated reuses.
+func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bool) (_ TenantInfo, _ string, _ uint32, err error) {
+	topic := events.TopicFor(t)
+	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
+		if errors.Is(err, ErrTopicCollision) {
+			return TenantInfo{}, "", 0, events.Reasonf(events.ECONFLICT, events.ReasonTopicCollision,
+				"tenant %s: its topic %s collides with a topic on the brokers whose name differs only in '.' and '_' (Kafka reads them alike): delete that topic, or choose another tenant id", t, topic)
+		}
+		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	var made createSteps
+	defer func() {
+		if err != nil {
+			if uerr := v.undoCreate(context.WithoutCancel(ctx), t, recreate, made); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+		}
+	}()
+	made.topic = true
 	var c Cipher
-	var err error
 	if recreate {
 		if c, err = v.cfg.Keys.Ciphers.Recreate(t); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("re-create keys of tenant %s: %w", t, err)
@@ -394,16 +430,14 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 			return TenantInfo{}, "", 0, fmt.Errorf("create keys of tenant %s: %w", t, err)
 		}
 	}
-	topic := events.TopicFor(t)
-	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
-		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
-	}
+	made.keys = true
 	var topicID string
 	if v.cfg.TopicIDs != nil {
 		if topicID, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
 		}
 	}
+	made.store = true // also when Create fails half-way
 	if err := v.cfg.Stores.Create(t); err != nil && !errors.Is(err, projections.ErrExists) {
 		return TenantInfo{}, "", 0, fmt.Errorf("create store of tenant %s: %w", t, err)
 	}
@@ -411,6 +445,7 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	if err != nil {
 		return TenantInfo{}, "", 0, err
 	}
+	made.producer = true // also when SetProducer fails half-way
 	kc, err := v.setProducer(ctx, t)
 	if err != nil {
 		return TenantInfo{}, "", 0, err
@@ -425,6 +460,47 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	info := e.info()
 	info.Kafka = kc
 	return info, token, c.PrimaryKeyID(), nil
+}
+
+// createSteps are the steps of a create done so far.
+type createSteps struct{ topic, keys, store, producer bool }
+
+// undoCreate undoes the steps of a failed create of t, last first: the
+// producers' principal and its ACLs, the store, the keys (discarded, as
+// if never made; a re-create's fresh keys are destroyed again, as the
+// tenant stays shredded), the topic.
+func (v *Vault) undoCreate(ctx context.Context, t events.TenantID, recreate bool, made createSteps) error {
+	var errs []error
+	if made.producer && v.cfg.Producers != nil {
+		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {
+			errs = append(errs, fmt.Errorf("undo create: remove producer credential: %w", err))
+		}
+	}
+	if made.store {
+		if err := v.cfg.Stores.Remove(t); err != nil && !errors.Is(err, projections.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("undo create: remove store: %w", err))
+		}
+	}
+	if made.keys {
+		var err error
+		if recreate {
+			_, err = v.cfg.Keys.Destroyer.Destroy(t)
+		} else {
+			err = v.cfg.Keys.Ciphers.Discard(t)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("undo create: remove keys: %w", err))
+		}
+	}
+	if made.topic && v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Purge(ctx, t); err != nil {
+			errs = append(errs, fmt.Errorf("undo create: delete topic: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tenant %s: %w", t, err)
+	}
+	return nil
 }
 
 // ListTenants lists all tenants (admin only).

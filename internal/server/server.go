@@ -64,7 +64,8 @@ type Server struct {
 
 // Open sets everything up: data directory, credentials, keys, broker,
 // stores, audit log, vault, and the HTTP listener. On error, whatever was
-// opened is closed.
+// opened is closed. It sets the process's umask to 077, so that the data
+// dir's files are 0600 and its directories 0700 (see privateModes).
 func (s *Server) Open(ctx context.Context) (err error) {
 	s.Config.setDefaults()
 	if err := s.Config.Validate(); err != nil {
@@ -81,6 +82,11 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	cfg := &s.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if n, err := privateModes(cfg.DataDir); err != nil {
+		return err
+	} else if n > 0 {
+		s.Logger.Warn("data dir: files or directories readable by others made private to the vault's user", "changed", n)
 	}
 	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
 		return err
@@ -135,7 +141,7 @@ func (s *Server) openKafka() (err error) {
 	} else if s.kafkaAuth.User == "" {
 		s.Logger.Warn("no --kafka-sasl-user: the vault connects to the brokers anonymously and tenants get no producer credential; tenant isolation on the brokers is whatever their own ACLs enforce")
 	}
-	var adminOpts []kafka.AdminOption
+	adminOpts := []kafka.AdminOption{kafka.WithTopicMaxMessageBytes(brokerMaxMessageBytes(cfg.MaxEventBytes))}
 	if s.broker != nil {
 		// kfake forgets the offsets of a partition left empty.
 		adminOpts = append(adminOpts, kafka.WithLogEndMarkers())
@@ -146,11 +152,24 @@ func (s *Server) openKafka() (err error) {
 	return nil
 }
 
+// brokerMaxMessageBytes is the largest record batch the brokers accept on
+// the vault's topics (the embedded broker's message.max.bytes, and the
+// max.message.bytes of every topic the vault creates): somewhat more than
+// --max-event-bytes — a quarter more, and 64 KiB for the key, the headers
+// and the batch's framing — so that an event a little over the limit
+// reaches the vault and is quarantined too_large, with an audit record,
+// instead of being refused at produce with no trace; a far larger one
+// is refused by the broker (MESSAGE_TOO_LARGE).
+func brokerMaxMessageBytes(maxEventBytes int) int {
+	return maxEventBytes + maxEventBytes/4 + 64<<10
+}
+
 // startEmbedded starts the embedded broker, its superuser the vault's
 // principal (with --kafka-auth=scram), TLS only with --kafka-tls-cert.
 func (s *Server) startEmbedded() (err error) {
 	cfg := &s.Config
-	ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
+	ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger,
+		MaxMessageBytes: brokerMaxMessageBytes(cfg.MaxEventBytes)}
 	if cfg.IngressRetention == "keep" {
 		// Records are kept: ordinary segments. (With deletion, one
 		// batch a segment file lets deleted bytes leave the disk.)
@@ -202,7 +221,7 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) {
 	cfg := &s.Config
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: brokerAccess{s.admin},
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,

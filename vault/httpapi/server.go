@@ -165,7 +165,7 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action audit.Acti
 		h.fail(w, r, h.v.RefuseFrom(r.Context(), src, action, resource))
 		return vault.Principal{}, false
 	}
-	p, err := h.v.AuthenticateFrom(r.Context(), src, bearer(r), action, resource)
+	p, err := h.v.AuthenticateFor(r.Context(), src, bearer(r), action, resource, r.PathValue("tenant"))
 	if err != nil {
 		if events.ErrorCode(err) == events.EUNAUTHORIZED {
 			h.limit.fail(src)
