@@ -60,11 +60,14 @@ type Server struct {
 	listener   net.Listener
 	http       *http.Server
 	running    atomic.Bool
+	unlock     func() error // releases the data-dir lock
 }
 
 // Open sets everything up: data directory, credentials, keys, broker,
 // stores, audit log, vault, and the HTTP listener. On error, whatever was
-// opened is closed.
+// opened is closed. It first locks <data-dir>/LOCK (held until Close): a
+// second vaultd on the same data directory fails with ErrDataDirLocked
+// before it starts anything.
 func (s *Server) Open(ctx context.Context) (err error) {
 	s.Config.setDefaults()
 	if err := s.Config.Validate(); err != nil {
@@ -81,6 +84,10 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	cfg := &s.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	// One vaultd per data dir: locked before anything starts.
+	if s.unlock, err = lockDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
 		return err
@@ -312,6 +319,10 @@ func (s *Server) Close() error {
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.unlock != nil {
+		errs = append(errs, s.unlock())
+		s.unlock = nil
 	}
 	return errors.Join(errs...)
 }
