@@ -1,7 +1,8 @@
 // Command vaultd runs tenantvault: with no flags, an embedded Kafka-protocol
 // broker on 127.0.0.1:9092, the HTTP API on 127.0.0.1:8080 and data in
 // ./vault-data. Every flag also reads from a TENANTVAULT_* environment
-// variable; see -help.
+// variable; see -help. `vaultd healthcheck` asks a running vaultd's
+// /readyz (the container healthcheck of deploy/).
 package main
 
 import (
@@ -28,6 +29,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], os.Getenv, os.Stderr)
+	}
 	var s server.Server
 	if err := s.Config.ParseFlags("vaultd", args, os.Getenv); err != nil {
 		return err

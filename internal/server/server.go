@@ -60,12 +60,15 @@ type Server struct {
 	listener   net.Listener
 	http       *http.Server
 	running    atomic.Bool
+	unlock     func() error // releases the data-dir lock
 }
 
 // Open sets everything up: data directory, credentials, keys, broker,
 // stores, audit log, vault, and the HTTP listener. On error, whatever was
-// opened is closed. It sets the process's umask to 077, so that the data
-// dir's files are 0600 and its directories 0700 (see privateModes).
+// opened is closed. It first locks <data-dir>/LOCK (held until Close): a
+// second vaultd on the same data directory fails with ErrDataDirLocked
+// before it starts anything. It sets the process's umask to 077, so that
+// the data dir's files are 0600 and its directories 0700 (see privateModes).
 func (s *Server) Open(ctx context.Context) (err error) {
 	s.Config.setDefaults()
 	if err := s.Config.Validate(); err != nil {
@@ -82,6 +85,10 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	cfg := &s.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	// One vaultd per data dir: locked before anything starts.
+	if s.unlock, err = lockDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	if n, err := privateModes(cfg.DataDir); err != nil {
 		return err
@@ -331,6 +338,10 @@ func (s *Server) Close() error {
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.unlock != nil {
+		errs = append(errs, s.unlock())
+		s.unlock = nil
 	}
 	return errors.Join(errs...)
 }

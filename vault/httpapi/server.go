@@ -91,6 +91,7 @@ func New(v *vault.Vault, opts Options) *Handler {
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
+	h.mux.HandleFunc("GET /openapi.json", h.openapi)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, events.Errorf(events.ENOTFOUND, "no such endpoint: %s %.100q", r.Method, r.URL.Path))
 	})
