@@ -130,6 +130,10 @@ var layers = []layer{
 		reason: "a leaf helper that imports only the standard library, so any package may use it without pulling anything in",
 	},
 	{
+		pkg:    "internal/buildinfo",
+		reason: "internal/buildinfo/doc.go: a leaf that says which build is running (vaultd --version, vaultctl version) from the standard library's runtime/debug alone",
+	},
+	{
 		pkg:    "internal/kafka",
 		may:    []string{"events", "internal/atomicfile", kafkaGo, franzGo, watermill},
 		reason: `DESIGN: Kafka plumbing lives in a package of its own; internal/kafka/doc.go: it moves opaque records, never sees key material or tenant stores; its one file write (the embedded broker's persisted SCRAM credentials) goes through internal/atomicfile`,
@@ -203,6 +207,11 @@ var depRules = []depRule{
 			{"internal/ingest", watermill, `its Subscriber interface hands out watermill message.Message (DESIGN: "vaultd ingest (watermill Router; ...)")`},
 			{"internal/server", watermill, "wires the adapter's watermill Publisher/Subscriber to the ingest runner and builds message.Message values"},
 		},
+	},
+	{
+		deps:   []string{"github.com/spf13/cobra/...", "github.com/spf13/pflag/..."},
+		only:   []string{"cmd/vaultctl"},
+		reason: `the command-line framework of vaultctl (issue 11): wiring only, never under the domain or library packages`,
 	},
 	{
 		deps:   []string{"net/http/..."},
