@@ -174,6 +174,14 @@ func Open(cfg Config) (*Vault, error) {
 // Tenants returns the ids of all tenants, sorted.
 func (v *Vault) Tenants() []events.TenantID { return v.reg.ids() }
 
+// Exists reports whether id names an active tenant (not shredded): a
+// lock-free lookup in the registry, for bounding metric labels to tenants
+// that exist.
+func (v *Vault) Exists(id string) bool {
+	e, ok := v.reg.get(events.TenantID(id))
+	return ok && e.active()
+}
+
 // Principal is an authenticated caller. Only Authenticate makes one.
 type Principal struct {
 	admin  bool
@@ -294,6 +302,14 @@ type TenantInfo struct {
 }
 
 // requireAdmin audits and refuses a non-admin principal.
+// RequireAdmin returns nil for the admin; for any other principal it
+// audits the refusal of action on resource and returns it (EFORBIDDEN).
+// It is for endpoints that touch no tenant but are the admin's alone
+// (vaultd's /metrics).
+func (v *Vault) RequireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
+	return v.requireAdmin(ctx, p, action, resource)
+}
+
 func (v *Vault) requireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
 	return v.requireAdminOn(ctx, p, action, resource, "")
 }
