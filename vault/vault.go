@@ -53,6 +53,10 @@ type Config struct {
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
+	// OnIngested, when set, is called after each batch a tenant's store
+	// committed, with how many events it applied and how many records it
+	// quarantined (per-tenant metrics). It must not block.
+	OnIngested func(t events.TenantID, applied, quarantined int)
 	// Ingress stops and purges a tenant's topic when it is shredded.
 	Ingress Ingress
 	// SignReceipt signs a shred receipt (a signed note by the audit key,
