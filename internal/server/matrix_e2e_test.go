@@ -95,7 +95,12 @@ func (v *vault) request(method, path, auth string, header map[string]string, bod
 }
 
 func (v *vault) metric(name string) string {
-	resp, err := http.Get(v.base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, v.base+"/metrics", nil)
+	if err != nil {
+		v.tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+v.srv.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		v.tb.Fatal(err)
 	}
