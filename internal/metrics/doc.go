@@ -11,6 +11,9 @@
 // every other tenant is labelled "other", so no request, token holder or
 // producer can create series by naming made-up tenants.
 //
+// It imports net/http only for the type of Handler (promhttp), an
+// exception internal/archtest records.
+//
 // It never sees tenant data, tokens or key material: only counts,
 // durations and tenant ids of existing tenants.
 package metrics
