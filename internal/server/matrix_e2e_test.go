@@ -159,7 +159,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 		for _, ep := range tenantEndpoints {
 			want := tenantWant[c.name]
 			beforeFlagged, beforeHooks := flagged(), hook.count()
-			beforeCounter := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{tenant="acme",reason=%q}`, want.violation))
+			beforeCounter := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{reason=%q,tenant="acme"}`, want.violation))
 			sent := time.Now()
 			if st := v.request("GET", ep, c.auth, c.header, ""); st != want.status {
 				t.Errorf("GET %s with %s credential = %d, want %d", ep, c.name, st, want.status)
@@ -185,7 +185,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 			if a := hook.last(); a.Violation != want.violation || a.Tenant != "acme" {
 				t.Errorf("alert = %+v, want violation %s on acme", a, want.violation)
 			}
-			after := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{tenant="acme",reason=%q}`, want.violation))
+			after := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{reason=%q,tenant="acme"}`, want.violation))
 			var b, a int
 			fmt.Sscan(beforeCounter, &b)
 			fmt.Sscan(after, &a)
