@@ -53,6 +53,10 @@ type Config struct {
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
+	// OnIngested, when set, is called after each batch a tenant's store
+	// committed, with how many events it applied and how many records it
+	// quarantined (per-tenant metrics). It must not block.
+	OnIngested func(t events.TenantID, applied, quarantined int)
 	// Ingress stops and purges a tenant's topic when it is shredded.
 	Ingress Ingress
 	// SignReceipt signs a shred receipt (a signed note by the audit key,
@@ -173,6 +177,14 @@ func Open(cfg Config) (*Vault, error) {
 
 // Tenants returns the ids of all tenants, sorted.
 func (v *Vault) Tenants() []events.TenantID { return v.reg.ids() }
+
+// Exists reports whether id names an active tenant (not shredded): a
+// lock-free lookup in the registry, for bounding metric labels to tenants
+// that exist.
+func (v *Vault) Exists(id string) bool {
+	e, ok := v.reg.get(events.TenantID(id))
+	return ok && e.active()
+}
 
 // Principal is an authenticated caller. Only Authenticate makes one.
 type Principal struct {
@@ -310,6 +322,14 @@ type TenantInfo struct {
 }
 
 // requireAdmin audits and refuses a non-admin principal.
+// RequireAdmin returns nil for the admin; for any other principal it
+// audits the refusal of action on resource and returns it (EFORBIDDEN).
+// It is for endpoints that touch no tenant but are the admin's alone
+// (vaultd's /metrics).
+func (v *Vault) RequireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
+	return v.requireAdmin(ctx, p, action, resource)
+}
+
 func (v *Vault) requireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
 	return v.requireAdminOn(ctx, p, action, resource, "")
 }

@@ -60,12 +60,13 @@ type exception struct {
 
 // Module-wide third-party patterns used in several rows.
 const (
-	tink      = "github.com/tink-crypto/..."
-	badger    = "github.com/dgraph-io/badger/..."
-	kafkaGo   = "github.com/segmentio/kafka-go/..."
-	franzGo   = "github.com/twmb/franz-go/..."
-	watermill = "github.com/ThreeDotsLabs/watermill/..."
-	note      = "golang.org/x/mod/sumdb/note"
+	tink       = "github.com/tink-crypto/..."
+	badger     = "github.com/dgraph-io/badger/..."
+	kafkaGo    = "github.com/segmentio/kafka-go/..."
+	franzGo    = "github.com/twmb/franz-go/..."
+	watermill  = "github.com/ThreeDotsLabs/watermill/..."
+	note       = "golang.org/x/mod/sumdb/note"
+	prometheus = "github.com/prometheus/..."
 )
 
 var layers = []layer{
@@ -144,6 +145,11 @@ var layers = []layer{
 		reason: `DESIGN: "vaultd ingest (watermill Router; Subscriber built on segmentio/kafka-go)": between the Kafka adapter and the vault, never decoding, decrypting or storing itself; STYLE: "fan-out and shutdown with errgroup"`,
 	},
 	{
+		pkg:    "internal/metrics",
+		may:    []string{prometheus},
+		reason: "internal/metrics/doc.go: owns vaultd's Prometheus registry and collectors, read from plain counters and callbacks the measured packages expose; it imports nothing of ours",
+	},
+	{
 		pkg:    "internal/vaulttest",
 		may:    []string{"events", "keys", "projections", "audit", "vault"},
 		reason: "internal/vaulttest/doc.go: the test harness of the vault's wiring on real keys, stores and audit log, the way internal/server wires them, without Kafka or HTTP",
@@ -173,6 +179,11 @@ var layers = []layer{
 var testOnly = []string{"internal/vaulttest"}
 
 var depRules = []depRule{
+	{
+		deps:   []string{prometheus},
+		only:   []string{"internal/metrics"},
+		reason: `STYLE: "each third-party dependency lives in one place": vault/httpapi, audit/alerts and internal/ingest expose counters, callbacks or a small interface (httpapi.Metrics) instead`,
+	},
 	{
 		deps:   []string{tink},
 		only:   []string{"keys/..."},
@@ -220,6 +231,7 @@ var depRules = []depRule{
 		exceptions: []exception{
 			{"audit/alerts", "net/http", `the webhook alert sink posts alerts over HTTP (DESIGN: "alert sinks (log, Prometheus counter, webhook, Kafka alert topic)")`},
 			{"audit/witness", "net/http", `checkpoints are sent to C2SP tlog-witnesses over HTTP (DESIGN "Witnessed audit")`},
+			{"internal/metrics", "net/http", "Registry.Handler returns client_golang's promhttp handler (an http.Handler) that vault/httpapi serves"},
 		},
 	},
 }

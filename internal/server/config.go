@@ -109,6 +109,16 @@ type Config struct {
 	// refuses a local audit log that is not consistent with what they
 	// cosigned.
 	Witnesses []string
+
+	// MetricsAddr, when set, is a listener of its own that serves GET
+	// /metrics only (to MetricsTokenFile's token when set, else to anyone
+	// who reaches it: bind it to a private interface). Empty: no such
+	// listener. /metrics on the API listener answers only the admin and
+	// the metrics token either way.
+	MetricsAddr string
+	// MetricsTokenFile holds a bearer token (at least 16 characters)
+	// that may read /metrics and nothing else.
+	MetricsTokenFile string
 }
 
 // Defaults that depend on other settings, and the embedded broker's own.
@@ -319,6 +329,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.Bool(&c.KafkaTLS, "kafka-tls", d.KafkaTLS, "connect to --brokers over TLS")
 	f.String(&c.CheckpointTopic, "checkpoint-topic", d.CheckpointTopic, "Kafka topic every signed audit checkpoint is published to (only the vault's principal may write it); - disables")
 	f.List(&c.Witnesses, "witness", "URL of a C2SP tlog-witness every signed audit checkpoint is sent to; repeatable")
+	f.String(&c.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of a listener serving GET /metrics only (to the metrics token if --metrics-token-file is set, else to anyone who reaches it); empty: none")
+	f.String(&c.MetricsTokenFile, "metrics-token-file", d.MetricsTokenFile, "file holding a bearer token that may read /metrics and nothing else (on the API listener, /metrics otherwise needs the admin token)")
 	f.String(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	f.String(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	return f.fs, &brokers, &f.errs

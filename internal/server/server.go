@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/internal/metrics"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -59,6 +59,10 @@ type Server struct {
 	cpPub      atomic.Pointer[witness.Publisher] // set once the start-up check passed
 	listener   net.Listener
 	http       *http.Server
+	metrics    *metrics.Registry
+	metricsLn  net.Listener // --metrics-addr
+	metricsSrv *http.Server
+	served     atomic.Bool // Run started serving (and so closes the listeners)
 	running    atomic.Bool
 	unlock     func() error // releases the data-dir lock
 }
@@ -107,6 +111,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
+	s.metrics = metrics.New(metrics.Config{Known: s.tenantExists})
 	if err := s.openAlerts(ctx); err != nil {
 		return err
 	}
@@ -127,10 +132,80 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus},
+	metricsToken, err := readMetricsToken(cfg.MetricsTokenFile)
+	if err != nil {
+		return err
+	}
+	s.registerMetrics()
+	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: s.metrics, MetricsToken: metricsToken,
 		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)})
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		s.metricsSrv = &http.Server{Handler: httpapi.MetricsEndpoint(s.metrics, metricsToken, s.Logger),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
 	return nil
+}
+
+// tenantExists bounds metric labels to the tenants that exist (before the
+// vault is open, none).
+func (s *Server) tenantExists(t string) bool {
+	return s.vault != nil && s.vault.Exists(t)
+}
+
+// registerMetrics registers what the alerts and the stores count; the
+// API registers the vault's counters, ingest and the vault report to
+// s.metrics as they go.
+func (s *Server) registerMetrics() {
+	m := s.metrics
+	m.CounterVecFunc("boundary_violations_total", `Attempts to cross a tenant boundary, by tenant ("other": a tenant that does not exist) and reason.`,
+		[]string{"tenant", "reason"}, func() []metrics.Sample {
+			vs := s.alerts.Violations()
+			out := make([]metrics.Sample, len(vs))
+			for i, v := range vs {
+				out[i] = metrics.Sample{Labels: []string{v.Tenant, v.Violation}, Value: float64(v.Count)}
+			}
+			return out
+		})
+	for _, c := range []struct {
+		name, help string
+		f          func(alerts.SinkStats) uint64
+	}{
+		{"alerts_sent_total", "Alerts delivered to a sink.", func(st alerts.SinkStats) uint64 { return st.Sent }},
+		{"alerts_failed_total", "Alerts a sink failed to deliver after its retries.", func(st alerts.SinkStats) uint64 { return st.Failed }},
+		{"alerts_dropped_total", "Alerts not queued for a sink because its queue was full (logged, in the audit log, and noticed to the sink once it catches up).",
+			func(st alerts.SinkStats) uint64 { return st.Dropped }},
+	} {
+		m.CounterVecFunc(c.name, c.help, []string{"sink"}, func() []metrics.Sample {
+			sinks := s.alerts.Sinks()
+			out := make([]metrics.Sample, len(sinks))
+			for i, st := range sinks {
+				out[i] = metrics.Sample{Labels: []string{st.Sink}, Value: float64(c.f(st))}
+			}
+			return out
+		})
+	}
+	m.GaugeFunc("open_stores", "Tenant stores open (at most --max-open-stores).", func() float64 { return float64(s.stores.OpenCount()) })
+	m.GaugeFunc("tenants", "Tenants in the registry (active and shredded).", func() float64 { return float64(len(s.vault.Tenants())) })
+}
+
+// readMetricsToken reads --metrics-token-file ("" when not set).
+func readMetricsToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--metrics-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("--metrics-token-file %s: the token must be at least 16 characters", path)
+	}
+	return tok, nil
 }
 
 // openKafka sets up the Kafka side: the vault's own principal, the
@@ -219,7 +294,7 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 		}
 		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
 	}
-	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger})
+	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger, Known: s.tenantExists})
 	return nil
 }
 
@@ -237,6 +312,9 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		AggregateInterval: cfg.AuditAggregateInterval,
+		OnIngested: func(t events.TenantID, applied, quarantined int) {
+			s.metrics.Ingested(string(t), applied, quarantined)
+		},
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
 				s.runner.Add(events.TopicFor(t))
@@ -291,11 +369,24 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	s.served.Store(true)
+	if s.metricsSrv != nil {
+		g.Go(func() error {
+			if err := s.metricsSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics http: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Config.ShutdownGrace)
 		defer cancel()
-		return s.http.Shutdown(sctx)
+		var errs []error
+		if s.metricsSrv != nil {
+			errs = append(errs, s.metricsSrv.Shutdown(sctx))
+		}
+		return errors.Join(append(errs, s.http.Shutdown(sctx))...)
 	})
 	s.Logger.Info("vaultd serving", "http", s.HTTPAddr(), "brokers", strings.Join(s.brokers, ","), "data_dir", s.Config.DataDir)
 	return g.Wait()
@@ -310,6 +401,9 @@ func (s *Server) Close() error {
 	}
 	if s.listener != nil && s.http == nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.metricsLn != nil && !s.served.Load() {
+		errs = append(errs, s.metricsLn.Close())
 	}
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
@@ -423,14 +517,15 @@ func (s *Server) openIngest() error {
 			return fmt.Errorf("kafka subscriber: %w", err)
 		}
 		s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, TopicIDs: s.admin, Vault: s.vault, Logger: s.Logger,
-			Deleter: s.admin, KeepIngress: keep})
+			Deleter: s.admin, KeepIngress: keep, ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	default:
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
 			Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
-		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger})
+		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
+			ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	}
 }
