@@ -21,7 +21,7 @@ func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 // leaves out: health, readiness, metrics and this document. They carry no
 // tenant data.
 func publicRoutes() []string {
-	return []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
+	return []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"} // /metrics checks its own token (Options.MetricsToken)
 }
 
 // openapi serves the OpenAPI document: unauthenticated, the same bytes to

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -284,6 +285,14 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 }
 
+// openapiMetrics is a Metrics serving nothing, so that /metrics is served
+// (and guarded) as in a vaultd.
+type openapiMetrics struct{}
+
+func (openapiMetrics) CounterFunc(string, string, func() float64) {}
+func (openapiMetrics) ObserveRequest(string, int, time.Duration)  {}
+func (openapiMetrics) Handler() http.Handler                      { return http.NotFoundHandler() }
+
 // escape escapes a JSON pointer token (RFC 6901).
 func escape(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
@@ -295,7 +304,7 @@ func escape(s string) string {
 // token answers 401 without one, a public one does not.
 func TestOpenAPIServed(t *testing.T) {
 	hs := vaulttest.MustOpen(t)
-	srv := httptest.NewServer(New(hs.Vault, Options{}))
+	srv := httptest.NewServer(New(hs.Vault, Options{Metrics: openapiMetrics{}}))
 	t.Cleanup(srv.Close)
 
 	resp, err := http.Get(srv.URL + "/openapi.json")
