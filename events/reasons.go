@@ -66,3 +66,16 @@ func ErrorReason(err error) string {
 	}
 	return reasonInternalPlaceholder
 }
+
+// Reason codes of documents (events of a type ending in ".document") and of
+// searches of a tenant's documents.
+const (
+	ReasonDocumentInvalid    = "document_invalid"    // the data of a document event is not {"text", "embedding", "attributes"} as documented
+	ReasonEmbeddingInvalid   = "embedding_invalid"   // data.embedding is not an array of float32 numbers of non-zero length, or is too long
+	ReasonEmbeddingMissing   = "embedding_missing"   // a document without data.embedding, and no embedder to compute one
+	ReasonEmbeddingDimension = "embedding_dimension" // an embedding (or a query vector) of another dimension than the tenant's
+	ReasonEmbedderFailed     = "embedder_failed"     // the embedder did not answer with an embedding for the text
+	ReasonSearchInvalid      = "search_invalid"      // a search request that is not as documented (no vector or text, both, a bad filter)
+	ReasonSearchKInvalid     = "search_k_invalid"    // k outside 1..MaxSearchK
+	ReasonEmbedderMissing    = "embedder_missing"    // a text query, and no embedder to embed it
+)
