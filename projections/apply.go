@@ -240,6 +240,12 @@ type applier struct {
 	order   []*streamState
 	nextSeq uint64 // next quarantine seq; 0 until loaded
 	res     Result
+	// dim is the tenant's embedding dimension (-1 until read, 0: none
+	// yet), dimDirty whether this transaction fixed it; docOps are the
+	// index changes to bring to memory after commit (vectors.go).
+	dim      int
+	dimDirty bool
+	docOps   []docOp
 }
 
 type offsetState struct {
@@ -296,6 +302,7 @@ func (st *Store) applyPart(c Cipher, records []Record, verdicts []Verdict, touch
 		offsets: make(map[string]*offsetState),
 		states:  make(map[string]*streamState),
 		byName:  make(map[string]*streamState),
+		dim:     -1,
 	}
 	for i := range records {
 		v, err := a.record(&records[i])
@@ -313,6 +320,7 @@ func (st *Store) applyPart(c Cipher, records []Record, verdicts []Verdict, touch
 	if err := txn.Commit(); err != nil {
 		return Result{}, len(records), fmt.Errorf("commit: %w", err)
 	}
+	st.applyIndex(a.docOps)
 	for _, s := range a.order {
 		touched[string(s.hash)] = struct{}{}
 		if s.rec.Version > 0 {
@@ -339,6 +347,17 @@ func (a *applier) record(r *Record) (Verdict, error) {
 	ev := r.Event
 	if err := a.check(ev); err != nil {
 		return a.quarantine(r, events.ErrorCode(err), events.ErrorMessage(err), events.ErrorReason(err), rawEvent(ev))
+	}
+	var doc *vectorRecord
+	if events.IsDocumentType(ev.Type) && !ev.IsDelete() {
+		d, err := a.document(ev)
+		if events.ErrorCode(err) == events.EINVALID {
+			return a.quarantine(r, events.ErrorCode(err), events.ErrorMessage(err), events.ErrorReason(err), rawEvent(ev))
+		}
+		if err != nil {
+			return Verdict{}, err
+		}
+		doc = d
 	}
 
 	eh, err := hash(a.c, hashEvent, ev.ID)
@@ -383,6 +402,11 @@ func (a *applier) record(r *Record) (Verdict, error) {
 	}
 	if err := a.txn.Set(ik, concat(s.hash, be64(version))); err != nil {
 		return Verdict{}, fmt.Errorf("write event index: %w", err)
+	}
+	if doc != nil || ev.IsDelete() {
+		if err := a.index(s.hash, doc); err != nil {
+			return Verdict{}, err
+		}
 	}
 	return Verdict{Kind: VerdictApplied}, nil
 }
@@ -573,8 +597,12 @@ func lastQuarantineSeq(txn *badger.Txn) (uint64, error) {
 	return binary.BigEndian.Uint64(k[len(prefixQuarantine):]), nil
 }
 
-// flush writes the states and offsets the transaction changed.
+// flush writes the states, offsets and embedding dimension the
+// transaction changed.
 func (a *applier) flush() error {
+	if err := a.flushDim(); err != nil {
+		return err
+	}
 	for _, s := range a.order {
 		if s.rec.Version == 0 {
 			continue // only read, never applied to

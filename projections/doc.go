@@ -38,10 +38,28 @@
 //	i/<h(event id)>                  → <h(stream)><BE64 version> (clear; the idempotency index)
 //	q/<BE64 seq>                     → sealed Quarantined entry (seq starts at 1)
 //	m/rewrap                         → cursor of an unfinished Rewrap (clear: key id, counts, last key done)
+//	d/dim                            → sealed dimension of the tenant's document embeddings
+//	v/<h(stream)>                    → sealed document of the vector index (id, text, attributes, embedding)
+//	m/vindex                         → the vector index was built from the log (clear: format version)
 //
 // h is Cipher.Hash (keyed, 32 bytes) with kind "stream" or "event". The
 // associated data of a sealed value is "tenantvault/v1" 0x00 tenant 0x00
 // keyspace 0x00 key, and the key of a log entry holds its version.
+//
+// # Vector index
+//
+// Events whose type ends in ".document" (events.IsDocumentType) are
+// documents: their data's text, embedding and attributes are indexed in
+// the v/ keyspace, sealed like every value, in the transaction that
+// appends them to the log; the dimension of a tenant's embeddings is
+// fixed by its first document, and documents of another dimension (or
+// without an embedding, or malformed) are quarantined with their reason
+// code. A delete of the stream removes its document. Each open Store
+// loads its index into memory on first search and drops it when it is
+// closed (LRU, idle close, Remove); Search is an exact scan (cosine
+// similarity) of that tenant's vectors only, and opens the k answers
+// from the store again. The index is rebuilt from the sealed log when it
+// is missing (RebuildIndex). See vectors.go.
 //
 // # Key rotation
 //

@@ -41,9 +41,11 @@ var rewrapCursorKey = []byte(prefixMeta + "rewrap")
 
 // sealedPrefixes are the keyspaces whose values are sealed, in key order.
 var sealedPrefixes = []struct{ prefix, keyspace string }{
+	{prefixDim, ksDim},
 	{prefixLog, ksLog},
 	{prefixQuarantine, ksQuarantine},
 	{prefixState, ksState},
+	{prefixVector, ksVector},
 }
 
 func isSealedKey(k []byte) bool {

@@ -64,6 +64,11 @@ type Store struct {
 	rewrapLimit          int
 	testHookRewrapCommit func()
 
+	// vmu guards vidx, the in-memory vector index (vectors.go). Lock
+	// order: apply, then vmu.
+	vmu  sync.RWMutex
+	vidx vindex
+
 	// life guards db against use after close: methods hold it for reading
 	// while they use db, closeStore takes it for writing and sets closed.
 	life   sync.RWMutex

@@ -552,6 +552,7 @@ func (s *Stores) closeStore(st *Store) error {
 	if !st.markClosed() {
 		return nil
 	}
+	st.dropIndex() // the index goes with the store
 	if err := st.db.Close(); err != nil {
 		return fmt.Errorf("close store of tenant %s: %w", st.tenant, err)
 	}
