@@ -149,6 +149,10 @@ const (
 	ActionStreamList     = Action("stream.list")
 	ActionEventsRead     = Action("events.read")
 	ActionQuarantineRead = Action("quarantine.read")
+	// ActionSearch is a search of a tenant's documents (its vector
+	// index): the record holds the number of results and the key ids
+	// opened, never the query or a document's text.
+	ActionSearch = Action("search")
 )
 
 // Other actions.
@@ -160,7 +164,7 @@ const (
 )
 
 // tenantDataActions are the actions that read a tenant's data, sorted.
-var tenantDataActions = []Action{ActionEventsRead, ActionQuarantineRead, ActionStreamList, ActionStreamRead}
+var tenantDataActions = []Action{ActionEventsRead, ActionQuarantineRead, ActionSearch, ActionStreamList, ActionStreamRead}
 
 // IsTenantData reports whether a reads a tenant's data: an admin doing so is
 // flagged (ViolationBreakGlass or ViolationAdminOnTenant).

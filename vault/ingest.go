@@ -78,6 +78,9 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			claims[i] = c
 		}
 	}
+	if v.cfg.Embedder != nil {
+		v.embedDocuments(ctx, msgs, recs)
+	}
 	// The store decides each record once, under its lock, against its
 	// offsets: the audit records follow its verdicts. A record it skipped
 	// was applied, and its rejection audited, before.

@@ -76,8 +76,12 @@ type Config struct {
 	// it, new sources share the windows of audit.SourceOverflow. Default
 	// DefaultAggregateSources (1024).
 	AggregateSources int
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// Embedder, when set, computes the embedding of documents published
+	// without one, and of searches by text. Optional: without it,
+	// documents must carry data.embedding and searches a vector.
+	Embedder Embedder
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 func (c *Config) setDefaults() {

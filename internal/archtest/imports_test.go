@@ -135,6 +135,15 @@ var layers = []layer{
 		reason: "internal/buildinfo/doc.go: a leaf that says which build is running (vaultd --version, vaultctl version) from the standard library's runtime/debug alone",
 	},
 	{
+		pkg:    "internal/embed",
+		reason: "internal/embed/doc.go: the embedders of the vector index (vault.Embedder), an OpenAI-compatible HTTP client and a pure-Go hashing embedder; standard library only, nothing of ours",
+	},
+	{
+		pkg:    "vault/agent",
+		may:    []string{"events", "vault", "audit"},
+		reason: "vault/agent/doc.go: what an AI agent is handed — one tenant's retriever, through vault.Session only; never a store, a cipher or another tenant",
+	},
+	{
 		pkg:    "internal/kafka",
 		may:    []string{"events", "internal/atomicfile", kafkaGo, franzGo, watermill},
 		reason: `DESIGN: Kafka plumbing lives in a package of its own; internal/kafka/doc.go: it moves opaque records, never sees key material or tenant stores; its one file write (the embedded broker's persisted SCRAM credentials) goes through internal/atomicfile`,
@@ -232,6 +241,7 @@ var depRules = []depRule{
 			{"audit/alerts", "net/http", `the webhook alert sink posts alerts over HTTP (DESIGN: "alert sinks (log, Prometheus counter, webhook, Kafka alert topic)")`},
 			{"audit/witness", "net/http", `checkpoints are sent to C2SP tlog-witnesses over HTTP (DESIGN "Witnessed audit")`},
 			{"internal/metrics", "net/http", "Registry.Handler returns client_golang's promhttp handler (an http.Handler) that vault/httpapi serves"},
+			{"internal/embed", "net/http", "the --embedder client calls an OpenAI-compatible /v1/embeddings endpoint over HTTP (issue 12); vault sees it only as its Embedder interface"},
 		},
 	},
 }
