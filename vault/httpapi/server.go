@@ -137,6 +137,7 @@ func (h *Handler) routes() []route {
 		{"GET /v1/tenants/{tenant}/streams/{stream}", h.getStream},
 		{"GET /v1/tenants/{tenant}/streams/{stream}/events", h.getEvents},
 		{"GET /v1/tenants/{tenant}/quarantine", h.getQuarantine},
+		{"POST /v1/tenants/{tenant}/search", h.search},
 		{"GET /v1/audit", h.getAudit},
 		{"GET /v1/alerts", h.getAlerts},
 		{"GET /v1/audit/checkpoint", h.getCheckpoint},
@@ -499,6 +500,50 @@ func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
 		out[i] = qJSON{q.Seq, q.Topic, q.Partition, q.Offset, q.Code, q.Reason, q.Raw, q.At}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"quarantine": out, "next_cursor": next})
+}
+
+// search answers the tenant's documents nearest to a vector or a text:
+// POST /v1/tenants/{t}/search {"vector":[...] | "text":"...", "k":10,
+// "filter":{"lang":"en"}} → {"results":[{"id","score","text","attributes"}],"k"}.
+// Every refusal past the session (a body that does not decode, a bad k,
+// filter or vector) is audited as a rejection.
+func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.session(w, r, audit.ActionSearch, "search")
+	if !ok {
+		return
+	}
+	defer s.Close()
+	var req struct {
+		Vector []float32                  `json:"vector"`
+		Text   string                     `json:"text"`
+		K      int                        `json:"k"`
+		Filter map[string]json.RawMessage `json:"filter"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		if events.ErrorCode(err) == events.EINVALID {
+			err = events.Reasonf(events.EINVALID, events.ReasonSearchInvalid, "%s: want {\"vector\":[numbers] or \"text\":\"...\", \"k\", \"filter\":{}}", events.ErrorMessage(err))
+		}
+		h.fail(w, r, s.Reject(r.Context(), audit.ActionSearch, "search", err))
+		return
+	}
+	filter, err := events.ParseFilter(req.Filter)
+	if err != nil {
+		h.fail(w, r, s.Reject(r.Context(), audit.ActionSearch, "search", err))
+		return
+	}
+	k := req.K
+	if k == 0 {
+		k = events.DefaultSearchK
+	}
+	hits, err := s.Search(r.Context(), vault.SearchRequest{Vector: req.Vector, Text: req.Text, K: req.K, Filter: filter})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if hits == nil {
+		hits = []vault.Hit{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": hits, "k": k})
 }
 
 func (h *Handler) getAudit(w http.ResponseWriter, r *http.Request) {
