@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit/alerts"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/embed"
 	"github.com/tenantvault/tenantvault/vault"
 	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
@@ -119,6 +120,16 @@ type Config struct {
 	// MetricsTokenFile holds a bearer token (at least 16 characters)
 	// that may read /metrics and nothing else.
 	MetricsTokenFile string
+
+	// Embedder computes embeddings of documents published without one and
+	// of searches by text: an http(s) URL of an OpenAI-compatible
+	// /v1/embeddings endpoint, or hash:N (the deterministic hashing
+	// embedder of N dimensions, for tests and demos). Empty: none.
+	Embedder string
+	// EmbedderModel is the model named in embeddings requests.
+	EmbedderModel string
+	// EmbedderKeyFile holds the API key sent to the embedder (bearer).
+	EmbedderKeyFile string
 }
 
 // Defaults that depend on other settings, and the embedded broker's own.
@@ -255,6 +266,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--witness %q is not an http(s) URL", redactedURL(w)))
 		}
 	}
+	if _, err := embed.Parse(c.Embedder, c.EmbedderModel, ""); err != nil {
+		errs = append(errs, fmt.Errorf("--embedder: %w", err))
+	}
 	if c.CheckpointTopic != "-" && c.CheckpointTopic == c.AlertTopic {
 		errs = append(errs, fmt.Errorf("--checkpoint-topic and --alert-topic are both %q", c.CheckpointTopic))
 	}
@@ -331,6 +345,9 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.List(&c.Witnesses, "witness", "URL of a C2SP tlog-witness every signed audit checkpoint is sent to; repeatable")
 	f.String(&c.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of a listener serving GET /metrics only (to the metrics token if --metrics-token-file is set, else to anyone who reaches it); empty: none")
 	f.String(&c.MetricsTokenFile, "metrics-token-file", d.MetricsTokenFile, "file holding a bearer token that may read /metrics and nothing else (on the API listener, /metrics otherwise needs the admin token)")
+	f.String(&c.Embedder, "embedder", d.Embedder, "embeddings of documents without one and of text searches: URL of an OpenAI-compatible /v1/embeddings endpoint (tenant text is sent to it), or hash:N (a deterministic hashing embedder, tests and demos); empty: none")
+	f.String(&c.EmbedderModel, "embedder-model", d.EmbedderModel, "model named in the embeddings requests")
+	f.String(&c.EmbedderKeyFile, "embedder-key-file", d.EmbedderKeyFile, "file holding the API key sent to --embedder (bearer)")
 	f.String(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	f.String(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	return f.fs, &brokers, &f.errs

@@ -27,6 +27,7 @@ import (
 	"github.com/tenantvault/tenantvault/audit/witness"
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/atomicfile"
+	"github.com/tenantvault/tenantvault/internal/embed"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/internal/metrics"
@@ -192,6 +193,24 @@ func (s *Server) registerMetrics() {
 	m.GaugeFunc("tenants", "Tenants in the registry (active and shredded).", func() float64 { return float64(len(s.vault.Tenants())) })
 }
 
+// openEmbedder returns the embedder of --embedder (nil for none), with
+// the API key of --embedder-key-file.
+func openEmbedder(cfg *Config) (vault.Embedder, error) {
+	var key string
+	if cfg.EmbedderKeyFile != "" {
+		b, err := os.ReadFile(cfg.EmbedderKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--embedder-key-file: %w", err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	e, err := embed.Parse(cfg.Embedder, cfg.EmbedderModel, key)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 // readMetricsToken reads --metrics-token-file ("" when not set).
 func readMetricsToken(path string) (string, error) {
 	if path == "" {
@@ -302,6 +321,10 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 // brokers, with its ingest, then finishes what a crash interrupted.
 func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) {
 	cfg := &s.Config
+	embedder, err := openEmbedder(cfg)
+	if err != nil {
+		return err
+	}
 	if s.vault, err = vault.Open(vault.Config{
 		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: brokerAccess{s.admin},
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
@@ -312,6 +335,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		AggregateInterval: cfg.AuditAggregateInterval,
+		Embedder:          embedder,
 		OnIngested: func(t events.TenantID, applied, quarantined int) {
 			s.metrics.Ingested(string(t), applied, quarantined)
 		},
