@@ -15,9 +15,11 @@
 // (when the Debian postgresql binaries are installed). It prints the
 // rates, their ratios, and the peak RSS of the vault phase. -reads
 // measures the vault's HTTP reads against a bare net/http handler, and
-// -tenants-idle what N idle tenants cost.
+// -tenants-idle what N idle tenants cost. -search measures the per-tenant
+// vector index against a shared index with a tenant filter (search.go).
 //
 //	go run ./cmd/vaultbench -events 200000 -tenants 100 -payload 256
+//	go run ./cmd/vaultbench -search -search-docs 100000 -search-dim 384
 package main
 
 import (
@@ -77,6 +79,10 @@ type config struct {
 	tenantsIdle int
 	idleSeconds float64
 	idleSettle  time.Duration
+	// search (-search) runs the vector-index measurement instead of the
+	// ingest phases.
+	search bool
+	sc     searchConfig
 }
 
 func main() {
@@ -106,7 +112,15 @@ func main() {
 	flag.StringVar(&c.out, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.memprofile, "memprofile", "", "write a heap profile to this file when the last event is committed")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured window (first publish to last event committed) to this file")
+	flag.BoolVar(&c.search, "search", false, "measure the per-tenant vector index instead of ingest: -search-docs documents of -search-dim in one tenant (through the vault's ingest), queries/s, p50/p99 and recall@k of Store.Search and of the audited session, index memory; and the same corpus in one shared index of -search-tenants tenants searched with a tenant filter, as the peer")
+	flag.IntVar(&c.sc.docs, "search-docs", 100000, "documents of the tenant (and of each tenant of the shared index)")
+	flag.IntVar(&c.sc.dim, "search-dim", 384, "dimension of the embeddings")
+	flag.IntVar(&c.sc.queries, "search-queries", 1000, "queries, one after the other")
+	flag.IntVar(&c.sc.k, "search-k", 10, "k of each query")
+	flag.IntVar(&c.sc.tenants, "search-tenants", 4, "tenants of the shared index (the peer), each with -search-docs documents")
+	flag.IntVar(&c.sc.recallQueries, "search-recall-queries", 100, "queries whose answers are checked against a float64 brute force (recall@k)")
 	flag.Parse()
+	c.sc.seed = 42
 	for b := range strings.SplitSeq(*brokerList, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.brokers = append(c.brokers, b)
@@ -217,6 +231,9 @@ type Report struct {
 }
 
 func run(ctx context.Context, c config, w io.Writer) error {
+	if c.search {
+		return runSearchIn(ctx, c, w)
+	}
 	if c.events < c.tenants || c.tenants < 1 || c.payload < 16 || c.runs < 1 {
 		return errors.New("want -events >= -tenants >= 1, -payload >= 16 and -runs >= 1")
 	}

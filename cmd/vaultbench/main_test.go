@@ -309,3 +309,34 @@ func mustRun(t *testing.T, c config) (Report, string) {
 	}
 	return rep, w.String()
 }
+
+// TestRunSearch runs -search small: the tenant's index through the
+// vault, and the shared peer, with exact recall and no foreign result.
+func TestRunSearch(t *testing.T) {
+	dir := t.TempDir()
+	c := config{search: true, dir: dir, out: filepath.Join(dir, "search.json"),
+		sc: searchConfig{docs: 300, dim: 16, queries: 40, k: 10, tenants: 3, recallQueries: 20, seed: 1}}
+	var w bytes.Buffer
+	if err := run(context.Background(), c, &w); err != nil {
+		t.Fatalf("run: %v\n%s", err, w.String())
+	}
+	b, err := os.ReadFile(c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep SearchReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Vault.RecallAtK != 1 || rep.Shared.RecallAtK != 1 || rep.Vault.Docs != 300 || rep.Shared.Docs != 900 || rep.Shared.Foreign != 0 {
+		t.Errorf("report = %+v", rep)
+	}
+	if rep.QPSRatio <= 0 || rep.MemoryRatio <= 0 || rep.VaultSession.QueriesPerSec <= 0 || rep.Vault.IndexMiB <= 0 || rep.Shared.ForeignWithoutFilter <= 0 {
+		t.Errorf("report = %+v", rep)
+	}
+	for _, s := range []string{"vault index (Store.Search)", "shared index + tenant filter", "ratio vault/shared: queries/s"} {
+		if !strings.Contains(w.String(), s) {
+			t.Errorf("output lacks %q:\n%s", s, w.String())
+		}
+	}
+}
