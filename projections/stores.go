@@ -295,6 +295,13 @@ func (s *Stores) create(t events.TenantID, dir string) (*Store, error) {
 		return nil, fmt.Errorf("create store of tenant %s: %w", t, err)
 	}
 	st, err := s.openStore(t, dir)
+	if err == nil {
+		// A new store's log is empty: its vector index is complete as it
+		// is, and needs no rebuild at the first search.
+		if err = st.markIndexBuilt(); err != nil {
+			err = errors.Join(err, s.closeStore(st))
+		}
+	}
 	if err != nil {
 		if rmErr := os.RemoveAll(dir); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove half-created store of tenant %s: %w", t, rmErr))

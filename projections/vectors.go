@@ -26,7 +26,7 @@ import (
 // event to the log, so the index never disagrees with the log; the log
 // holds every document event, so the index is rebuilt from it
 // (RebuildIndex) when m/vindex is missing — a store from before the
-// index, or an index lost.
+// index, or an index lost (a new store is marked built at Create).
 //
 // In memory, a Store loads its index on first search (every v/ value
 // opened with the caller's cipher), keeps it up to date after each commit
@@ -500,6 +500,14 @@ func (st *Store) indexBuilt() (bool, error) {
 		return nil
 	})
 	return built, err
+}
+
+// markIndexBuilt records that the index is complete (a new store).
+func (st *Store) markIndexBuilt() error {
+	if err := st.db.Update(func(txn *badger.Txn) error { return txn.Set(vindexMarker, []byte{vindexV1}) }); err != nil {
+		return fmt.Errorf("mark vector index of tenant %s: %w", st.tenant, err)
+	}
+	return nil
 }
 
 // loadIndex reads every v/ value into a new index.
