@@ -171,7 +171,9 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 // dimRecord is the sealed value of d/dim.
 type dimRecord uint32
 
-func (d dimRecord) MarshalBinary() ([]byte, error) { return binary.BigEndian.AppendUint32(nil, uint32(d)), nil }
+func (d dimRecord) MarshalBinary() ([]byte, error) {
+	return binary.BigEndian.AppendUint32(nil, uint32(d)), nil
+}
 func (d *dimRecord) UnmarshalBinary(b []byte) error {
 	if len(b) != 4 {
 		return errMalformedV

@@ -57,7 +57,7 @@ type SearchPhase struct {
 
 // SearchReport is -search's result.
 type SearchReport struct {
-	Docs, Dim, K, Queries, Tenants int
+	Docs, Dim, K, Queries, Tenants  int
 	IngestSeconds, IngestDocsPerSec float64
 	IndexLoadSeconds                float64
 	Vault                           SearchPhase // the tenant's own index, Store.Search (exact scan + the k answers opened)

@@ -193,6 +193,12 @@ func (s *Server) registerMetrics() {
 	m.GaugeFunc("tenants", "Tenants in the registry (active and shredded).", func() float64 { return float64(len(s.vault.Tenants())) })
 }
 
+// The embedders of --embedder are the vault's Embedder.
+var (
+	_ vault.Embedder = embed.Hash{}
+	_ vault.Embedder = (*embed.Client)(nil)
+)
+
 // openEmbedder returns the embedder of --embedder (nil for none), with
 // the API key of --embedder-key-file.
 func openEmbedder(cfg *Config) (vault.Embedder, error) {
