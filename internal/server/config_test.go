@@ -31,6 +31,8 @@ func defaultConfig() Config {
 
 		AuditAggregateInterval: 10 * time.Second,
 		AuthFailureLimit:       100,
+		MaxTenants:             10000,
+		IngestStallAfter:       time.Minute,
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}

@@ -210,6 +210,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 			return audit.SignReceipt(body, signer)
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
+		MaxTenants:        cfg.MaxTenants,
 		AggregateInterval: cfg.AuditAggregateInterval,
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
@@ -400,9 +401,23 @@ func (s *Server) openIngest() error {
 			Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
-		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger})
+		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
+			StuckAfter: cfg.IngestStallAfter, Lag: groupLag{s.admin, cfg.ConsumerGroup}})
 		return err
 	}
+}
+
+// groupLag is the ingest group's lag on the tenant topics.
+type groupLag struct {
+	admin *kafka.Admin
+	group string
+}
+
+func (g groupLag) Lag(ctx context.Context) ([]kafka.PartitionLag, error) {
+	return g.admin.GroupLag(ctx, g.group, func(topic string) bool {
+		_, err := events.TenantFromTopic(topic)
+		return err == nil
+	})
 }
 
 // ingress is the Kafka side of a shred: the runner stops consuming the
@@ -428,4 +443,5 @@ var (
 	_ ingest.RoundConsumer = (*kafka.Consumer)(nil)
 	_ runner               = (*ingest.Runner)(nil)
 	_ runner               = (*ingest.RoundRunner)(nil)
+	_ ingest.LagReader     = groupLag{}
 )
