@@ -2,8 +2,11 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // PartitionLag is how far a consumer group is behind one partition.
@@ -41,6 +44,9 @@ func (a *Admin) GroupLag(ctx context.Context, group string, match func(topic str
 		return nil, fmt.Errorf("group lag: start offsets: %w", err)
 	}
 	commits, err := a.adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		commits, err = nil, nil // no commits yet: every record is behind
+	}
 	if err != nil {
 		return nil, fmt.Errorf("group lag: committed offsets of group %s: %w", group, err)
 	}
