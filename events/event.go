@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SpecVersion is the only CloudEvents version accepted.
@@ -244,13 +245,25 @@ func syntaxErrorAt(b []byte) string {
 	return jsonErrorKind(err)
 }
 
+// binaryAttrs are the headers decodeBinary reads, by lower-case key.
+var binaryAttrs = map[string]bool{
+	"ce_specversion": true, "ce_id": true, "ce_source": true, "ce_type": true, "ce_subject": true,
+	"ce_dataschema": true, "ce_tenant": true, "ce_time": true, "content-type": true,
+}
+
 // decodeBinary decodes a binary-mode CloudEvent: attributes in ce_* headers,
 // data in the record value, its media type in the content-type header.
 func decodeBinary(value []byte, headers []Header) (Event, error) {
 	var e Event
 	for _, h := range headers {
 		v := string(h.Value)
-		switch strings.ToLower(h.Key) {
+		key := strings.ToLower(h.Key)
+		if binaryAttrs[key] && !utf8.Valid(h.Value) {
+			// CloudEvents attributes are strings: Unicode, as JSON's are
+			// in structured mode (which DecodeStructured checks).
+			return Event{}, Reasonf(EINVALID, ReasonAttributeNotUTF8, "header %s is not valid UTF-8", key)
+		}
+		switch key {
 		case "ce_specversion":
 			e.SpecVersion = v
 		case "ce_id":

@@ -35,7 +35,10 @@ const (
 	ReasonTopicInvalid        = "topic_invalid"   // not a topic of a valid tenant id
 	ReasonCredentialMissing   = "credential_missing"
 	ReasonCredentialUnknown   = "credential_unknown"
-	ReasonRateLimited         = "rate_limited" // refused before authentication: too many failures from the source
+	ReasonRateLimited         = "rate_limited"       // refused before authentication: too many failures from the source
+	ReasonAttributeNotUTF8    = "attribute_not_utf8" // a binary-mode attribute (ce_* header) is not valid UTF-8
+	ReasonTopicCollision      = "topic_collision"    // the tenant's topic name collides with a topic on the broker ('.' and '_' read alike)
+	ReasonCursorInvalid       = "cursor_invalid"     // a list cursor (after=) that the vault did not hand out
 	reasonInternalPlaceholder = "internal"
 )
 

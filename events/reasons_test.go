@@ -48,6 +48,11 @@ func TestDecodeReasonCodes(t *testing.T) {
 		{"binary time invalid", `{}`, h("ce_specversion", "1.0", "ce_time", m), 0, events.ReasonTimeInvalid},
 		{"binary data invalid", `{` + m, h("ce_specversion", "1.0", "content-type", "application/"+m+"+json"), 0, events.ReasonDataInvalid},
 		{"binary specversion", `{}`, h("ce_specversion", m), 0, events.ReasonSpecVersion},
+		{"binary id not UTF-8", `{}`, h("ce_specversion", "1.0", "ce_id", m+"\xff", "ce_source", "s", "ce_type", "t", "ce_subject", "s"), 0, events.ReasonAttributeNotUTF8},
+		{"binary subject not UTF-8", `{}`, h("ce_specversion", "1.0", "ce_id", "a", "ce_source", "s", "ce_type", "t", "ce_subject", "\xc3"+m), 0, events.ReasonAttributeNotUTF8},
+		{"binary tenant not UTF-8", `{}`, h("ce_specversion", "1.0", "ce_id", "a", "ce_source", "s", "ce_type", "t", "ce_subject", "s", "CE_TENANT", m+"\xed\xa0\x80"), 0, events.ReasonAttributeNotUTF8},
+		{"binary content-type not UTF-8", `{}`, h("ce_specversion", "1.0", "ce_id", "a", "ce_source", "s", "ce_type", "t", "ce_subject", "s", "content-type", "application/json\xfe"), 0, events.ReasonAttributeNotUTF8},
+		{"binary specversion not UTF-8", `{}`, h("ce_specversion", "1.0\x80"), 0, events.ReasonAttributeNotUTF8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

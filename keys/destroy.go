@@ -123,6 +123,43 @@ func (ks *Keystore) Destroy(t events.TenantID) ([]uint32, error) {
 	return ids, nil
 }
 
+// Discard removes tenant t's keys as if they had never been made: for a
+// tenant whose create failed, which sealed nothing with them. Unlike
+// Destroy it writes no tombstone, so Create(t) makes new keys afterwards;
+// its key ids are freed, and its keyset file is overwritten and removed
+// as Destroy's is. A tenant without keys is not an error; a destroyed one
+// is left as it is (ErrDestroyed: its tombstone must stay).
+func (ks *Keystore) Discard(t events.TenantID) error {
+	if err := checkTenant(t); err != nil {
+		return err
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	st := ks.state.Load()
+	if st.closed {
+		return errClosed
+	}
+	if _, ok := st.destroyed[t]; ok {
+		return fmt.Errorf("discard keys of tenant %s: %w", t, ErrDestroyed)
+	}
+	if c, ok := st.ciphers[t]; ok {
+		c.slot.Store(destroyedSlot)
+		ks.uncache(c)
+		next := st.clone()
+		delete(next.ciphers, t)
+		for _, id := range c.meta.Load().ids() {
+			if next.owners[id] == t {
+				delete(next.owners, id)
+			}
+		}
+		ks.state.Store(next)
+	}
+	if err := ks.shredTenantFiles(t); err != nil {
+		return fmt.Errorf("discard keys of tenant %s: %w", t, err)
+	}
+	return nil
+}
+
 // Destroyed returns the report of tenant t's destruction, and false when
 // t's keys are not destroyed (never were, or were re-created since).
 func (ks *Keystore) Destroyed(t events.TenantID) (DestroyReport, bool) {

@@ -366,3 +366,44 @@ func BenchmarkDestroy(b *testing.B) {
 		}
 	}
 }
+
+// Discard leaves no trace of a failed create: no keyset file, no
+// tombstone, no owner; the tenant can be created again, and a destroyed
+// tenant keeps its tombstone.
+func TestDiscard(t *testing.T) {
+	ks := MustOpenKeystore(t)
+	c := mustCreate(t, ks, "acme")
+	id := c.PrimaryKeyID()
+	if err := ks.Discard("acme"); err != nil {
+		t.Fatalf("Discard(acme) = %v, want nil", err)
+	}
+	if _, err := os.Stat(ks.path("acme")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("keyset file after Discard: Stat = %v, want not exist", err)
+	}
+	if _, err := os.Stat(ks.tombstonePath("acme")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("tombstone after Discard: Stat = %v, want not exist", err)
+	}
+	if _, err := ks.Cipher("acme"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Cipher(acme) after Discard = %v, want ErrNotFound", err)
+	}
+	if owner, ok := ks.Owner(id); ok {
+		t.Errorf("Owner(%x) after Discard = %s, want none", id, owner)
+	}
+	if _, err := c.Encrypt([]byte("x"), nil); err == nil {
+		t.Errorf("Encrypt with a discarded cipher = nil error, want one")
+	}
+	if err := ks.Discard("acme"); err != nil {
+		t.Errorf("Discard(acme) again = %v, want nil", err)
+	}
+	mustCreate(t, ks, "acme")
+	// A destroyed tenant is not discarded: its tombstone stays.
+	ks2 := mustOpenAt(t, t.TempDir())
+	mustCreate(t, ks2, "beta")
+	mustDestroy(t, ks2, "beta")
+	if err := ks2.Discard("beta"); !errors.Is(err, ErrDestroyed) {
+		t.Errorf("Discard(destroyed) = %v, want ErrDestroyed", err)
+	}
+	if _, ok := ks2.Destroyed("beta"); !ok {
+		t.Errorf("Destroyed(beta) after Discard = false, want its tombstone kept")
+	}
+}

@@ -161,7 +161,7 @@ func (st *Store) Streams(c Cipher, cursor string, limit int) ([]StreamSummary, s
 	if cursor != "" {
 		h, err := hex.DecodeString(cursor)
 		if err != nil || len(h) != hashLen {
-			return nil, "", events.Errorf(events.EINVALID, "invalid stream cursor")
+			return nil, "", events.Reasonf(events.EINVALID, events.ReasonCursorInvalid, "invalid stream cursor")
 		}
 		start = stateKey(h)
 	}
@@ -216,7 +216,7 @@ func (st *Store) Quarantine(c Cipher, cursor string, limit int) ([]Quarantined, 
 	if cursor != "" {
 		v, err := strconv.ParseUint(cursor, 10, 64)
 		if err != nil || v == math.MaxUint64 {
-			return nil, "", events.Errorf(events.EINVALID, "invalid quarantine cursor")
+			return nil, "", events.Reasonf(events.EINVALID, events.ReasonCursorInvalid, "invalid quarantine cursor")
 		}
 		after = v
 	}

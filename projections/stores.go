@@ -524,7 +524,10 @@ func (s *Stores) drainedLocked() bool {
 	return true
 }
 
-// openCount reports how many Badger DBs are open (for tests).
+// OpenCount reports how many tenant stores are open (a gauge).
+func (s *Stores) OpenCount() int { return s.openCount() }
+
+// openCount reports how many Badger DBs are open.
 func (s *Stores) openCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

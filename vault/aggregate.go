@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,11 @@ type aggKey struct {
 	action  audit.Action
 	outcome audit.Outcome
 	reason  string
+	// tenant is the record's tenant when it is one of the vault's (a
+	// request that probed it), so that its aggregate names it; "" for the
+	// keyed hash of a made-up one, which would make every probe a window
+	// of its own.
+	tenant string
 }
 
 // aggWindow is an open window: its first occurrence was recorded, the
@@ -75,6 +81,9 @@ func (a *aggregator) record(ctx context.Context, source string, rec audit.Record
 		return a.write(ctx, rec)
 	}
 	k := aggKey{source: source, action: rec.Action, outcome: rec.Outcome, reason: rec.Reason}
+	if !strings.HasPrefix(rec.Tenant, KeyedHashPrefix) {
+		k.tenant = rec.Tenant
+	}
 	now := a.now()
 	a.mu.Lock()
 	if a.closed {
@@ -120,7 +129,7 @@ func (a *aggregator) endLocked(k aggKey, w *aggWindow) []audit.Record {
 		return nil
 	}
 	r := audit.Record{
-		Principal: w.first.Principal, Tenant: w.first.Tenant, Action: k.action, Outcome: k.outcome, Reason: k.reason, Count: w.count,
+		Principal: w.first.Principal, Tenant: k.tenant, Action: k.action, Outcome: k.outcome, Reason: k.reason, Count: w.count,
 		Details: map[string]string{
 			audit.DetailSource:     k.source,
 			audit.DetailAggregated: strconv.Itoa(w.n),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -231,5 +232,53 @@ func TestRefuseFrom(t *testing.T) {
 	recs := tv.recordsSince(t, n)
 	if occ, _ := tally(recs); len(recs) != 2 || occ["192.0.2.9"] != 10 || recs[0].Outcome != audit.OutcomeDenied || recs[0].Reason != "rate limited" {
 		t.Errorf("records = %s, want a first and an aggregate of 10 denials, rate limited", dump(recs))
+	}
+}
+
+// A refused request keeps the tenant its path probed: a tenant of the
+// vault by its id, any other name by its keyed hash (never the name). A
+// flood on one tenant and on made-up ones is still two windows, whose
+// aggregates name the vault's tenant, and no made-up one.
+func TestAuthenticateForProbedTenant(t *testing.T) {
+	tv := MustOpenVault(t, func(c *vault.Config) { c.AggregateInterval = time.Hour })
+	tv.mustCreateTenant(t, "acme")
+	ctx := context.Background()
+	const marker = "zz-MARKER-probe"
+	n := tv.audit.Size()
+	for i := range 50 {
+		for _, tenant := range []string{"acme", fmt.Sprintf("%s-%d", marker, i)} {
+			if _, err := tv.v.AuthenticateFor(ctx, "192.0.2.7", "tvt_wrong", audit.ActionStreamList, "streams", tenant); codeOf(err) != events.EUNAUTHORIZED {
+				t.Fatalf("AuthenticateFor(wrong token, %s) = %v, want unauthorized", tenant, err)
+			}
+		}
+	}
+	first := tv.recordsSince(t, n)
+	if len(first) != 2 {
+		t.Fatalf("records before Close = %s, want the first failure on acme and on a made-up tenant", dump(first))
+	}
+	if first[0].Tenant != "acme" {
+		t.Errorf("record of a probe of acme: tenant %q, want acme", first[0].Tenant)
+	}
+	if !strings.Contains(first[1].Tenant, vault.KeyedHashPrefix) {
+		t.Errorf("record of a probe of a made-up tenant: tenant %q, want its keyed hash", first[1].Tenant)
+	}
+	if err := tv.v.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	recs := tv.recordsSince(t, n)
+	if len(recs) != 4 {
+		t.Fatalf("records after Close = %d, want 4 (a first and an aggregate per tenant kind): %s", len(recs), dump(recs))
+	}
+	byTenant := map[string]int{}
+	for _, r := range recs {
+		if strings.Contains(dump(r), marker) {
+			t.Errorf("record %s holds the probed name", dump(r))
+		}
+		if r.Details[audit.DetailAggregated] != "" {
+			byTenant[r.Tenant] += audit.Occurrences(r)
+		}
+	}
+	if byTenant["acme"] != 49 || byTenant[""] != 49 {
+		t.Errorf("aggregated occurrences by tenant = %v, want 49 of acme and 49 unnamed", byTenant)
 	}
 }

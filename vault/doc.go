@@ -2,6 +2,9 @@
 // to a tenant's store and cipher. It ingests decoded Kafka records into the
 // tenant's own store, answers reads through sessions, and writes an audit
 // record for every tenant create, ingest batch, rejected record and read.
+// A tenant create is all or nothing: a step that fails (a topic name that
+// collides on the brokers, ErrTopicCollision, is ECONFLICT) undoes the
+// steps before it, so no keyset, store, principal, ACL or topic is left.
 //
 // It never sees key bytes (it holds a Cipher it declares), never opens a store
 // from a bare tenant id taken from a request (a Session is made only from a

@@ -255,6 +255,9 @@ func (v *Vault) apply(t events.TenantID, st *projections.Store, c Cipher, recs [
 	v.stats.EventsDuplicate.Add(int64(res.Duplicates))
 	v.stats.EventsQuarantined.Add(int64(res.Quarantined))
 	v.stats.EventsSkipped.Add(int64(res.Skipped))
+	if v.cfg.OnIngested != nil && (res.Applied > 0 || res.Quarantined > 0) {
+		v.cfg.OnIngested(t, res.Applied, res.Quarantined)
+	}
 	if err != nil {
 		return verdicts, fmt.Errorf("ingest %s: %w", t, err)
 	}

@@ -28,6 +28,10 @@ type TenantKeys[C Cipher] interface {
 	Recreate(t events.TenantID) (C, error)
 	// Cipher returns the cipher of a tenant with keys.
 	Cipher(t events.TenantID) (C, error)
+	// Discard removes the keys of a tenant whose create failed, as if
+	// they had never been made (no tombstone); nothing was sealed with
+	// them. A tenant without keys is not an error.
+	Discard(t events.TenantID) error
 }
 
 // Keys is every keys operation the vault uses, each through the small
@@ -71,6 +75,7 @@ type ciphersOf[C Cipher] struct{ k TenantKeys[C] }
 func (c ciphersOf[C]) Create(t events.TenantID) (Cipher, error)   { return asCipher(c.k.Create(t)) }
 func (c ciphersOf[C]) Recreate(t events.TenantID) (Cipher, error) { return asCipher(c.k.Recreate(t)) }
 func (c ciphersOf[C]) Cipher(t events.TenantID) (Cipher, error)   { return asCipher(c.k.Cipher(t)) }
+func (c ciphersOf[C]) Discard(t events.TenantID) error            { return c.k.Discard(t) }
 
 // asCipher returns c as a Cipher, or a nil Cipher with err: a nil
 // *keys.TenantCipher must not become a non-nil interface.

@@ -245,6 +245,12 @@ func (v *Vault) ensureProducer(ctx context.Context, t events.TenantID) error {
 	return nil
 }
 
+// ErrTopicCollision is matched (errors.Is) by a Topics error for a topic
+// whose name collides with a topic the brokers have: Kafka reads '.' and
+// '_' alike, so tenant_a_events, made by anyone who reaches the broker,
+// keeps tenant.a.events from being created.
+var ErrTopicCollision = errors.New("topic name collides")
+
 // ErrTopicMissing is matched (errors.Is) by a TopicIDs error for a topic
 // the brokers do not have. The adapter maps its own error to it.
 var ErrTopicMissing = errors.New("topic missing")

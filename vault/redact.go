@@ -18,6 +18,7 @@ const KeyedHashPrefix = "hmac:"
 const (
 	hashClaimedTenant = "audit/claimed-tenant"
 	hashTopic         = "audit/topic"
+	hashProbedTenant  = "audit/probed-tenant"
 )
 
 // auditHash returns the audit log's stand-in for producer text s of kind.
@@ -58,4 +59,16 @@ func (v *Vault) topicResource(topic string) (string, error) {
 		return "", err
 	}
 	return "topics/" + h, nil
+}
+
+// probedTenant returns what an audit record of a refused request holds of
+// the tenant its path names: the id when it is a valid id of a tenant of
+// the registry (in any state), else its keyed hash.
+func (v *Vault) probedTenant(s string) (string, error) {
+	if t, err := events.ParseTenantID(s); err == nil {
+		if _, ok := v.reg.get(t); ok {
+			return s, nil
+		}
+	}
+	return v.auditHash(hashProbedTenant, s)
 }

@@ -221,6 +221,10 @@ func (s *Session) read(ctx context.Context, action audit.Action, resource string
 	case errors.Is(err, projections.ErrNotFound):
 		rec.Outcome, rec.Reason = audit.OutcomeError, "not found"
 		err = events.Errorf(events.ENOTFOUND, "not found")
+	case events.ErrorCode(err) == events.EINVALID:
+		// Bad input of the request (a cursor the vault did not hand out):
+		// a rejection, named by its reason code, never by the input.
+		rec.Outcome, rec.Reason = audit.OutcomeRejected, events.ErrorReason(err)
 	default:
 		rec.Outcome, rec.Reason = audit.OutcomeError, "internal error"
 	}

@@ -315,3 +315,36 @@ func TestSessionForeignCiphertext(t *testing.T) {
 		})
 	}
 }
+
+// A cursor the vault did not hand out is bad input: refused with
+// EINVALID and audited as a rejection with its reason code, not as an
+// internal error, and never with the cursor itself.
+func TestSessionInvalidCursor(t *testing.T) {
+	tv := MustOpenVault(t, nil)
+	tok := tv.mustCreateTenant(t, "acme")
+	s := tv.mustSession(t, tok, "acme")
+	ctx := context.Background()
+	const marker = "zz-MARKER-cursor"
+	for _, tc := range []struct {
+		name string
+		do   func() error
+	}{
+		{"streams", func() error { _, _, err := s.Streams(ctx, marker, 10); return err }},
+		{"quarantine", func() error { _, _, err := s.Quarantine(ctx, marker, 10); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tv.audit.Size()
+			err := tc.do()
+			if events.ErrorCode(err) != events.EINVALID {
+				t.Fatalf("%s(cursor %q) = %v, want code %s", tc.name, marker, err, events.EINVALID)
+			}
+			rec := tv.onlyRecord(t, n)
+			if rec.Outcome != audit.OutcomeRejected || rec.Reason != events.ReasonCursorInvalid {
+				t.Errorf("audit record = %s, want outcome %s, reason %s", dump(rec), audit.OutcomeRejected, events.ReasonCursorInvalid)
+			}
+			if strings.Contains(dump(rec), marker) {
+				t.Errorf("audit record %s holds the cursor", dump(rec))
+			}
+		})
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
+	// OnIngested, when set, is called after each batch a tenant's store
+	// committed, with how many events it applied and how many records it
+	// quarantined (per-tenant metrics). It must not block.
+	OnIngested func(t events.TenantID, applied, quarantined int)
 	// Ingress stops and purges a tenant's topic when it is shredded.
 	Ingress Ingress
 	// SignReceipt signs a shred receipt (a signed note by the audit key,
@@ -181,6 +185,14 @@ func Open(cfg Config) (*Vault, error) {
 // Tenants returns the ids of all tenants, sorted.
 func (v *Vault) Tenants() []events.TenantID { return v.reg.ids() }
 
+// Exists reports whether id names an active tenant (not shredded): a
+// lock-free lookup in the registry, for bounding metric labels to tenants
+// that exist.
+func (v *Vault) Exists(id string) bool {
+	e, ok := v.reg.get(events.TenantID(id))
+	return ok && e.active()
+}
+
 // Principal is an authenticated caller. Only Authenticate makes one.
 type Principal struct {
 	admin  bool
@@ -212,7 +224,7 @@ func (p Principal) auditPrincipal() audit.Principal {
 // of its own: callers that know where a request came from use
 // AuthenticateFrom.
 func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Action, resource string) (Principal, error) {
-	return v.authenticate(ctx, "", token, action, resource)
+	return v.authenticate(ctx, "", token, action, resource, "")
 }
 
 // AuthenticateFrom is Authenticate for a request from source (an HTTP
@@ -220,10 +232,20 @@ func (v *Vault) Authenticate(ctx context.Context, token string, action audit.Act
 // Config.AggregateInterval), so that a flood of wrong tokens costs the
 // audit log a bounded number of records, whose counts add up.
 func (v *Vault) AuthenticateFrom(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+	return v.AuthenticateFor(ctx, source, token, action, resource, "")
+}
+
+// AuthenticateFor is AuthenticateFrom for a request that names tenant (an
+// HTTP path's tenant; "" for none): a failure's audit record keeps the
+// tenant probed — the id itself when it is a valid id of a tenant of the
+// registry, else its keyed hash (the path is the caller's text, and may
+// be anything). Failures on a tenant of the vault are aggregated apart
+// from those on others, so that an aggregate record names its tenant.
+func (v *Vault) AuthenticateFor(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if source == "" {
 		source = "unknown"
 	}
-	return v.authenticate(ctx, source, token, action, resource)
+	return v.authenticate(ctx, source, token, action, resource, tenant)
 }
 
 // RefuseFrom audits a request from source refused before its credential
@@ -242,7 +264,7 @@ func (v *Vault) RefuseFrom(ctx context.Context, source string, action audit.Acti
 	return events.Reasonf(events.ERATELIMITED, events.ReasonRateLimited, "too many failed authentications from this address: retry later")
 }
 
-func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource string) (Principal, error) {
+func (v *Vault) authenticate(ctx context.Context, source, token string, action audit.Action, resource, tenant string) (Principal, error) {
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(h[:], v.adminHash[:]) == 1 {
@@ -259,6 +281,12 @@ func (v *Vault) authenticate(ctx context.Context, source, token string, action a
 	v.stats.Denied.Add(1)
 	err := events.Errorf(events.EUNAUTHORIZED, "%s", reason)
 	rec := audit.Record{Principal: audit.PrincipalAnonymous, Action: action, Resource: resource, Outcome: audit.OutcomeDenied, Reason: reason}
+	if tenant != "" {
+		var herr error
+		if rec.Tenant, herr = v.probedTenant(tenant); herr != nil {
+			return Principal{}, herr
+		}
+	}
 	if source == "" {
 		return Principal{}, v.auditDenied(ctx, rec, err)
 	}
@@ -301,6 +329,14 @@ type TenantInfo struct {
 }
 
 // requireAdmin audits and refuses a non-admin principal.
+// RequireAdmin returns nil for the admin; for any other principal it
+// audits the refusal of action on resource and returns it (EFORBIDDEN).
+// It is for endpoints that touch no tenant but are the admin's alone
+// (vaultd's /metrics).
+func (v *Vault) RequireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
+	return v.requireAdmin(ctx, p, action, resource)
+}
+
 func (v *Vault) requireAdmin(ctx context.Context, p Principal, action audit.Action, resource string) error {
 	return v.requireAdminOn(ctx, p, action, resource, "")
 }
@@ -389,12 +425,32 @@ func (v *Vault) create(ctx context.Context, p Principal, id string, recreate boo
 	return info, token, nil
 }
 
-// createTenant does the steps of a create. Each step is idempotent, so a
-// create interrupted by a crash can simply be repeated: the registry entry,
-// which makes the tenant exist, is written last.
-func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bool) (TenantInfo, string, uint32, error) {
+// createTenant does the steps of a create: its topic first (which fails
+// when the name collides with a topic on the brokers), then its keys, its
+// store and its producers' principal; the registry entry, which makes the
+// tenant exist, is written last. A step that fails undoes those before it
+// (undoCreate), so a failed create leaves nothing behind: no keyset, no
+// store, no principal, no ACL, no topic. A create interrupted by a crash
+// left what it had made, which a create repeated reuses.
+func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bool) (_ TenantInfo, _ string, _ uint32, err error) {
+	topic := events.TopicFor(t)
+	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
+		if errors.Is(err, ErrTopicCollision) {
+			return TenantInfo{}, "", 0, events.Reasonf(events.ECONFLICT, events.ReasonTopicCollision,
+				"tenant %s: its topic %s collides with a topic on the brokers whose name differs only in '.' and '_' (Kafka reads them alike): delete that topic, or choose another tenant id", t, topic)
+		}
+		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	var made createSteps
+	defer func() {
+		if err != nil {
+			if uerr := v.undoCreate(context.WithoutCancel(ctx), t, recreate, made); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+		}
+	}()
+	made.topic = true
 	var c Cipher
-	var err error
 	if recreate {
 		if c, err = v.cfg.Keys.Ciphers.Recreate(t); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("re-create keys of tenant %s: %w", t, err)
@@ -405,16 +461,14 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 			return TenantInfo{}, "", 0, fmt.Errorf("create keys of tenant %s: %w", t, err)
 		}
 	}
-	topic := events.TopicFor(t)
-	if err := v.cfg.Topics.CreateTopic(ctx, topic, v.cfg.Partitions); err != nil {
-		return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
-	}
+	made.keys = true
 	var topicID string
 	if v.cfg.TopicIDs != nil {
 		if topicID, err = v.cfg.TopicIDs.TopicID(ctx, topic); err != nil {
 			return TenantInfo{}, "", 0, fmt.Errorf("create topic %s: %w", topic, err)
 		}
 	}
+	made.store = true // also when Create fails half-way
 	if err := v.cfg.Stores.Create(t); err != nil && !errors.Is(err, projections.ErrExists) {
 		return TenantInfo{}, "", 0, fmt.Errorf("create store of tenant %s: %w", t, err)
 	}
@@ -422,6 +476,7 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	if err != nil {
 		return TenantInfo{}, "", 0, err
 	}
+	made.producer = true // also when SetProducer fails half-way
 	kc, err := v.setProducer(ctx, t)
 	if err != nil {
 		return TenantInfo{}, "", 0, err
@@ -436,6 +491,47 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	info := e.info()
 	info.Kafka = kc
 	return info, token, c.PrimaryKeyID(), nil
+}
+
+// createSteps are the steps of a create done so far.
+type createSteps struct{ topic, keys, store, producer bool }
+
+// undoCreate undoes the steps of a failed create of t, last first: the
+// producers' principal and its ACLs, the store, the keys (discarded, as
+// if never made; a re-create's fresh keys are destroyed again, as the
+// tenant stays shredded), the topic.
+func (v *Vault) undoCreate(ctx context.Context, t events.TenantID, recreate bool, made createSteps) error {
+	var errs []error
+	if made.producer && v.cfg.Producers != nil {
+		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {
+			errs = append(errs, fmt.Errorf("undo create: remove producer credential: %w", err))
+		}
+	}
+	if made.store {
+		if err := v.cfg.Stores.Remove(t); err != nil && !errors.Is(err, projections.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("undo create: remove store: %w", err))
+		}
+	}
+	if made.keys {
+		var err error
+		if recreate {
+			_, err = v.cfg.Keys.Destroyer.Destroy(t)
+		} else {
+			err = v.cfg.Keys.Ciphers.Discard(t)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("undo create: remove keys: %w", err))
+		}
+	}
+	if made.topic && v.cfg.Ingress != nil {
+		if err := v.cfg.Ingress.Purge(ctx, t); err != nil {
+			errs = append(errs, fmt.Errorf("undo create: delete topic: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tenant %s: %w", t, err)
+	}
+	return nil
 }
 
 // ListTenants lists all tenants (admin only).

@@ -1,10 +1,14 @@
 package alerts_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,30 +130,15 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	if got := d.Count("acme", audit.ViolationTokenTenant); got != 10 {
 		t.Fatalf("Count = %d, want 10", got)
 	}
-	var b strings.Builder
-	d.WritePrometheus(&b)
-	out := b.String()
-	if !strings.Contains(out, `tenantvault_boundary_violations_total{tenant="acme",reason="token_tenant_mismatch"} 10`) {
-		t.Fatalf("metrics:\n%s", out)
+	if got := d.Violations(); len(got) != 1 || got[0] != (alerts.ViolationCount{Tenant: "acme", Violation: audit.ViolationTokenTenant, Count: 10}) {
+		t.Fatalf("Violations = %+v, want acme/token_tenant_mismatch 10", got)
 	}
-	if strings.Contains(out, "tenantvault_alerts_dropped_total 0\n") {
-		t.Fatalf("a full queue dropped nothing:\n%s", out)
+	if st := d.Sinks(); st[0].Sink != "blocking" || st[0].Dropped == 0 {
+		t.Fatalf("Sinks = %+v: the slow sink's full queue dropped nothing", st)
 	}
 	close(slow.release)
 	cancel()
 	<-done
-}
-
-func TestPrometheusEscaping(t *testing.T) {
-	d := alerts.New(alerts.Config{})
-	r := audit.Record{Principal: "tenant:a", Tenant: `"x"\` + "\n", Action: audit.ActionStreamRead}
-	audit.Flag(&r)
-	d.Notify(r)
-	var b strings.Builder
-	d.WritePrometheus(&b)
-	if !strings.Contains(b.String(), `tenant="\"x\"\\\n"`) {
-		t.Fatalf("label not escaped:\n%s", b.String())
-	}
 }
 
 func TestKafkaSink(t *testing.T) {
@@ -166,4 +155,103 @@ func TestKafkaSink(t *testing.T) {
 	if topic != alerts.DefaultAlertTopic || string(key) != "acme" || !strings.Contains(string(val), `"violation":"token_tenant_mismatch"`) {
 		t.Fatalf("published %s %s %s", topic, key, val)
 	}
+}
+
+// gatedSink delivers one alert each time it is let through, and hands
+// each alert it delivered to got.
+type gatedSink struct {
+	gate chan struct{}
+	got  chan alerts.Alert
+}
+
+func (*gatedSink) Name() string { return "gated" }
+func (s *gatedSink) Send(ctx context.Context, a alerts.Alert) error {
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.got <- a
+	return nil
+}
+
+// TestDroppedAlertsAreNoticed: alerts a full queue dropped are counted,
+// logged, and the sink is told how many and of which audit records.
+func TestDroppedAlertsAreNoticed(t *testing.T) {
+	const total = 20
+	s := &gatedSink{gate: make(chan struct{}), got: make(chan alerts.Alert, total+2)}
+	var logs syncBuffer
+	d := alerts.New(alerts.Config{Sinks: []alerts.Sink{s}, QueueSize: 4, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := 1; i <= total; i++ {
+		r := crossing("acme")
+		r.Index = uint64(i)
+		d.Notify(r) // nothing takes from the queue yet: 4 queued, 16 dropped
+	}
+	if st := d.Sinks()[0]; st.Dropped != total-4 {
+		t.Fatalf("Sinks()[0].Dropped = %d, want %d", st.Dropped, total-4)
+	}
+	if !strings.Contains(logs.String(), "alert queue full") {
+		t.Fatalf("no error logged for the drops:\n%s", logs.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	var delivered []uint64
+	var notice alerts.Alert
+	for notice.Violation == "" {
+		s.gate <- struct{}{}
+		a := <-s.got
+		if a.Violation == alerts.ViolationAlertsDropped {
+			notice = a
+			continue
+		}
+		delivered = append(delivered, a.Index)
+	}
+	cancel()
+	<-done
+	if notice.Dropped != total-4 || notice.FirstIndex != 5 || notice.Index != total {
+		t.Fatalf("notice = %+v, want %d dropped, records 5 to %d", notice, total-4, total)
+	}
+	if uint64(len(delivered))+notice.Dropped > total || !strings.Contains(notice.Reason, "audit log") {
+		t.Fatalf("delivered %v and notice %+v", delivered, notice)
+	}
+	if !strings.Contains(logs.String(), "dropped=16") {
+		t.Fatalf("the gap was not logged with its count:\n%s", logs.String())
+	}
+}
+
+// TestKnownBoundsTenants: violations against tenants that do not exist
+// are counted under one label, however many are made up.
+func TestKnownBoundsTenants(t *testing.T) {
+	d := alerts.New(alerts.Config{Known: func(t string) bool { return t == "acme" }})
+	d.Notify(crossing("acme"))
+	for i := 0; i < 2000; i++ {
+		d.Notify(crossing(fmt.Sprintf("made-up-%d", i)))
+	}
+	got := d.Violations()
+	want := []alerts.ViolationCount{
+		{Tenant: "acme", Violation: audit.ViolationTokenTenant, Count: 1},
+		{Tenant: alerts.Other, Violation: audit.ViolationTokenTenant, Count: 2000},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Violations = %+v, want %+v", got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

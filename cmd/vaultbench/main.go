@@ -62,6 +62,8 @@ type config struct {
 	skipBaseline, skipTransport, skipNoSASL              bool
 	skipKafkaGo                                          bool
 	ingestConsumer                                       string // the vault phases' --ingest-consumer
+	skipCheckpoints                                      bool
+	checkpointTopic                                      string // the vault phases' --checkpoint-topic ("" its default)
 	idleProfile                                          string // CPU profile of the idle window
 	skipNaive, skipPG                                    bool
 	out, memprofile, cpuprofile                          string
@@ -92,6 +94,7 @@ func main() {
 	flag.BoolVar(&c.skipTransport, "skip-transport", false, "do not run the Kafka-only measurement")
 	flag.DurationVar(&c.idleSettle, "idle-settle", 0, "how long -tenants-idle waits after the last create before it measures (default 2s; over a minute lets idle stores close)")
 	flag.StringVar(&c.idleProfile, "idle-cpuprofile", "", "write a CPU profile of the idle window of -tenants-idle to this file")
+	flag.BoolVar(&c.skipCheckpoints, "skip-checkpoints", false, "do not run the vault without checkpoint publishing (--checkpoint-topic=-) for comparison")
 	flag.BoolVar(&c.skipKafkaGo, "skip-kafkago", false, "do not run the vault with the earlier consumer (--ingest-consumer=kafka-go: a consumer group per tenant topic) for comparison")
 	flag.BoolVar(&c.skipNoSASL, "skip-nosasl", false, "do not run the vault without Kafka authentication (--kafka-auth=none; only run with the embedded brokers)")
 	flag.BoolVar(&c.skipNaive, "skip-naive", false, "do not run the naive shared store (one topic, one consumer, one Badger DB with tenant-prefixed keys)")
@@ -164,6 +167,11 @@ type Results struct {
 	// ConsumerRatio is the vault's events/s against it.
 	VaultKafkaGo  *Phase  `json:",omitempty"`
 	ConsumerRatio float64 `json:",omitempty"`
+	// VaultNoCheckpoints: the same vault without publishing its audit
+	// checkpoints (--checkpoint-topic=-). CheckpointRatio is the vault's
+	// events/s against it: the cost of publishing checkpoints.
+	VaultNoCheckpoints *Phase  `json:",omitempty"`
+	CheckpointRatio    float64 `json:",omitempty"`
 	// KafkaOnly: the same records through the same broker, Publisher and
 	// Subscriber with no vault behind them, each message acked as it
 	// arrives: what Kafka alone costs on this machine.
@@ -202,6 +210,7 @@ type Report struct {
 	MedianRatio, MedianKafkaBadgerRatio, MedianCeilingRatio float64 `json:",omitempty"`
 	MedianSASLRatio                                         float64 `json:",omitempty"`
 	MedianConsumerRatio                                     float64 `json:",omitempty"`
+	MedianCheckpointRatio                                   float64 `json:",omitempty"`
 	MedianNaiveRatio, MedianPostgresRLSRatio                float64 `json:",omitempty"`
 	MedianReadsRatio                                        float64 `json:",omitempty"` // vault reads/s against the bare handler's
 	Idle                                                    *Idle   `json:",omitempty"`
@@ -281,6 +290,7 @@ func (r *Report) medians(runs int, w io.Writer) {
 		{"vault/(kafka->badger)", func(res Results) float64 { return res.CeilingRatio }, &r.MedianCeilingRatio},
 		{"vault/vault-no-sasl", func(res Results) float64 { return res.SASLRatio }, &r.MedianSASLRatio},
 		{"vault/vault-kafka-go", func(res Results) float64 { return res.ConsumerRatio }, &r.MedianConsumerRatio},
+		{"vault/vault-no-checkpoints", func(res Results) float64 { return res.CheckpointRatio }, &r.MedianCheckpointRatio},
 		{"vault/naive", func(res Results) float64 { return res.NaiveRatio }, &r.MedianNaiveRatio},
 		{"vault/postgres-rls", func(res Results) float64 { return res.PostgresRLSRatio }, &r.MedianPostgresRLSRatio},
 		{"vault-reads/bare-http", func(res Results) float64 {
@@ -395,6 +405,9 @@ func (r *benchRun) comparedPhases(ctx context.Context) error {
 	if !r.c.skipKafkaGo {
 		phases = append(phases, r.kafkaGoPhase)
 	}
+	if !r.c.skipCheckpoints {
+		phases = append(phases, r.noCheckpointsPhase)
+	}
 	if !r.c.skipNaive {
 		phases = append(phases, r.naivePhase)
 	}
@@ -462,6 +475,18 @@ func (r *benchRun) noSASLPhase(ctx context.Context) error {
 	r.res.VaultNoSASL = p
 	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; producers %s)\n",
 		"vault no-SASL:", ns.VaultEventsPerSec, ns.VaultSeconds, ns.VaultCPUSeconds, ns.PublishSeconds, ns.Batches, ns.RSSBeforeMiB, ns.PeakRSSMiB, ns.VaultProducers)
+	return nil
+}
+
+// noCheckpointsPhase runs the vault without publishing its checkpoints.
+func (r *benchRun) noCheckpointsPhase(ctx context.Context) error {
+	p, nc, err := r.variantPhase(ctx, "vault no-checkpoints", "vault-nocheckpoints", "c", "scram", func(c *config) { c.checkpointTopic = "-" })
+	if err != nil {
+		return err
+	}
+	r.res.VaultNoCheckpoints = p
+	fmt.Fprintf(r.w, "%-18s %8.0f events/s  (%.2fs, %.2f CPU-s; publish done at %.2fs; %d batches; RSS %.0f MiB at start, peak %.0f MiB; --checkpoint-topic=-)\n",
+		"vault no-ckpt:", nc.VaultEventsPerSec, nc.VaultSeconds, nc.VaultCPUSeconds, nc.PublishSeconds, nc.Batches, nc.RSSBeforeMiB, nc.PeakRSSMiB)
 	return nil
 }
 
@@ -548,6 +573,7 @@ func (r *benchRun) ratios() {
 		ratio *float64
 	}{
 		{"vault-kafka-go", res.VaultKafkaGo, &res.ConsumerRatio},
+		{"vault-no-checkpoints", res.VaultNoCheckpoints, &res.CheckpointRatio},
 		{"vault-no-sasl", res.VaultNoSASL, &res.SASLRatio},
 		{"naive", res.Naive, &res.NaiveRatio},
 		{"postgres-rls", res.PostgresRLS, &res.PostgresRLSRatio},
@@ -587,7 +613,7 @@ func record(t events.TenantID, j, streams, payload int) (string, []byte) {
 // after it stops; they connect (and authenticate) at their first publish,
 // inside the window, as a producer that starts does.
 func benchVault(ctx context.Context, c config, dir, kafkaAuth string, tenants []events.TenantID, perTenant int, res *Results) error {
-	srv, stop, err := startServer(ctx, server.Config{DataDir: dir, Brokers: c.brokers, KafkaAuth: kafkaAuth, IngestConsumer: c.ingestConsumer})
+	srv, stop, err := startServer(ctx, server.Config{DataDir: dir, Brokers: c.brokers, KafkaAuth: kafkaAuth, IngestConsumer: c.ingestConsumer, CheckpointTopic: c.checkpointTopic})
 	if err != nil {
 		return err
 	}

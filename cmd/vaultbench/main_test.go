@@ -41,7 +41,8 @@ func TestRunSmall(t *testing.T) {
 		"median ratio vault/naive over 2 runs:",
 		"\nvault reads: ", "\nbare-http reads: ", "reads/s   (p50 ", "over 16 connections", "ratio vault-reads/bare-http:",
 		"median ratio vault-reads/bare-http over 2 runs:",
-		"\nvault kafka-go: ", "a consumer group per topic", "ratio vault/vault-kafka-go:", "median ratio vault/vault-kafka-go over 2 runs:"}
+		"\nvault kafka-go: ", "a consumer group per topic", "ratio vault/vault-kafka-go:", "median ratio vault/vault-kafka-go over 2 runs:",
+		"\nvault no-ckpt: ", "--checkpoint-topic=-)", "ratio vault/vault-no-checkpoints:", "median ratio vault/vault-no-checkpoints over 2 runs:"}
 	if pgInstalled {
 		wants = append(wants, "\npostgres-rls: ", "of the server;", "one topic, one consumer; PostgreSQL ", "ratio postgres-rls/baseline:",
 			"ratio vault/postgres-rls:", "median ratio vault/postgres-rls over 2 runs:")
@@ -59,7 +60,7 @@ func TestRunSmall(t *testing.T) {
 	// The vault phases and the peers run in one order in odd runs and in
 	// the reverse order in even ones.
 	run1, run2, _ := strings.Cut(out, "run 2 of 2")
-	order := []string{"vault end-to-end:", "vault no-SASL:", "vault kafka-go:", "naive:", "postgres-rls:"}
+	order := []string{"vault end-to-end:", "vault no-SASL:", "vault kafka-go:", "vault no-ckpt:", "naive:", "postgres-rls:"}
 	if got := lineOrder(run1, order); !slices.Equal(got, order) {
 		t.Errorf("run 1 ran %q, want %q:\n%s", got, order, out)
 	}
@@ -68,7 +69,7 @@ func TestRunSmall(t *testing.T) {
 	if got := lineOrder(run2, order); !slices.Equal(got, reversed) {
 		t.Errorf("run 2 ran %q, want %q:\n%s", got, reversed, out)
 	}
-	if len(rep.Runs) != 2 || rep.MedianRatio <= 0 || rep.MedianKafkaBadgerRatio <= 0 || rep.MedianCeilingRatio <= 0 || rep.MedianSASLRatio <= 0 || rep.MedianConsumerRatio <= 0 ||
+	if len(rep.Runs) != 2 || rep.MedianRatio <= 0 || rep.MedianKafkaBadgerRatio <= 0 || rep.MedianCeilingRatio <= 0 || rep.MedianSASLRatio <= 0 || rep.MedianConsumerRatio <= 0 || rep.MedianCheckpointRatio <= 0 ||
 		rep.MedianNaiveRatio <= 0 || rep.MedianReadsRatio <= 0 || (rep.MedianPostgresRLSRatio > 0) != pgInstalled || rep.Idle != nil {
 		t.Fatalf("report = %+v", rep)
 	}

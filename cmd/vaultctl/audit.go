@@ -18,60 +18,45 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/tenantvault/tenantvault/audit"
 )
 
-func (c *cli) alerts(ctx context.Context, args []string) error {
-	fs := c.flags("audit alerts")
-	tenant := fs.String("tenant", "", "only alerts of this tenant")
-	limit := fs.Int("limit", 100, "page size")
-	after := fs.String("after", "", "only alerts after this record index")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) alertsCmd() *cobra.Command {
+	var tenant, after string
+	var limit int
+	cmd := &cobra.Command{
+		Use:     "alerts [--tenant T]",
+		Short:   "Boundary violations (admin)",
+		Args:    cobra.NoArgs,
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if tenant != "" {
+				q.Set("tenant", tenant)
+			}
+			if after != "" {
+				q.Set("after", after)
+			}
+			return c.show(cmd.Context(), http.MethodGet, "/v1/alerts?"+q.Encode(), nil)
+		},
 	}
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	if *tenant != "" {
-		q.Set("tenant", *tenant)
-	}
-	if *after != "" {
-		q.Set("after", *after)
-	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/alerts?"+q.Encode(), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+	cmd.Flags().StringVar(&tenant, "tenant", "", "only alerts of this tenant")
+	cmd.Flags().IntVar(&limit, "limit", 100, "page size")
+	cmd.Flags().StringVar(&after, "after", "", "only alerts after this record index")
+	return cmd
 }
 
 // raw does an API GET and returns the response body unread (the caller
 // closes it).
 func (c *cli) raw(ctx context.Context, path string) (*http.Response, error) {
-	tok, err := c.credential()
+	tok, err := c.adminCredential()
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.addr, "/")+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error apiError `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
-			e.Error.Status = resp.StatusCode
-			return nil, &e.Error
-		}
-		return nil, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
-	}
-	return resp, nil
+	return c.send(ctx, tok, http.MethodGet, path, nil)
 }
 
 func (c *cli) rawBytes(ctx context.Context, path string) ([]byte, error) {
@@ -83,16 +68,26 @@ func (c *cli) rawBytes(ctx context.Context, path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
 
-func (c *cli) auditCheckpoint(ctx context.Context, args []string) error {
-	fs := c.flags("audit checkpoint")
-	size := fs.String("size", "", "the checkpoint of this tree size (default: the latest)")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) auditCheckpointCmd() *cobra.Command {
+	var size string
+	cmd := &cobra.Command{
+		Use:   "checkpoint [--size N]",
+		Short: "The latest (or an older) signed checkpoint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/v1/audit/checkpoint"
+			if size != "" {
+				path += "?size=" + url.QueryEscape(size)
+			}
+			return c.copyRaw(cmd.Context(), path)
+		},
 	}
-	path := "/v1/audit/checkpoint"
-	if *size != "" {
-		path += "?size=" + url.QueryEscape(*size)
-	}
+	cmd.Flags().StringVar(&size, "size", "", "the checkpoint of this tree size (default: the latest)")
+	return cmd
+}
+
+// copyRaw writes the answer to an API GET to stdout as it is.
+func (c *cli) copyRaw(ctx context.Context, path string) error {
 	b, err := c.rawBytes(ctx, path)
 	if err != nil {
 		return err
@@ -101,36 +96,52 @@ func (c *cli) auditCheckpoint(ctx context.Context, args []string) error {
 	return err
 }
 
-func (c *cli) auditPublicKey(ctx context.Context, args []string) error {
-	if _, err := parse(c.flags("audit public-key"), args); err != nil {
-		return err
+func (c *cli) auditPublicKeyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "public-key",
+		Short: "The checkpoints' verifier key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.copyRaw(cmd.Context(), "/v1/audit/public-key")
+		},
 	}
-	b, err := c.rawBytes(ctx, "/v1/audit/public-key")
-	if err != nil {
-		return err
-	}
-	_, err = c.stdout.Write(b)
-	return err
 }
 
-func (c *cli) auditExport(ctx context.Context, args []string) error {
-	fs := c.flags("audit export")
-	from := fs.Uint64("from", 0, "first record index")
-	to := fs.String("to", "", "stop before this record index (default: all)")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) auditExportCmd() *cobra.Command {
+	var from uint64
+	var to string
+	cmd := &cobra.Command{
+		Use:   "export [--from I] [--to I]",
+		Short: "The raw log, one canonical record per line (progress on stderr when it is a terminal)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{"from": {strconv.FormatUint(from, 10)}}
+			if to != "" {
+				q.Set("to", to)
+			}
+			resp, err := c.raw(cmd.Context(), "/v1/audit/export?"+q.Encode())
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			return exportTo(c.stdout, resp.Body, newProgress(c.stderr, 0, "records exported"))
+		},
 	}
-	q := url.Values{"from": {strconv.FormatUint(*from, 10)}}
-	if *to != "" {
-		q.Set("to", *to)
-	}
-	resp, err := c.raw(ctx, "/v1/audit/export?"+q.Encode())
+	cmd.Flags().Uint64Var(&from, "from", 0, "first record index")
+	cmd.Flags().StringVar(&to, "to", "", "stop before this record index (default: all)")
+	return cmd
+}
+
+// exportTo copies an export to w, counting its records on prog (which
+// draws only on a terminal).
+func exportTo(w io.Writer, r io.Reader, prog *progress) error {
+	cw := &countingWriter{w: w, prog: prog}
+	_, err := io.Copy(cw, r)
+	prog.done()
 	if err != nil {
-		return err
+		return fmt.Errorf("export stopped after %d records: %w", cw.lines, err)
 	}
-	defer resp.Body.Close()
-	_, err = io.Copy(c.stdout, resp.Body)
-	return err
+	return nil
 }
 
 // verifySource is where verify and replay read the log, the checkpoint and
@@ -140,9 +151,7 @@ type verifySource struct {
 	fetched                            []byte // the checkpoint, fetched from --checkpoint-topic
 }
 
-func (c *cli) sourceFlags(fs interface {
-	StringVar(*string, string, string, string)
-}) *verifySource {
+func (c *cli) sourceFlags(fs *pflag.FlagSet) *verifySource {
 	s := &verifySource{}
 	fs.StringVar(&s.dir, "dir", "", "verify the segment files in this directory (a copy of <data-dir>/audit), offline")
 	fs.StringVar(&s.export, "export", "", "verify this exported file (vaultctl audit export), offline")
@@ -240,16 +249,38 @@ func (m multiCloser) Close() error {
 	return errors.Join(errs...)
 }
 
-func (c *cli) auditVerify(ctx context.Context, args []string) error {
-	fs := c.flags("audit verify")
-	src := c.sourceFlags(fs)
-	old := fs.String("old-checkpoint", "", "an older signed checkpoint: check that the log only grew since")
-	exact := fs.Bool("exact", false, "fail if any record is past the checkpoint (unverified)")
-	wf := c.witnessFlags(fs)
-	_, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) auditVerifyCmd() *cobra.Command {
+	var o verifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]",
+		Short: "Verify a log (exported, or the live vault's) against a signed checkpoint",
+		Long: `Verify a log (exported, or the live vault's) against a signed checkpoint, naming
+the first bad record, and every shred receipt in it; records past the checkpoint
+are reported UNVERIFIED (with --exact they fail); with --old-checkpoint, also that
+the log only grew since that checkpoint.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.auditVerify(cmd.Context(), o)
+		},
 	}
+	f := cmd.Flags()
+	o.src = c.sourceFlags(f)
+	f.StringVar(&o.old, "old-checkpoint", "", "an older signed checkpoint: check that the log only grew since")
+	f.BoolVar(&o.exact, "exact", false, "fail if any record is past the checkpoint (unverified)")
+	o.wf = c.witnessFlags(f)
+	return cmd
+}
+
+// verifyOptions are audit verify's flags.
+type verifyOptions struct {
+	src   *verifySource
+	old   string
+	exact bool
+	wf    *witnessFlags
+}
+
+func (c *cli) auditVerify(ctx context.Context, o verifyOptions) error {
+	src, wf, old, exact := o.src, o.wf, &o.old, &o.exact
 	if wf.topic != "" {
 		if src.checkpoint != "" {
 			return errors.New("--checkpoint and --checkpoint-topic: give one")
@@ -350,23 +381,44 @@ func (c *cli) printVerified(rep audit.Report, exact bool) error {
 	return nil
 }
 
-func (c *cli) auditReplay(ctx context.Context, args []string) error {
-	fs := c.flags("audit replay")
-	src := c.sourceFlags(fs)
-	tenant := fs.String("tenant", "", "only records of this tenant")
-	since := fs.String("since", "", "only records at or after this RFC 3339 time")
-	until := fs.String("until", "", "only records before this RFC 3339 time")
-	flagged := fs.Bool("flagged", false, "only flagged records")
-	format := fs.String("format", "jsonl", "jsonl or csv")
-	exact := fs.Bool("exact", false, "stop with an error at the first record past the checkpoint (unverified)")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) auditReplayCmd() *cobra.Command {
+	var o replayOptions
+	cmd := &cobra.Command{
+		Use:   "replay [--tenant T] [--since T1] [--until T2] [--flagged] [--format jsonl|csv]",
+		Short: "Stream the matching audit records, verifying every record as it goes",
+		Long: `Stream the matching records, verifying every record (chain, checkpoint root,
+re-derived flags) as it goes; records past the checkpoint are marked unverified
+(--exact: stop before them). Source flags as for audit verify.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.auditReplay(cmd.Context(), &o)
+		},
 	}
-	var t1, t2 time.Time
+	f := cmd.Flags()
+	o.src = c.sourceFlags(f)
+	f.StringVar(&o.tenant, "tenant", "", "only records of this tenant")
+	f.StringVar(&o.since, "since", "", "only records at or after this RFC 3339 time")
+	f.StringVar(&o.until, "until", "", "only records before this RFC 3339 time")
+	f.BoolVar(&o.flagged, "flagged", false, "only flagged records")
+	f.StringVar(&o.format, "format", "jsonl", "jsonl or csv")
+	f.BoolVar(&o.exact, "exact", false, "stop with an error at the first record past the checkpoint (unverified)")
+	return cmd
+}
+
+// replayOptions are audit replay's flags.
+type replayOptions struct {
+	src                          *verifySource
+	tenant, since, until, format string
+	flagged, exact               bool
+	t1, t2                       time.Time // since, until parsed
+}
+
+// validate parses the time bounds and checks the format.
+func (o *replayOptions) validate() error {
 	for _, p := range []struct {
 		s   string
 		dst *time.Time
-	}{{*since, &t1}, {*until, &t2}} {
+	}{{o.since, &o.t1}, {o.until, &o.t2}} {
 		if p.s == "" {
 			continue
 		}
@@ -376,10 +428,60 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 		}
 		*p.dst = t
 	}
-	if *format != "jsonl" && *format != "csv" {
-		return fmt.Errorf("--format %q: want jsonl or csv", *format)
+	if o.format != "jsonl" && o.format != "csv" {
+		return fmt.Errorf("--format %q: want jsonl or csv", o.format)
 	}
-	cp, key, err := c.checkpointAndKey(ctx, src)
+	return nil
+}
+
+// match reports whether r passes the filters.
+func (o *replayOptions) match(r audit.Record) bool {
+	return (o.tenant == "" || r.Tenant == o.tenant) && (!o.flagged || r.Flagged) &&
+		(o.t1.IsZero() || !r.Time.Before(o.t1)) && (o.t2.IsZero() || r.Time.Before(o.t2))
+}
+
+// replayWriter prints replayed records as JSON lines or CSV.
+type replayWriter struct {
+	csv bool
+	cw  *csv.Writer
+	enc *json.Encoder
+}
+
+func newReplayWriter(w io.Writer, format string) *replayWriter {
+	rw := &replayWriter{csv: format == "csv", cw: csv.NewWriter(w), enc: json.NewEncoder(w)}
+	if rw.csv {
+		rw.cw.Write([]string{"index", "time", "principal", "tenant", "action", "resource", "outcome", "flagged", "reason", "key_ids", "count", "verified"})
+	}
+	return rw
+}
+
+// write prints r; past says it is beyond the checkpoint (unverified).
+func (rw *replayWriter) write(r audit.Record, past bool) error {
+	if !rw.csv {
+		return rw.enc.Encode(replayed{Record: r, Unverified: past})
+	}
+	ids := make([]string, len(r.KeyIDs))
+	for i, id := range r.KeyIDs {
+		ids[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return rw.cw.Write([]string{strconv.FormatUint(r.Index, 10), r.Time.Format(time.RFC3339Nano), string(r.Principal), r.Tenant, string(r.Action),
+		r.Resource, string(r.Outcome), strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count), strconv.FormatBool(!past)})
+}
+
+// flush writes out buffered CSV and returns its error.
+func (rw *replayWriter) flush() error {
+	rw.cw.Flush()
+	return rw.cw.Error()
+}
+
+// replayCount is what a replay matched.
+type replayCount struct{ matched, unverified int }
+
+func (c *cli) auditReplay(ctx context.Context, o *replayOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	cp, key, err := c.checkpointAndKey(ctx, o.src)
 	if err != nil {
 		return err
 	}
@@ -387,48 +489,20 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rc, err := c.records(ctx, src)
+	rc, err := c.records(ctx, o.src)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 
-	cw := csv.NewWriter(c.stdout)
-	if *format == "csv" {
-		cw.Write([]string{"index", "time", "principal", "tenant", "action", "resource", "outcome", "flagged", "reason", "key_ids", "count", "verified"})
-	}
-	enc := json.NewEncoder(c.stdout)
-	prog := newProgress(c.stderr, oc.Size)
-	matched, unverified := 0, 0
+	rw := newReplayWriter(c.stdout, o.format)
+	prog := newProgress(c.stderr, oc.Size, "records verified")
+	var n replayCount
 	rep, err := audit.ReplayExport(ctx, rc, cp, key, func(r audit.Record) error {
 		prog.tick(r.Index + 1)
-		past := r.Index >= oc.Size // chained only: no checkpoint signed it
-		if past && r.Index == oc.Size {
-			if *exact {
-				return errUnverified
-			}
-			cw.Flush()
-			fmt.Fprintf(c.stderr, "UNVERIFIED from here: records from index %d on are past the checkpoint (size %d) and covered by no signature; they are marked unverified\n", oc.Size, oc.Size)
-		}
-		if (*tenant != "" && r.Tenant != *tenant) || (*flagged && !r.Flagged) ||
-			(!t1.IsZero() && r.Time.Before(t1)) || (!t2.IsZero() && !r.Time.Before(t2)) {
-			return nil
-		}
-		matched++
-		if past {
-			unverified++
-		}
-		if *format == "jsonl" {
-			return enc.Encode(replayed{Record: r, Unverified: past})
-		}
-		ids := make([]string, len(r.KeyIDs))
-		for i, id := range r.KeyIDs {
-			ids[i] = strconv.FormatUint(uint64(id), 10)
-		}
-		return cw.Write([]string{strconv.FormatUint(r.Index, 10), r.Time.Format(time.RFC3339Nano), string(r.Principal), r.Tenant, string(r.Action),
-			r.Resource, string(r.Outcome), strconv.FormatBool(r.Flagged), r.Reason, strings.Join(ids, " "), strconv.Itoa(r.Count), strconv.FormatBool(!past)})
+		return c.replayRecord(o, oc.Size, rw, &n, r)
 	})
-	cw.Flush()
+	flushErr := rw.flush()
 	prog.done()
 	if errors.Is(err, errUnverified) {
 		return fmt.Errorf("replay stopped at record %d: %w", oc.Size, err)
@@ -436,19 +510,46 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("replay stopped: the audit log does NOT verify (records above are not trustworthy): %w", err)
 	}
-	if err := cw.Error(); err != nil {
-		return err
+	if flushErr != nil {
+		return flushErr
 	}
+	return c.replaySummary(rep, n, o.exact)
+}
+
+// replayRecord handles one verified record: it marks the point where the
+// checkpoint ends, filters, and prints.
+func (c *cli) replayRecord(o *replayOptions, size uint64, rw *replayWriter, n *replayCount, r audit.Record) error {
+	past := r.Index >= size // chained only: no checkpoint signed it
+	if past && r.Index == size {
+		if o.exact {
+			return errUnverified
+		}
+		rw.cw.Flush()
+		fmt.Fprintf(c.stderr, "UNVERIFIED from here: records from index %d on are past the checkpoint (size %d) and covered by no signature; they are marked unverified\n", size, size)
+	}
+	if !o.match(r) {
+		return nil
+	}
+	n.matched++
+	if past {
+		n.unverified++
+	}
+	return rw.write(r, past)
+}
+
+// replaySummary says on stderr what the replay verified; with exact,
+// anything past the checkpoint is a failure.
+func (c *cli) replaySummary(rep audit.Report, n replayCount, exact bool) error {
 	if rep.Unverified() == 0 && rep.TornBytes == 0 {
-		fmt.Fprintf(c.stderr, "replayed %d records, %d matched; all verified against checkpoint size %d\n", rep.Records, matched, rep.Checkpoint.Size)
+		fmt.Fprintf(c.stderr, "replayed %d records, %d matched; all verified against checkpoint size %d\n", rep.Records, n.matched, rep.Checkpoint.Size)
 		return nil
 	}
 	fmt.Fprintf(c.stderr, "replayed %d records, %d matched; %d verified against checkpoint size %d, %d past it NOT verified (%d of them matched, marked unverified)\n",
-		rep.Records, matched, rep.Verified(), rep.Checkpoint.Size, rep.Unverified(), unverified)
+		rep.Records, n.matched, rep.Verified(), rep.Checkpoint.Size, rep.Unverified(), n.unverified)
 	if rep.TornBytes > 0 {
 		fmt.Fprintf(c.stderr, "UNVERIFIED: %d bytes of an unterminated last line (not a record yet) were not replayed\n", rep.TornBytes)
 	}
-	if *exact {
+	if exact {
 		return errUnverified
 	}
 	return nil
@@ -459,43 +560,4 @@ func (c *cli) auditReplay(ctx context.Context, args []string) error {
 type replayed struct {
 	audit.Record
 	Unverified bool `json:"unverified,omitempty"`
-}
-
-// progress draws a one-line progress bar on a terminal, and nothing
-// elsewhere.
-type progress struct {
-	w     io.Writer
-	total uint64
-	on    bool
-	last  time.Time
-}
-
-func newProgress(w io.Writer, total uint64) *progress {
-	p := &progress{w: w, total: total}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			p.on = true
-		}
-	}
-	return p
-}
-
-func (p *progress) tick(n uint64) {
-	if !p.on || time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	const width = 30
-	frac := 1.0
-	if p.total > 0 {
-		frac = min(float64(n)/float64(p.total), 1)
-	}
-	fill := int(frac * width)
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d records verified", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, p.total)
-}
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
 }

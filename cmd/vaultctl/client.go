@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,26 +18,23 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/spf13/cobra"
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/kafka"
+)
+
+const (
+	defaultAddr    = "http://127.0.0.1:8080"
+	defaultDataDir = "./vault-data"
 )
 
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	addr, token, dataDir string
-}
-
-// flags returns a flag set with the common flags.
-func (c *cli) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("vaultctl "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.addr, "addr", c.env("ADDR", "http://127.0.0.1:8080"), "vaultd API base URL")
-	fs.StringVar(&c.token, "token", c.env("TOKEN", ""), "bearer token (default: the admin token in <data-dir>/admin.token)")
-	fs.StringVar(&c.dataDir, "data-dir", c.env("DATA_DIR", "./vault-data"), "vaultd data directory, to find admin.token")
-	return fs
+	// Global flags; empty means "not given": env() fills them in.
+	addr, token, dataDir, breakGlass, output string
 }
 
 func (c *cli) env(name, def string) string {
@@ -47,30 +44,99 @@ func (c *cli) env(name, def string) string {
 	return def
 }
 
-// parse parses args, allowing flags after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+// Errors callers and tests branch on.
+var (
+	// errNeedTenantToken: a tenant-data command without a tenant token.
+	errNeedTenantToken = errors.New("this command reads a tenant's data: give the tenant's API token with --token or TENANTVAULT_TOKEN (the admin token is used here only with --break-glass REASON, and raises an admin_on_tenant_data alert)")
+	// errNeedTenant: a tenant-data command without --tenant.
+	errNeedTenant = errors.New("--tenant is required (or set TENANTVAULT_TENANT)")
+)
+
+// baseURL is --addr, else TENANTVAULT_ADDR, else the default; an address
+// without a scheme is taken as http://.
+func (c *cli) baseURL() (string, error) {
+	addr := c.addr
+	if addr == "" {
+		addr = c.env("ADDR", defaultAddr)
 	}
+	return normalizeAddr(addr)
 }
 
-func (c *cli) credential() (string, error) {
-	if c.token != "" {
-		return c.token, nil
+func normalizeAddr(addr string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("--addr / TENANTVAULT_ADDR %q: %s; want a URL like %s", addr, why, defaultAddr)
 	}
-	b, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token"))
+	s := strings.TrimSpace(addr)
+	if s == "" {
+		return bad("empty")
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("no token: set --token or TENANTVAULT_TOKEN, or run where %s exists (%w)", filepath.Join(c.dataDir, "admin.token"), err)
+		return bad("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return bad("the scheme must be http or https")
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return bad("no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return bad("no query, fragment or user info allowed")
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+func (c *cli) dataDirValue() string {
+	if c.dataDir != "" {
+		return c.dataDir
+	}
+	return c.env("DATA_DIR", defaultDataDir)
+}
+
+func (c *cli) tokenValue() string {
+	if c.token != "" {
+		return c.token
+	}
+	return c.env("TOKEN", "")
+}
+
+// adminCredential is the token of admin commands: --token /
+// TENANTVAULT_TOKEN, else the admin token in the data dir.
+func (c *cli) adminCredential() (string, error) {
+	if t := c.tokenValue(); t != "" {
+		return t, nil
+	}
+	return c.adminToken()
+}
+
+func (c *cli) adminToken() (string, error) {
+	path := filepath.Join(c.dataDirValue(), "admin.token")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("no token: set --token or TENANTVAULT_TOKEN, or run where %s exists (%w)", path, err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// tenantCredential is the token of tenant-data commands: --token /
+// TENANTVAULT_TOKEN; the admin token only with --break-glass REASON.
+func (c *cli) tenantCredential() (string, error) {
+	if t := c.tokenValue(); t != "" {
+		return t, nil
+	}
+	reason := strings.TrimSpace(c.breakGlass)
+	if reason == "" {
+		return "", errNeedTenantToken
+	}
+	tok, err := c.adminToken()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(c.stderr, "break-glass: reading tenant data with the admin token (reason: %s); the vault records it and raises an admin_on_tenant_data alert\n", reason)
+	return tok, nil
 }
 
 // apiError is the API's error body.
@@ -84,79 +150,164 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
 }
 
-// call does one API request and decodes the JSON answer into out (if not nil).
-func (c *cli) call(ctx context.Context, method, path string, body, out any) error {
-	tok, err := c.credential()
+// send does one API request with token and returns the response, whose
+// body the caller closes; an error status is returned as an error.
+func (c *cli) send(ctx context.Context, token, method, path string, body []byte) (*http.Response, error) {
+	base, err := c.baseURL()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.addr, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
+		return nil, reachError(base, err)
 	}
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		var e struct {
 			Error apiError `json:"error"`
 		}
-		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
-			return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
+		if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
+			e.Error.Status = resp.StatusCode
+			return nil, &e.Error
 		}
-		e.Error.Status = resp.StatusCode
-		return &e.Error
+		return nil, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
 	}
-	if out == nil {
-		return nil
+	return resp, nil
+}
+
+// reachError says that vaultd is not reachable, without the raw dial
+// error, when err is one; else it wraps err.
+func reachError(base string, err error) error {
+	var op *net.OpError
+	var dns *net.DNSError
+	if (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns) {
+		return fmt.Errorf("cannot reach vaultd at %s: is it running? (set --addr or TENANTVAULT_ADDR)", base)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("request to vaultd at %s: %w", base, err)
+	}
+	return fmt.Errorf("request to vaultd at %s failed: %w", base, err)
+}
+
+// request does one API request with token and returns the answer's bytes.
+func (c *cli) request(ctx context.Context, token, method, path string, body any) ([]byte, error) {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := c.send(ctx, token, method, path, b)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+}
+
+// adminRequest is request with the admin credential.
+func (c *cli) adminRequest(ctx context.Context, method, path string, body any) ([]byte, error) {
+	tok, err := c.adminCredential()
+	if err != nil {
+		return nil, err
+	}
+	return c.request(ctx, tok, method, path, body)
+}
+
+// call does one admin API request and decodes the JSON answer into out
+// (if not nil).
+func (c *cli) call(ctx context.Context, method, path string, body, out any) error {
+	b, err := c.adminRequest(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
 	}
 	return json.Unmarshal(b, out)
 }
 
-func (c *cli) print(v any) error {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func (c *cli) tenantCreate(ctx context.Context, args []string) error {
-	fs := c.flags("tenant create")
-	recreate := fs.Bool("recreate", false, "re-create an id that was shredded (empty, new keys)")
-	k := c.kafkaFlags(fs)
-	pos, err := parse(fs, args)
+// show does one admin API request and prints the answer (-o).
+func (c *cli) show(ctx context.Context, method, path string, body any) error {
+	b, err := c.adminRequest(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl tenant create ID [--kafka-config FILE]")
+	return c.print(b)
+}
+
+// showTenantData GETs a tenant-data path with the tenant credential and
+// prints the answer.
+func (c *cli) showTenantData(ctx context.Context, path string) error {
+	tok, err := c.tenantCredential()
+	if err != nil {
+		return err
 	}
+	b, err := c.request(ctx, tok, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	return c.print(b)
+}
+
+// print writes an API answer as -o says: the server's bytes, indented.
+func (c *cli) print(b []byte) error {
+	return printBody(c.stdout, c.output, b)
+}
+
+// checkOutput fails early on a wrong -o, before any request.
+func (c *cli) checkOutput(*cobra.Command, []string) error {
+	switch c.output {
+	case outputJSON, outputYAML, outputTable:
+		return nil
+	}
+	return fmt.Errorf("-o %q: want json, yaml or table", c.output)
+}
+
+func (c *cli) tenantCreateCmd() *cobra.Command {
+	var recreate bool
+	var k *kafkaConfigFlags
+	cmd := &cobra.Command{
+		Use:   "create ID",
+		Short: "Create a tenant; prints its API token once (stdout) and its Kafka producer credential once",
+		Long: `Create a tenant. Its API token is printed once on stdout; its Kafka producer
+credential once, to --kafka-config FILE (0600, librdkafka properties for kcat -F)
+or else to stderr. An id that was shredded is created again, empty and with new
+keys, only with --recreate.`,
+		Args: nArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.tenantCreate(cmd.Context(), args[0], recreate, k)
+		},
+	}
+	cmd.Flags().BoolVar(&recreate, "recreate", false, "re-create an id that was shredded (empty, new keys)")
+	k = c.kafkaFlags(cmd.Flags())
+	return cmd
+}
+
+func (c *cli) tenantCreate(ctx context.Context, id string, recreate bool, k *kafkaConfigFlags) error {
 	var out struct {
 		ID    string           `json:"id"`
 		Topic string           `json:"topic"`
 		Token string           `json:"token"`
 		Kafka *kafkaCredential `json:"kafka"`
 	}
-	if err := c.call(ctx, http.MethodPost, "/v1/tenants", map[string]any{"id": pos[0], "recreate": *recreate}, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/v1/tenants", map[string]any{"id": id, "recreate": recreate}, &out); err != nil {
+		if !recreate && c.wasShredded(ctx, id, err) {
+			return fmt.Errorf("tenant %s was shredded: to create the id again (empty, with new keys) run 'vaultctl tenant create %s --recreate' (%w)", id, id, err)
+		}
 		return err
 	}
 	fmt.Fprintf(c.stderr, "tenant %s created; its producers publish to topic %s. Its API token follows (stdout); it is shown only this once.\n", out.ID, out.Topic)
@@ -167,49 +318,90 @@ func (c *cli) tenantCreate(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (c *cli) tenantList(ctx context.Context, args []string) error {
-	if _, err := parse(c.flags("tenant list"), args); err != nil {
-		return err
+// wasShredded reports whether a refused create of id failed because the id
+// is a shredded tenant's: a conflict, and the tenant list says so.
+func (c *cli) wasShredded(ctx context.Context, id string, err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict {
+		return false
 	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/tenants", nil, &out); err != nil {
-		return err
+	var list struct {
+		Tenants []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"tenants"`
 	}
-	return c.print(out)
+	if c.call(ctx, http.MethodGet, "/v1/tenants", nil, &list) != nil {
+		return strings.Contains(ae.Message, "shredded")
+	}
+	for _, t := range list.Tenants {
+		if t.ID == id {
+			return t.State == "shredded"
+		}
+	}
+	return false
 }
 
-func (c *cli) publish(ctx context.Context, args []string) error {
-	fs := c.flags("publish")
-	tenant := fs.String("tenant", "", "tenant id (required)")
-	stream := fs.String("stream", "", "stream id: the CloudEvents subject and Kafka key (required)")
-	typ := fs.String("type", "", "event type, e.g. order.placed (required)")
-	data := fs.String("data", "", "event data, JSON")
-	id := fs.String("id", "", "event id, the idempotency key (default: a new UUID)")
-	source := fs.String("source", "vaultctl", "event source")
-	k := c.kafkaFlags(fs)
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) tenantListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List tenants (admin)",
+		Args:    cobra.NoArgs,
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.show(cmd.Context(), http.MethodGet, "/v1/tenants", nil)
+		},
 	}
+}
+
+func (c *cli) publishCmd() *cobra.Command {
+	var p publishArgs
+	var k *kafkaConfigFlags
+	cmd := &cobra.Command{
+		Use:   "publish --tenant T --stream S --type TYPE [--data JSON]",
+		Short: "Publish one CloudEvent to tenant.T.events over Kafka, as the tenant's producer",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.publish(p, k)
+		},
+	}
+	f := cmd.Flags()
+	c.tenantFlag(cmd, &p.tenant)
+	f.StringVar(&p.stream, "stream", "", "stream id: the CloudEvents subject and Kafka key (required)")
+	f.StringVar(&p.typ, "type", "", "event type, e.g. order.placed (required)")
+	f.StringVar(&p.data, "data", "", "event data, JSON")
+	f.StringVar(&p.id, "id", "", "event id, the idempotency key (default: a new UUID)")
+	f.StringVar(&p.source, "source", "vaultctl", "event source")
+	k = c.kafkaFlags(f)
+	return cmd
+}
+
+type publishArgs struct{ tenant, stream, typ, data, id, source string }
+
+func (c *cli) publish(p publishArgs, k *kafkaConfigFlags) error {
 	brokers, auth, err := k.resolve()
 	if err != nil {
 		return err
 	}
-	t, err := events.ParseTenantID(*tenant)
+	if p.tenant == "" {
+		return errNeedTenant
+	}
+	t, err := events.ParseTenantID(p.tenant)
 	if err != nil {
 		return err
 	}
-	if *stream == "" || *typ == "" {
+	if p.stream == "" || p.typ == "" {
 		return errors.New("publish: --stream and --type are required")
 	}
-	if *id == "" {
-		*id = uuid.NewString()
+	if p.id == "" {
+		p.id = uuid.NewString()
 	}
-	e := events.Event{ID: *id, Source: *source, SpecVersion: events.SpecVersion, Type: *typ, Subject: *stream, Time: time.Now().UTC(), DataContentType: "application/json"}
-	if *data != "" {
-		if !json.Valid([]byte(*data)) {
+	e := events.Event{ID: p.id, Source: p.source, SpecVersion: events.SpecVersion, Type: p.typ, Subject: p.stream, Time: time.Now().UTC(), DataContentType: "application/json"}
+	if p.data != "" {
+		if !json.Valid([]byte(p.data)) {
 			return errors.New("publish: --data is not valid JSON")
 		}
-		e.Data = json.RawMessage(*data)
+		e.Data = json.RawMessage(p.data)
 	}
 	if err := e.Validate(); err != nil {
 		return err
@@ -236,104 +428,130 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (c *cli) tenantFlag(fs *flag.FlagSet) *string {
-	return fs.String("tenant", c.env("TENANT", ""), "tenant id (TENANTVAULT_TENANT)")
+// tenantFlag is --tenant, defaulting to TENANTVAULT_TENANT.
+func (c *cli) tenantFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "tenant", c.env("TENANT", ""), "tenant id (TENANTVAULT_TENANT)")
 }
 
-func (c *cli) streams(ctx context.Context, args []string) error {
-	fs := c.flags("streams")
-	tenant := c.tenantFlag(fs)
-	cursor := fs.String("cursor", "", "continue from this cursor")
-	limit := fs.Int("limit", 100, "page size")
-	if _, err := parse(fs, args); err != nil {
-		return err
+// tenantPath is /v1/tenants/{tenant}: --tenant is required. The id is
+// checked by the server, which audits a bad one.
+func tenantPath(tenant string) (string, error) {
+	if tenant == "" {
+		return "", errNeedTenant
 	}
-	var out any
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	if *cursor != "" {
-		q.Set("cursor", *cursor)
-	}
-	if err := c.call(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(*tenant)+"/streams?"+q.Encode(), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+	return "/v1/tenants/" + url.PathEscape(tenant), nil
 }
 
-func (c *cli) get(ctx context.Context, args []string) error {
-	fs := c.flags("get")
-	tenant := c.tenantFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl get --tenant T STREAM")
-	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(*tenant)+"/streams/"+url.PathEscape(pos[0]), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
-}
-
-func (c *cli) events(ctx context.Context, args []string) error {
-	fs := c.flags("events")
-	tenant := c.tenantFlag(fs)
-	after := fs.Uint64("after", 0, "only versions after this one")
-	limit := fs.Int("limit", 100, "page size")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl events --tenant T STREAM")
-	}
-	q := url.Values{"after": {strconv.FormatUint(*after, 10)}, "limit": {strconv.Itoa(*limit)}}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(*tenant)+"/streams/"+url.PathEscape(pos[0])+"/events?"+q.Encode(), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
-}
-
-func (c *cli) quarantine(ctx context.Context, args []string) error {
-	fs := c.flags("quarantine")
-	tenant := c.tenantFlag(fs)
-	limit := fs.Int("limit", 100, "page size")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(*tenant)+"/quarantine?limit="+strconv.Itoa(*limit), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
-}
-
-func (c *cli) audit(ctx context.Context, args []string) error {
-	fs := c.flags("audit")
-	tenant := fs.String("tenant", "", "only records of this tenant")
-	flagged := fs.Bool("flagged", false, "only flagged records")
-	action := fs.String("action", "", "only this action")
-	since := fs.String("since", "", "only records at or after this RFC 3339 time")
-	until := fs.String("until", "", "only records before this RFC 3339 time")
-	after := fs.String("after", "", "only records after this index")
-	limit := fs.Int("limit", 100, "page size")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	for k, v := range map[string]string{"tenant": *tenant, "action": *action, "since": *since, "until": *until, "after": *after} {
-		if v != "" {
-			q.Set(k, v)
+// tenantDataCmd is a command that reads one tenant's data: --tenant and
+// the tenant's token are required; path builds the request path.
+func (c *cli) tenantDataCmd(cmd *cobra.Command, path func(base string, args []string) string) *cobra.Command {
+	var tenant string
+	c.tenantFlag(cmd, &tenant)
+	cmd.PreRunE = c.checkOutput
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		base, err := tenantPath(tenant)
+		if err != nil {
+			return err
 		}
+		return c.showTenantData(cmd.Context(), path(base, args))
 	}
-	if *flagged {
-		q.Set("flagged", "true")
+	return cmd
+}
+
+func (c *cli) streamsCmd() *cobra.Command {
+	var cursor string
+	var limit int
+	cmd := c.tenantDataCmd(&cobra.Command{
+		Use:   "streams --tenant T",
+		Short: "List a tenant's streams (the tenant's token)",
+		Args:  cobra.NoArgs,
+	}, func(base string, _ []string) string {
+		q := url.Values{"limit": {strconv.Itoa(limit)}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		return base + "/streams?" + q.Encode()
+	})
+	cmd.Flags().StringVar(&cursor, "cursor", "", "continue from this cursor")
+	cmd.Flags().IntVar(&limit, "limit", 100, "page size")
+	return cmd
+}
+
+func (c *cli) getCmd() *cobra.Command {
+	return c.tenantDataCmd(&cobra.Command{
+		Use:   "get --tenant T STREAM",
+		Short: "Current state of a stream (the tenant's token)",
+		Long: `Current state of a stream, as the server sent it: -o json (the default) is
+the server's bytes indented, numbers and key order untouched.`,
+		Args: nArgs("STREAM"),
+	}, func(base string, args []string) string {
+		return base + "/streams/" + url.PathEscape(args[0])
+	})
+}
+
+func (c *cli) eventsCmd() *cobra.Command {
+	var after uint64
+	var limit int
+	cmd := c.tenantDataCmd(&cobra.Command{
+		Use:   "events --tenant T STREAM",
+		Short: "Event history of a stream (the tenant's token)",
+		Args:  nArgs("STREAM"),
+	}, func(base string, args []string) string {
+		q := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(limit)}}
+		return base + "/streams/" + url.PathEscape(args[0]) + "/events?" + q.Encode()
+	})
+	cmd.Flags().Uint64Var(&after, "after", 0, "only versions after this one")
+	cmd.Flags().IntVar(&limit, "limit", 100, "page size")
+	return cmd
+}
+
+func (c *cli) quarantineCmd() *cobra.Command {
+	var limit int
+	cmd := c.tenantDataCmd(&cobra.Command{
+		Use:   "quarantine --tenant T",
+		Short: "Rejected input of a tenant (the tenant's token)",
+		Args:  cobra.NoArgs,
+	}, func(base string, _ []string) string {
+		return base + "/quarantine?limit=" + strconv.Itoa(limit)
+	})
+	cmd.Flags().IntVar(&limit, "limit", 100, "page size")
+	return cmd
+}
+
+// auditListCmd lists audit records: the command "audit" itself (where
+// an argument is a mistyped subcommand) and "audit list".
+func (c *cli) auditListCmd(use, short string) *cobra.Command {
+	var tenant, action, since, until, after string
+	var flagged bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Args:    cobra.ArbitraryArgs,
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownSubcommand(cmd, args[0])
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			for k, v := range map[string]string{"tenant": tenant, "action": action, "since": since, "until": until, "after": after} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if flagged {
+				q.Set("flagged", "true")
+			}
+			return c.show(cmd.Context(), http.MethodGet, "/v1/audit?"+q.Encode(), nil)
+		},
 	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+	f := cmd.Flags()
+	f.StringVar(&tenant, "tenant", "", "only records of this tenant")
+	f.BoolVar(&flagged, "flagged", false, "only flagged records")
+	f.StringVar(&action, "action", "", "only this action")
+	f.StringVar(&since, "since", "", "only records at or after this RFC 3339 time")
+	f.StringVar(&until, "until", "", "only records before this RFC 3339 time")
+	f.StringVar(&after, "after", "", "only records after this index")
+	f.IntVar(&limit, "limit", 100, "page size")
+	return cmd
 }

@@ -4,16 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/kafka"
 )
 
@@ -31,7 +33,7 @@ type kafkaConfigFlags struct {
 	tls                                                   bool
 }
 
-func (c *cli) kafkaFlags(fs *flag.FlagSet) *kafkaConfigFlags {
+func (c *cli) kafkaFlags(fs *pflag.FlagSet) *kafkaConfigFlags {
 	k := &kafkaConfigFlags{}
 	fs.StringVar(&k.config, "kafka-config", c.env("KAFKA_CONFIG", ""), "librdkafka-style properties file with the tenant's Kafka credential, as 'tenant create --kafka-config' writes it (TENANTVAULT_KAFKA_CONFIG)")
 	fs.StringVar(&k.brokers, "brokers", c.env("BROKERS", ""), "Kafka bootstrap brokers host:port,... (TENANTVAULT_BROKERS; default: the config file's bootstrap.servers, else 127.0.0.1:9092)")
@@ -160,31 +162,28 @@ func (c *cli) showKafkaCredential(tenant string, cred *kafkaCredential, k *kafka
 	return nil
 }
 
-// kafkaCredentialRotate gives a tenant's producers a new Kafka secret.
-func (c *cli) kafkaCredentialRotate(ctx context.Context, args []string) error {
-	fs := c.flags("tenant kafka-credential rotate")
-	k := c.kafkaFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// kafkaCredentialRotateCmd gives a tenant's producers a new Kafka secret.
+func (c *cli) kafkaCredentialRotateCmd() *cobra.Command {
+	var k *kafkaConfigFlags
+	cmd := &cobra.Command{
+		Use:   "rotate ID [--kafka-config FILE]",
+		Short: "A new Kafka producer secret for the tenant; the old one stops logging in",
+		Args:  nArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.kafkaCredentialRotate(cmd.Context(), args[0], k)
+		},
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl tenant kafka-credential rotate ID [--kafka-config FILE]")
-	}
+	k = c.kafkaFlags(cmd.Flags())
+	return cmd
+}
+
+func (c *cli) kafkaCredentialRotate(ctx context.Context, id string, k *kafkaConfigFlags) error {
 	var out struct {
 		Kafka kafkaCredential `json:"kafka"`
 	}
-	if err := c.call(ctx, http.MethodPost, "/v1/tenants/"+pos[0]+"/kafka-credential/rotate", nil, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/kafka-credential/rotate", nil, &out); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "tenant %s: new Kafka producer credential; the old one no longer logs in (connections already open stay open).\n", pos[0])
-	return c.showKafkaCredential(pos[0], &out.Kafka, k)
-}
-
-// kafkaCredential dispatches "tenant kafka-credential SUB".
-func (c *cli) kafkaCredential(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("tenant kafka-credential: want rotate ID")
-	}
-	return c.kafkaCredentialRotate(ctx, args[1:])
+	fmt.Fprintf(c.stderr, "tenant %s: new Kafka producer credential; the old one no longer logs in (connections already open stay open).\n", id)
+	return c.showKafkaCredential(id, &out.Kafka, k)
 }

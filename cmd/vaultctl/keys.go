@@ -2,31 +2,32 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-func (c *cli) tenantShred(ctx context.Context, args []string) error {
-	fs := c.flags("tenant shred")
-	confirm := fs.String("confirm", "", "repeat the tenant id: shredding cannot be undone")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) tenantShredCmd() *cobra.Command {
+	var confirm string
+	cmd := &cobra.Command{
+		Use:     "shred ID --confirm ID",
+		Short:   "Crypto-shred a tenant: destroy its keys, store, topic; prints the signed receipt",
+		Args:    nArgs("ID"),
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if confirm != id {
+				return fmt.Errorf("shredding %s destroys its keys and everything it wrote; repeat the id with --confirm %s", id, id)
+			}
+			return c.show(cmd.Context(), http.MethodDelete, "/v1/tenants/"+url.PathEscape(id)+"?confirm="+url.QueryEscape(confirm), nil)
+		},
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl tenant shred ID --confirm ID")
-	}
-	if *confirm != pos[0] {
-		return fmt.Errorf("shredding %s destroys its keys and everything it wrote; repeat the id with --confirm %s", pos[0], pos[0])
-	}
-	var out any
-	if err := c.call(ctx, http.MethodDelete, "/v1/tenants/"+url.PathEscape(pos[0])+"?confirm="+url.QueryEscape(*confirm), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+	cmd.Flags().StringVar(&confirm, "confirm", "", "repeat the tenant id: shredding cannot be undone")
+	return cmd
 }
 
 type keysStatus struct {
@@ -47,32 +48,46 @@ type keysStatus struct {
 	} `json:"rewrap,omitempty"`
 }
 
-func (c *cli) keysRotate(ctx context.Context, args []string) error {
-	fs := c.flags("keys rotate")
-	rewrap := fs.Bool("rewrap", false, "re-seal the tenant's whole store under the new key, in the background")
-	wait := fs.Bool("wait", false, "with --rewrap: wait until it is done, showing progress")
-	pos, err := parse(fs, args)
+func (c *cli) keysRotateCmd() *cobra.Command {
+	var rewrap, wait bool
+	cmd := &cobra.Command{
+		Use:     "rotate ID [--rewrap] [--wait]",
+		Short:   "New primary key; --rewrap re-seals the whole store under it in the background",
+		Args:    nArgs("ID"),
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.keysRotate(cmd.Context(), args[0], rewrap, wait)
+		},
+	}
+	cmd.Flags().BoolVar(&rewrap, "rewrap", false, "re-seal the tenant's whole store under the new key, in the background")
+	cmd.Flags().BoolVar(&wait, "wait", false, "with --rewrap: wait until it is done, showing progress")
+	return cmd
+}
+
+func (c *cli) keysRotate(ctx context.Context, id string, rewrap, wait bool) error {
+	b, err := c.adminRequest(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/keys/rotate", map[string]bool{"rewrap": rewrap})
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl keys rotate ID [--rewrap] [--wait]")
-	}
 	var st keysStatus
-	if err := c.call(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(pos[0])+"/keys/rotate", map[string]bool{"rewrap": *rewrap}, &st); err != nil {
+	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
-	if *rewrap && *wait {
-		prog := newProgress(c.stderr, 0)
+	if rewrap && wait {
+		prog := newProgress(c.stderr, 0, "")
 		for st.Rewrap != nil && st.Rewrap.Running {
 			prog.total = st.Rewrap.Total
+			prog.what = rewrapWhat(st.Rewrap.Rewrapped)
 			prog.tick(st.Rewrap.Scanned)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(200 * time.Millisecond):
 			}
-			if err := c.call(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(pos[0])+"/keys", nil, &st); err != nil {
+			if b, err = c.adminRequest(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id)+"/keys", nil); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(b, &st); err != nil {
 				return err
 			}
 		}
@@ -81,59 +96,70 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 			return fmt.Errorf("rewrap failed: %s", st.Rewrap.Error)
 		}
 	}
-	return c.print(st)
+	return c.print(b)
 }
 
-func (c *cli) keysList(ctx context.Context, args []string) error {
-	fs := c.flags("keys list")
-	usage := fs.Bool("usage", false, "count the sealed values under each key (scans the store)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: vaultctl keys list ID [--usage]")
-	}
-	path := "/v1/tenants/" + url.PathEscape(pos[0]) + "/keys"
-	if *usage {
-		path += "?usage=true"
-	}
-	var out any
-	if err := c.call(ctx, http.MethodGet, path, nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+// rewrapWhat is what the rewrap progress counts: the sealed values
+// scanned (of the store's total), and how many of them were rewrapped.
+func rewrapWhat(rewrapped uint64) string {
+	return fmt.Sprintf("sealed values scanned, %d records rewrapped", rewrapped)
 }
 
-func (c *cli) keysRetire(ctx context.Context, args []string, verb string) error {
-	fs := c.flags("keys " + verb)
-	key := fs.Uint64("key", 0, "the key id")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) keysListCmd() *cobra.Command {
+	var usage bool
+	cmd := &cobra.Command{
+		Use:     "list ID [--usage]",
+		Short:   "Keys, their status, sealed values per key, rewrap progress",
+		Args:    nArgs("ID"),
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/v1/tenants/" + url.PathEscape(args[0]) + "/keys"
+			if usage {
+				path += "?usage=true"
+			}
+			return c.show(cmd.Context(), http.MethodGet, path, nil)
+		},
 	}
-	if len(pos) != 1 || *key == 0 {
-		return fmt.Errorf("usage: vaultctl keys %s ID --key K", verb)
-	}
-	var out any
-	if err := c.call(ctx, http.MethodPost, fmt.Sprintf("/v1/tenants/%s/keys/%d/%s", url.PathEscape(pos[0]), *key, verb), nil, &out); err != nil {
-		return err
-	}
-	return c.print(out)
+	cmd.Flags().BoolVar(&usage, "usage", false, "count the sealed values under each key (scans the store)")
+	return cmd
 }
 
-func (c *cli) rotateMaster(ctx context.Context, args []string) error {
-	fs := c.flags("keys rotate-master")
-	to := fs.String("to", "", "the new master key URI (local://PATH, hcvault://..., aws-kms://..., gcp-kms://...)")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func (c *cli) keysRetireCmd(verb string) *cobra.Command {
+	var key uint64
+	short := "Retire an old key (refused while it still protects values)"
+	if verb == "destroy" {
+		short = "Destroy an old key (refused while it still protects values)"
 	}
-	if *to == "" {
-		return errors.New("usage: vaultctl keys rotate-master --to URI")
+	cmd := &cobra.Command{
+		Use:     verb + " ID --key K",
+		Short:   short,
+		Args:    nArgs("ID"),
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if key == 0 {
+				return fmt.Errorf("%s: --key K is required (usage: %s)", cmd.CommandPath(), cmd.UseLine())
+			}
+			return c.show(cmd.Context(), http.MethodPost, fmt.Sprintf("/v1/tenants/%s/keys/%d/%s", url.PathEscape(args[0]), key, verb), nil)
+		},
 	}
-	var out any
-	if err := c.call(ctx, http.MethodPost, "/v1/master-key/rotate", map[string]string{"new_master_key": *to}, &out); err != nil {
-		return err
+	cmd.Flags().Uint64Var(&key, "key", 0, "the key id")
+	return cmd
+}
+
+func (c *cli) rotateMasterCmd() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:     "rotate-master --to URI",
+		Short:   "Re-wrap every keyset under a new master key (then restart vaultd with --master-key URI)",
+		Args:    cobra.NoArgs,
+		PreRunE: c.checkOutput,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				return fmt.Errorf("%s: --to URI is required", cmd.CommandPath())
+			}
+			return c.show(cmd.Context(), http.MethodPost, "/v1/master-key/rotate", map[string]string{"new_master_key": to})
+		},
 	}
-	return c.print(out)
+	cmd.Flags().StringVar(&to, "to", "", "the new master key URI (local://PATH, hcvault://..., aws-kms://..., gcp-kms://...)")
+	return cmd
 }

@@ -1,127 +1,144 @@
 // Command vaultctl is the command-line client of tenantvault: it talks to
 // vaultd's HTTP API, and publishes events to Kafka for `publish`.
 //
-// The server and credential come from --addr / --token, else
-// TENANTVAULT_ADDR / TENANTVAULT_TOKEN, else http://127.0.0.1:8080 and the
-// admin token in ./vault-data/admin.token.
+// The server comes from --addr, else TENANTVAULT_ADDR, else
+// http://127.0.0.1:8080 (an address without a scheme is taken as http://).
+// Admin commands use --token / TENANTVAULT_TOKEN, else the admin token in
+// <data-dir>/admin.token; commands that read a tenant's data use only
+// --token / TENANTVAULT_TOKEN, and the admin token only with
+// --break-glass REASON. Global flags go anywhere on the command line.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tenantvault/tenantvault/internal/buildinfo"
 )
-
-const usage = `vaultctl — the tenantvault command-line client
-
-Usage:
-  vaultctl tenant create ID [--recreate] [--kafka-config FILE]
-                                     create a tenant; prints its API token once (stdout) and its Kafka
-                                     producer credential once (to FILE, 0600, as librdkafka properties
-                                     for kcat -F; else to stderr) (--recreate: an id that was shredded,
-                                     empty, with new keys)
-  vaultctl tenant kafka-credential rotate ID [--kafka-config FILE]
-                                     a new Kafka producer secret for the tenant; the old one stops
-                                     logging in
-  vaultctl tenant list               list tenants (admin)
-  vaultctl tenant shred ID --confirm ID
-                                     crypto-shred a tenant: destroy its keys, store, topic; prints the
-                                     signed receipt
-  vaultctl keys rotate ID [--rewrap] [--wait]
-                                     new primary key; --rewrap re-seals the whole store under it in the
-                                     background (--wait shows progress until done)
-  vaultctl keys list ID [--usage]    keys, their status, sealed values per key, rewrap progress
-  vaultctl keys disable ID --key K   retire an old key (refused while it still protects values)
-  vaultctl keys destroy ID --key K
-  vaultctl keys rotate-master --to URI
-                                     re-wrap every keyset under a new master key (then restart vaultd
-                                     with --master-key URI)
-  vaultctl publish --tenant T --stream S --type TYPE [--data JSON] [--id ID] [--source SRC]
-                  [--kafka-config FILE | --kafka-sasl-user U --kafka-sasl-password-file F]
-                                     publish one CloudEvent to tenant.T.events over Kafka, as the
-                                     tenant's producer
-  vaultctl streams --tenant T        list a tenant's streams
-  vaultctl get --tenant T STREAM     current state of a stream
-  vaultctl events --tenant T STREAM  event history of a stream
-  vaultctl quarantine --tenant T     rejected input of a tenant
-  vaultctl audit [list] [--tenant T] [--flagged] [--action A] [--since RFC3339] [--until RFC3339] [--limit N]
-                                     audit records (admin)
-  vaultctl audit alerts [--tenant T] boundary violations (admin)
-  vaultctl audit checkpoint [--size N]   the latest (or an older) signed checkpoint
-  vaultctl audit public-key          the checkpoints' verifier key
-  vaultctl audit export [--from I] [--to I]   the raw log, one canonical record per line
-  vaultctl audit verify [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
-                        [--old-checkpoint FILE] [--exact]
-                                     verify a log (exported, or the live vault's) against a signed
-                                     checkpoint, naming the first bad record, and every shred receipt
-                                     in it; records past the checkpoint are reported UNVERIFIED (with
-                                     --exact they fail); with --old-checkpoint, also that the log only
-                                     grew since that checkpoint
-  vaultctl audit replay [--tenant T] [--since T1] [--until T2] [--flagged] [--format jsonl|csv]
-                        [--dir DIR | --export FILE] [--checkpoint FILE] [--public-key KEY|@FILE]
-                                     stream the matching records, verifying every record (chain,
-                                     checkpoint root, re-derived flags) as it goes; records past the
-                                     checkpoint are marked unverified (--exact: stop before them)
-
-Common flags: --addr URL (TENANTVAULT_ADDR), --token TOKEN (TENANTVAULT_TOKEN),
---data-dir DIR (where admin.token is found; TENANTVAULT_DATA_DIR), --brokers for publish
-(TENANTVAULT_BROKERS, default the config file's bootstrap.servers, else 127.0.0.1:9092),
---kafka-config FILE (TENANTVAULT_KAFKA_CONFIG).
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
 		fmt.Fprintln(os.Stderr, "vaultctl:", err)
 		os.Exit(1)
 	}
 }
 
+// run is vaultctl with args, writing to stdout and stderr, reading the
+// environment through getenv: main's body, and the tests' entry point.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
-	retire := func(how string) func(context.Context, []string) error {
-		return func(ctx context.Context, args []string) error { return c.keysRetire(ctx, args, how) }
+	root := c.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetIn(strings.NewReader(""))
+	return root.ExecuteContext(ctx)
+}
+
+func (c *cli) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vaultctl",
+		Short: "vaultctl — the tenantvault command-line client",
+		Long: `vaultctl — the tenantvault command-line client.
+
+It talks to vaultd's HTTP API (--addr, TENANTVAULT_ADDR), and to Kafka as a
+tenant's producer for publish. Admin commands use --token / TENANTVAULT_TOKEN,
+else the admin token in <data-dir>/admin.token. Commands that read a tenant's
+data (streams, get, events, quarantine) need the tenant's token: --token or
+TENANTVAULT_TOKEN; they use the admin token only with --break-glass REASON.
+Global flags may be given anywhere on the command line.`,
+		Version:       buildinfo.Read().String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	commands := map[string]func(context.Context, []string) error{
-		"publish": c.publish, "streams": c.streams, "get": c.get, "events": c.events, "quarantine": c.quarantine,
-		"tenant create": c.tenantCreate, "tenant list": c.tenantList, "tenant shred": c.tenantShred,
-		"tenant kafka-credential": c.kafkaCredential,
-		"keys rotate":             c.keysRotate, "keys list": c.keysList, "keys disable": retire("disable"),
-		"keys destroy": retire("destroy"), "keys rotate-master": c.rotateMaster,
-		"audit list": c.audit, "audit alerts": c.alerts, "audit checkpoint": c.auditCheckpoint,
-		"audit public-key": c.auditPublicKey, "audit export": c.auditExport, "audit verify": c.auditVerify,
-		"audit replay": c.auditReplay,
+	root.SetVersionTemplate("vaultctl {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.addr, "addr", "", "vaultd API base URL (TENANTVAULT_ADDR; default "+defaultAddr+"; no scheme: http://)")
+	pf.StringVar(&c.token, "token", "", "bearer token (TENANTVAULT_TOKEN; admin commands default to the admin token in <data-dir>/admin.token)")
+	pf.StringVar(&c.dataDir, "data-dir", "", "vaultd data directory, to find admin.token (TENANTVAULT_DATA_DIR; default "+defaultDataDir+")")
+	pf.StringVar(&c.breakGlass, "break-glass", "", "read tenant data with the admin token, for REASON (raises an admin_on_tenant_data alert)")
+	pf.StringVarP(&c.output, "output", "o", outputJSON, "output format of API answers: json (the server's bytes, indented), yaml or table")
+
+	tenant := group("tenant", "Create, list, shred tenants; rotate their Kafka credential (admin)")
+	kc := group("kafka-credential", "A tenant's Kafka producer credential (admin)")
+	kc.AddCommand(c.kafkaCredentialRotateCmd())
+	tenant.AddCommand(c.tenantCreateCmd(), c.tenantListCmd(), c.tenantShredCmd(), kc)
+
+	keys := group("keys", "A tenant's keys: rotate, list, disable, destroy; the master key (admin)")
+	keys.AddCommand(c.keysRotateCmd(), c.keysListCmd(), c.keysRetireCmd("disable"), c.keysRetireCmd("destroy"), c.rotateMasterCmd())
+
+	audit := c.auditListCmd("audit", "Audit records (admin); with no subcommand, lists them")
+	audit.AddCommand(c.auditListCmd("list", "Audit records (admin)"), c.alertsCmd(), c.auditCheckpointCmd(), c.auditPublicKeyCmd(),
+		c.auditExportCmd(), c.auditVerifyCmd(), c.auditReplayCmd())
+
+	root.AddCommand(tenant, keys, audit, c.publishCmd(), c.streamsCmd(), c.getCmd(), c.eventsCmd(), c.quarantineCmd(), c.versionCmd())
+	return root
+}
+
+// group is a command that only holds subcommands: alone it says which it
+// wants, with a wrong one it suggests the nearest.
+func group(name, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   name + " COMMAND",
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%s needs a subcommand: %s (see %s --help)", cmd.CommandPath(), subcommands(cmd), cmd.CommandPath())
+			}
+			return unknownSubcommand(cmd, args[0])
+		},
 	}
-	// Groups take a subcommand; "audit" alone, or followed by flags, lists.
-	groups := map[string]string{"tenant": "create, list, shred, kafka-credential", "keys": "rotate, list, disable, destroy, rotate-master", "audit": ""}
-	cmd, rest := args[0], args[1:]
-	if subs, ok := groups[cmd]; ok {
-		switch {
-		case len(rest) > 0 && !strings.HasPrefix(rest[0], "-"):
-			cmd, rest = cmd+" "+rest[0], rest[1:]
-		case cmd == "audit":
-			cmd = "audit list"
-		default:
-			return fmt.Errorf("%s: want %s", cmd, subs)
+}
+
+func subcommands(cmd *cobra.Command) string {
+	var names []string
+	for _, s := range cmd.Commands() {
+		if s.IsAvailableCommand() {
+			names = append(names, s.Name())
 		}
 	}
-	if f, ok := commands[cmd]; ok {
-		return f(ctx, rest)
+	return strings.Join(names, ", ")
+}
+
+// unknownSubcommand is the error for cmd followed by name, with cobra's
+// did-you-mean suggestions.
+func unknownSubcommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 	}
-	return fmt.Errorf("unknown command %q (see vaultctl help)", cmd)
+	return fmt.Errorf("%s\n\nRun '%s --help' for usage", msg, cmd.CommandPath())
+}
+
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "The version of vaultctl",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(c.stdout, "vaultctl %s\n", buildinfo.Read())
+			return err
+		},
+	}
+}
+
+// nArgs wants exactly the positional arguments named in names.
+func nArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == len(names) {
+			return nil
+		}
+		return fmt.Errorf("%s wants %s (usage: %s)", cmd.CommandPath(), strings.Join(names, " "), cmd.UseLine())
+	}
 }

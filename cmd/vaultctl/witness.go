@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tenantvault/tenantvault/audit/witness"
 	"github.com/tenantvault/tenantvault/internal/kafka"
@@ -22,7 +23,7 @@ type witnessFlags struct {
 	minGiven bool
 }
 
-func (c *cli) witnessFlags(fs *flag.FlagSet) *witnessFlags {
+func (c *cli) witnessFlags(fs *pflag.FlagSet) *witnessFlags {
 	w := &witnessFlags{}
 	fs.Func("witness-key", "a witness's note verifier key, or @FILE; repeatable: the checkpoint must carry cosignatures by --min-cosignatures of them", func(v string) error {
 		if rest, ok := strings.CutPrefix(v, "@"); ok {

@@ -248,10 +248,15 @@ func publishQuiet(brokers, tenant string, from, n int) error {
 }
 
 // metric reads the value of the Prometheus counter name (without labels)
-// from base's /metrics.
-func metric(t *testing.T, base, name string) float64 {
+// from base's /metrics, read with the admin token.
+func metric(t *testing.T, base, admin, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -271,11 +276,11 @@ func metric(t *testing.T, base, name string) float64 {
 }
 
 // waitMetric waits until counter name reaches at least want.
-func waitMetric(t *testing.T, base, name string, want float64) {
+func waitMetric(t *testing.T, base, admin, name string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got := metric(t, base, name)
+		got := metric(t, base, admin, name)
 		if got >= want {
 			return
 		}
@@ -359,9 +364,9 @@ func TestProcessCrashAndSignals(t *testing.T) {
 	waitTotal(t, base, "crashy", tok, 3500)
 	// Redelivered ids (a producer retrying) are consumed, found
 	// duplicates, and applied once.
-	dups := metric(t, base, "tenantvault_events_duplicate_total")
+	dups := metric(t, base, admin, "tenantvault_events_duplicate_total")
 	publishN(t, kafkaAddr, "crashy", 3400, 100)
-	waitMetric(t, base, "tenantvault_events_duplicate_total", dups+100)
+	waitMetric(t, base, admin, "tenantvault_events_duplicate_total", dups+100)
 	waitTotal(t, base, "crashy", tok, 3500)
 
 	// SIGTERM: a clean, prompt shutdown.

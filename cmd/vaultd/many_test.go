@@ -82,9 +82,9 @@ func TestCrashManyTenants(t *testing.T) {
 		waitTotal(t, f.base, name, tokens[name], 2*per)
 	}
 	// Redelivered ids are consumed, found duplicates, and applied once.
-	dups := metric(t, f.base, "tenantvault_events_duplicate_total")
+	dups := metric(t, f.base, f.admin, "tenantvault_events_duplicate_total")
 	publishAll(2*per-50, 50)
-	waitMetric(t, f.base, "tenantvault_events_duplicate_total", dups+float64(50*tenants))
+	waitMetric(t, f.base, f.admin, "tenantvault_events_duplicate_total", dups+float64(50*tenants))
 	for _, name := range names {
 		waitTotal(t, f.base, name, tokens[name], 2*per)
 	}

@@ -60,12 +60,13 @@ type exception struct {
 
 // Module-wide third-party patterns used in several rows.
 const (
-	tink      = "github.com/tink-crypto/..."
-	badger    = "github.com/dgraph-io/badger/..."
-	kafkaGo   = "github.com/segmentio/kafka-go/..."
-	franzGo   = "github.com/twmb/franz-go/..."
-	watermill = "github.com/ThreeDotsLabs/watermill/..."
-	note      = "golang.org/x/mod/sumdb/note"
+	tink       = "github.com/tink-crypto/..."
+	badger     = "github.com/dgraph-io/badger/..."
+	kafkaGo    = "github.com/segmentio/kafka-go/..."
+	franzGo    = "github.com/twmb/franz-go/..."
+	watermill  = "github.com/ThreeDotsLabs/watermill/..."
+	note       = "golang.org/x/mod/sumdb/note"
+	prometheus = "github.com/prometheus/..."
 )
 
 var layers = []layer{
@@ -130,6 +131,10 @@ var layers = []layer{
 		reason: "a leaf helper that imports only the standard library, so any package may use it without pulling anything in",
 	},
 	{
+		pkg:    "internal/buildinfo",
+		reason: "internal/buildinfo/doc.go: a leaf that says which build is running (vaultd --version, vaultctl version) from the standard library's runtime/debug alone",
+	},
+	{
 		pkg:    "internal/kafka",
 		may:    []string{"events", "internal/atomicfile", kafkaGo, franzGo, watermill},
 		reason: `DESIGN: Kafka plumbing lives in a package of its own; internal/kafka/doc.go: it moves opaque records, never sees key material or tenant stores; its one file write (the embedded broker's persisted SCRAM credentials) goes through internal/atomicfile`,
@@ -140,6 +145,11 @@ var layers = []layer{
 		reason: `DESIGN: "vaultd ingest (watermill Router; Subscriber built on segmentio/kafka-go)": between the Kafka adapter and the vault, never decoding, decrypting or storing itself; STYLE: "fan-out and shutdown with errgroup"`,
 	},
 	{
+		pkg:    "internal/metrics",
+		may:    []string{prometheus},
+		reason: "internal/metrics/doc.go: owns vaultd's Prometheus registry and collectors, read from plain counters and callbacks the measured packages expose; it imports nothing of ours",
+	},
+	{
 		pkg:    "internal/vaulttest",
 		may:    []string{"events", "keys", "projections", "audit", "vault"},
 		reason: "internal/vaulttest/doc.go: the test harness of the vault's wiring on real keys, stores and audit log, the way internal/server wires them, without Kafka or HTTP",
@@ -147,6 +157,10 @@ var layers = []layer{
 	{
 		pkg:    "internal/archtest",
 		reason: "internal/archtest/doc.go: the package has no non-test code",
+	},
+	{
+		pkg:    "deploy",
+		reason: `DESIGN: deploy (compose file, image) may import "—"; deploy/doc.go: the package holds no code, only the static test of compose.yaml, the Dockerfile and .dockerignore`,
 	},
 	{
 		pkg:    "internal/server",
@@ -165,6 +179,11 @@ var layers = []layer{
 var testOnly = []string{"internal/vaulttest"}
 
 var depRules = []depRule{
+	{
+		deps:   []string{prometheus},
+		only:   []string{"internal/metrics"},
+		reason: `STYLE: "each third-party dependency lives in one place": vault/httpapi, audit/alerts and internal/ingest expose counters, callbacks or a small interface (httpapi.Metrics) instead`,
+	},
 	{
 		deps:   []string{tink},
 		only:   []string{"keys/..."},
@@ -201,12 +220,18 @@ var depRules = []depRule{
 		},
 	},
 	{
+		deps:   []string{"github.com/spf13/cobra/...", "github.com/spf13/pflag/..."},
+		only:   []string{"cmd/vaultctl"},
+		reason: `the command-line framework of vaultctl (issue 11): wiring only, never under the domain or library packages`,
+	},
+	{
 		deps:   []string{"net/http/..."},
 		only:   []string{"vault/httpapi/...", "internal/server"},
 		reason: `STYLE: "net/http only in the HTTP API package"; DESIGN: the HTTP API is "never mixed into the domain packages"`,
 		exceptions: []exception{
 			{"audit/alerts", "net/http", `the webhook alert sink posts alerts over HTTP (DESIGN: "alert sinks (log, Prometheus counter, webhook, Kafka alert topic)")`},
 			{"audit/witness", "net/http", `checkpoints are sent to C2SP tlog-witnesses over HTTP (DESIGN "Witnessed audit")`},
+			{"internal/metrics", "net/http", "Registry.Handler returns client_golang's promhttp handler (an http.Handler) that vault/httpapi serves"},
 		},
 	},
 }

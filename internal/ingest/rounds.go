@@ -76,6 +76,9 @@ type RoundsConfig struct {
 	Logger      *slog.Logger
 	// Now is the clock of StuckAfter; default time.Now.
 	Now func() time.Time
+	// ObserveBatch, when set, is told how long each batch the vault
+	// applied took, retries included (a latency histogram).
+	ObserveBatch func(time.Duration)
 }
 
 func (c *RoundsConfig) setDefaults() {
@@ -557,6 +560,7 @@ func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
 		return nil
 	}
 	backoff := 50 * time.Millisecond
+	start := time.Now()
 	var err error
 	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
 		if attempt > 0 {
@@ -564,6 +568,9 @@ func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
 			backoff *= 2
 		}
 		if err = r.cfg.Vault.Ingest(ctx, b.Topic, msgs); err == nil {
+			if r.cfg.ObserveBatch != nil {
+				r.cfg.ObserveBatch(time.Since(start))
+			}
 			r.mu.Lock()
 			r.stats.Batches++
 			r.stats.Records += int64(len(msgs))

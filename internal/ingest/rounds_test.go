@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -467,4 +468,35 @@ func TestRoundsTwoNodesSplitTopics(t *testing.T) {
 		return len(m) == topics
 	})
 	stopA()
+}
+
+// TestRoundsObserveBatch: every batch the vault applied is observed once,
+// with its duration.
+func TestRoundsObserveBatch(t *testing.T) {
+	k := MustStartKafka(t)
+	const topic, per = "tenant.observed.events", 50
+	k.mustCreateTopic(t, topic, 1)
+	mustPublishN(t, k, topic, 0, per)
+	f := &fakeIngester{}
+	var mu sync.Mutex
+	var observed []time.Duration
+	_, stop := startRounds(t, k, k.newConsumer(t, "vault"), f, func(c *ingest.RoundsConfig) {
+		c.ObserveBatch = func(d time.Duration) {
+			mu.Lock()
+			observed = append(observed, d)
+			mu.Unlock()
+		}
+	})
+	waitUntil(t, 20*time.Second, topic+" applied", func() bool { return len(f.applied(topic)) >= per })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if calls := len(f.calls()); len(observed) != calls || calls == 0 {
+		t.Fatalf("%d batches observed for %d applied", len(observed), calls)
+	}
+	for _, d := range observed {
+		if d <= 0 {
+			t.Fatalf("observed durations %v: want each > 0", observed)
+		}
+	}
 }

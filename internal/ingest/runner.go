@@ -99,6 +99,9 @@ type Config struct {
 	RetentionInterval time.Duration
 
 	Logger *slog.Logger
+	// ObserveBatch, when set, is told how long each batch the vault
+	// applied took, retries included (a latency histogram).
+	ObserveBatch func(time.Duration)
 }
 
 func (c *Config) setDefaults() {
@@ -623,6 +626,7 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, topic string,
 		}
 	}
 	backoff := 50 * time.Millisecond
+	start := time.Now()
 	for {
 		err := r.stampTopicID(context.WithoutCancel(ctx), topic, msgs)
 		if err == nil && len(msgs) > 0 {
@@ -647,6 +651,9 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, topic string,
 			err = r.cfg.Vault.Ingest(context.WithoutCancel(ctx), topic, msgs)
 		}
 		if err == nil {
+			if r.cfg.ObserveBatch != nil {
+				r.cfg.ObserveBatch(time.Since(start))
+			}
 			return true
 		}
 		if ctx.Err() != nil {

@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ErrTopicNotFound is returned (wrapped) for an operation on a topic the
@@ -22,12 +26,19 @@ var ErrTopicNotFound = errors.New("topic not found")
 // and created again, its offsets name other records.
 var ErrTopicRecreated = errors.New("topic deleted and created again")
 
+// ErrTopicCollision is returned (wrapped) by CreateTopic for a name that
+// collides with a topic the cluster has: Kafka's metric names do not tell
+// '.' from '_', so it refuses a topic that differs from an existing one only
+// in those (tenant.a.events and tenant_a_events).
+var ErrTopicCollision = errors.New("topic name collides with an existing topic")
+
 // Admin does topic administration over the Kafka protocol (franz-go's kadm).
 // It is safe for concurrent use.
 type Admin struct {
 	cl      *kgo.Client
 	adm     *kadm.Client
-	markers *markers // nil unless WithLogEndMarkers
+	markers *markers           // nil unless WithLogEndMarkers
+	configs map[string]*string // of topics CreateTopic creates
 }
 
 // NewAdmin returns an Admin for the cluster reachable at brokers,
@@ -51,6 +62,10 @@ func NewAdmin(brokers []string, auth Auth, opts ...AdminOption) (*Admin, error) 
 		return nil, fmt.Errorf("new admin: %w", err)
 	}
 	a := &Admin{cl: cl, adm: kadm.NewClient(cl)}
+	if o.maxMessageBytes > 0 {
+		n := strconv.Itoa(o.maxMessageBytes)
+		a.configs = map[string]*string{"max.message.bytes": &n}
+	}
 	if o.markers {
 		if a.markers, err = newMarkers(brokers, auth); err != nil {
 			cl.Close()
@@ -68,26 +83,138 @@ func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) e
 	if !validTopicName(topic) { // kfake does not check
 		return fmt.Errorf("create topic %.260q: invalid name: want 1 to 249 characters of [a-zA-Z0-9._-]", topic)
 	}
+	// Checked before asking, as Kafka would refuse it (kfake does too, with
+	// INVALID_TOPIC_EXCEPTION, which tells nothing of the cause).
+	if err := a.checkCollision(ctx, topic); err != nil {
+		return err
+	}
 	n := int32(partitions)
 	if partitions <= 0 {
 		n = -1
 	}
-	_, err := a.adm.CreateTopic(ctx, n, -1, nil, topic)
+	_, err := a.adm.CreateTopic(ctx, n, -1, a.configs, topic)
 	a.cl.PurgeTopicsFromClient(topic)
+	if errors.Is(err, kerr.InvalidTopicException) {
+		// A colliding topic created meanwhile?
+		if cerr := a.checkCollision(ctx, topic); cerr != nil {
+			return cerr
+		}
+	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	return nil
 }
 
-// ListTopics returns the names of the cluster's topics, sorted, without
-// internal topics.
-func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
-	td, err := a.adm.ListTopics(ctx)
+// checkCollision returns an error wrapping ErrTopicCollision if the cluster
+// has a topic whose name differs from topic's only in '.' and '_'.
+func (a *Admin) checkCollision(ctx context.Context, topic string) error {
+	// Only the names that could collide are asked for (a tenant topic has
+	// three), not every topic: the vault ensures each tenant's topic at
+	// start, and listing them all each time would cost the square of their
+	// number.
+	candidates := collisionCandidates(topic)
+	if candidates != nil && len(candidates) == 0 {
+		return nil
+	}
+	names, err := a.topicNames(ctx, candidates)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	// The other name is not told: anyone who reaches the broker may have
+	// made it up (it differs from topic only in '.' and '_').
+	if _, ok := collidingTopic(topic, names); ok {
+		return fmt.Errorf("create topic %s: %w ('.' and '_' read alike)", topic, ErrTopicCollision)
+	}
+	return nil
+}
+
+// topicNames returns the names of the cluster's topics (not internal
+// ones), asked of a
+// broker now: kadm's ListTopics answers from metadata up to MetadataMinAge
+// old, which may not hold a topic just created.
+//
+// With names not nil, only those of them that exist are returned.
+func (a *Admin) topicNames(ctx context.Context, names []string) ([]string, error) {
+	req := kmsg.NewPtrMetadataRequest() // nil Topics: all of them
+	req.AllowAutoTopicCreation = false  // asking for a name must not create it
+	for _, n := range names {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
-	return td.Names(), nil
+	names = make([]string, 0, len(resp.Topics))
+	for _, t := range resp.Topics {
+		if t.Topic != nil && t.ErrorCode == 0 && !t.IsInternal {
+			names = append(names, *t.Topic)
+		}
+	}
+	return names, nil
+}
+
+// maxCandidateSeparators bounds the '.' and '_' of a name whose colliding
+// names collisionCandidates spells out (2^n of them); past it, every topic
+// is listed.
+const maxCandidateSeparators = 8
+
+// collisionCandidates returns the names that collide with topic (each '.'
+// or '_' of it as either), topic itself left out; nil (every topic) for a
+// name with more than maxCandidateSeparators of them.
+func collisionCandidates(topic string) []string {
+	var seps []int
+	for i := range len(topic) {
+		if topic[i] == '.' || topic[i] == '_' {
+			seps = append(seps, i)
+		}
+	}
+	if len(seps) == 0 || len(seps) > maxCandidateSeparators {
+		if len(seps) == 0 {
+			return []string{} // nothing collides: ask for no topic
+		}
+		return nil
+	}
+	out := make([]string, 0, 1<<len(seps)-1)
+	for mask := range 1 << len(seps) {
+		b := []byte(topic)
+		for j, i := range seps {
+			if mask&(1<<j) != 0 {
+				b[i] = '_'
+			} else {
+				b[i] = '.'
+			}
+		}
+		if n := string(b); n != topic {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// collidingTopic returns the first of names that collides with topic: not
+// topic itself, but equal to it once every '.' is read as '_'.
+func collidingTopic(topic string, names []string) (string, bool) {
+	key := strings.ReplaceAll(topic, ".", "_")
+	for _, n := range names {
+		if n != topic && strings.ReplaceAll(n, ".", "_") == key {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// ListTopics returns the names of the cluster's topics, sorted, without
+// internal topics.
+func (a *Admin) ListTopics(ctx context.Context) ([]string, error) {
+	names, err := a.topicNames(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // DeleteTopic deletes topic and its records (and its committed offsets in

@@ -275,3 +275,70 @@ func endOffset(tb testing.TB, a *Admin, topic string, partition int) int64 {
 	o, _ := offs.Lookup(topic, int32(partition))
 	return o.Offset
 }
+
+func TestCreateTopicCollision(t *testing.T) {
+	t.Parallel()
+	e := MustStartEmbedded(t)
+	a := MustNewAdmin(t, e.Addr())
+	ctx := context.Background()
+	if err := a.CreateTopic(ctx, "tenant_echo_events", 1); err != nil {
+		t.Fatalf("CreateTopic(tenant_echo_events) = %v, want nil", err)
+	}
+	for _, topic := range []string{"tenant.echo.events", "tenant.echo_events", "tenant_echo.events"} {
+		if err := a.CreateTopic(ctx, topic, 1); !errors.Is(err, ErrTopicCollision) {
+			t.Errorf("CreateTopic(%q) = %v, want ErrTopicCollision", topic, err)
+		}
+	}
+	// The same name again is not a collision; other names are not either.
+	for _, topic := range []string{"tenant_echo_events", "tenant.echo2.events"} {
+		if err := a.CreateTopic(ctx, topic, 1); err != nil {
+			t.Errorf("CreateTopic(%q) = %v, want nil", topic, err)
+		}
+	}
+	got, err := a.ListTopics(ctx)
+	if err != nil {
+		t.Fatalf("ListTopics: %v", err)
+	}
+	if want := []string{"tenant.echo2.events", "tenant_echo_events"}; !slices.Equal(got, want) {
+		t.Fatalf("ListTopics = %q, want %q", got, want)
+	}
+}
+
+func TestCollidingTopic(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		names []string
+		want  string
+	}{
+		{"tenant.a.events", nil, ""},
+		{"tenant.a.events", []string{"tenant.a.events"}, ""},
+		{"tenant.a.events", []string{"tenant.b.events", "tenant_a_events"}, "tenant_a_events"},
+		{"tenant.a.events", []string{"tenant.a-events"}, ""},
+		{"a_b", []string{"a.b"}, "a.b"},
+	} {
+		got, ok := collidingTopic(tc.topic, tc.names)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("collidingTopic(%q, %q) = %q, %v, want %q", tc.topic, tc.names, got, ok, tc.want)
+		}
+	}
+}
+
+func TestCollisionCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		want  []string
+	}{
+		{"abc", []string{}},
+		{"a.b", []string{"a_b"}},
+		{"tenant.acme.events", []string{"tenant_acme.events", "tenant.acme_events", "tenant_acme_events"}},
+		{"a.b.c.d.e.f.g.h.i.j", nil}, // 9 separators: every topic is listed
+	} {
+		got := collisionCandidates(tc.topic)
+		slices.Sort(got)
+		want := slices.Clone(tc.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("collisionCandidates(%q) = %q, want %q", tc.topic, got, tc.want)
+		}
+	}
+}

@@ -59,6 +59,12 @@ type EmbeddedConfig struct {
 	// (it ignores segment.ms).
 	SegmentBytes int64
 
+	// MaxMessageBytes is the largest record batch the broker accepts from
+	// a producer (Kafka's message.max.bytes, a broker default every topic
+	// without its own max.message.bytes follows). 0: kfake's default,
+	// 1048588.
+	MaxMessageBytes int
+
 	// Auth, when set, makes the broker authenticate every client with
 	// SASL/SCRAM and authorize every request by Kafka ACLs; see
 	// EmbeddedAuth. Nil serves anyone (tests of this package only: vaultd
@@ -121,6 +127,9 @@ func (c *EmbeddedConfig) Validate() error {
 	if c.SegmentBytes < 0 {
 		errs = append(errs, fmt.Errorf("negative segment bytes %d", c.SegmentBytes))
 	}
+	if c.MaxMessageBytes < 0 {
+		errs = append(errs, fmt.Errorf("negative max message bytes %d", c.MaxMessageBytes))
+	}
 	if a := c.Auth; a != nil && (a.SuperUser == "" || len(a.SuperPassword) < 16) {
 		errs = append(errs, errors.New("auth: a superuser and a password of at least 16 characters are required"))
 	}
@@ -169,6 +178,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("embedded broker config: %w", err)
 	}
 	addr := cfg.Addr
+	brokerConfigs := map[string]string{"log.segment.bytes": strconv.FormatInt(cfg.SegmentBytes, 10)}
+	if cfg.MaxMessageBytes > 0 {
+		brokerConfigs["message.max.bytes"] = strconv.Itoa(cfg.MaxMessageBytes)
+	}
 	// Clients wait (in the listen backlog) until the data dir is checked.
 	var gl *gatedListener
 	opts := []kfake.Opt{
@@ -186,7 +199,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		// A broker default, so it applies to every topic (topics created
 		// with their own segment.bytes keep theirs); it overrides what a
 		// DataDir's broker_configs.json holds.
-		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(cfg.SegmentBytes, 10)}),
+		kfake.BrokerConfigs(brokerConfigs),
 	}
 	if cfg.Auth == nil {
 		opts = append(opts, kfake.AllowAutoTopicCreation())

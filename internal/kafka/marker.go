@@ -38,7 +38,15 @@ func isMarkerMessage(m *kafkago.Message) bool {
 type AdminOption func(*adminOptions)
 
 type adminOptions struct {
-	markers bool
+	markers         bool
+	maxMessageBytes int
+}
+
+// WithTopicMaxMessageBytes gives every topic CreateTopic creates the
+// topic config max.message.bytes = n: the largest record batch the
+// brokers accept on it. n <= 0: the brokers' default.
+func WithTopicMaxMessageBytes(n int) AdminOption {
+	return func(o *adminOptions) { o.maxMessageBytes = n }
 }
 
 // WithLogEndMarkers makes DeleteRecords never delete the last record of a

@@ -125,6 +125,15 @@ func (b brokerAccess) HasProducer(ctx context.Context, user string) (bool, error
 	return b.a.HasSCRAM(ctx, user)
 }
 
+// CreateTopic is kafka.Admin's, its name collisions told the vault's way.
+func (b brokerAccess) CreateTopic(ctx context.Context, topic string, partitions int) error {
+	err := b.a.CreateTopic(ctx, topic, partitions)
+	if errors.Is(err, kafka.ErrTopicCollision) {
+		return fmt.Errorf("%w: %w", vault.ErrTopicCollision, err)
+	}
+	return err
+}
+
 func (b brokerAccess) TopicID(ctx context.Context, topic string) (string, error) {
 	id, err := b.a.TopicID(ctx, topic)
 	if errors.Is(err, kafka.ErrTopicNotFound) {
@@ -136,4 +145,5 @@ func (b brokerAccess) TopicID(ctx context.Context, topic string) (string, error)
 var (
 	_ vault.Producers = brokerAccess{}
 	_ vault.TopicIDs  = brokerAccess{}
+	_ vault.Topics    = brokerAccess{}
 )

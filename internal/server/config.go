@@ -104,8 +104,12 @@ type Config struct {
 	// IngestStallAfter is how long a tenant partition may lag behind its
 	// end with no progress (its committed offset unmoved), or keep failing,
 	// before /readyz fails naming it (--ingest-consumer=kgo; the lag is
-	// measured every 10s).
+	// measured every IngestLagInterval).
 	IngestStallAfter time.Duration
+	// IngestLagInterval is how often the ingest group's lag is measured
+	// (three Kafka requests: /readyz and tenantvault_consumer_lag_records
+	// read the last measurement); default 10s.
+	IngestLagInterval time.Duration
 
 	// CheckpointTopic is the Kafka topic (on the same brokers) every signed
 	// audit checkpoint is published to, with the witnesses' cosignatures;
@@ -117,6 +121,16 @@ type Config struct {
 	// refuses a local audit log that is not consistent with what they
 	// cosigned.
 	Witnesses []string
+
+	// MetricsAddr, when set, is a listener of its own that serves GET
+	// /metrics only (to MetricsTokenFile's token when set, else to anyone
+	// who reaches it: bind it to a private interface). Empty: no such
+	// listener. /metrics on the API listener answers only the admin and
+	// the metrics token either way.
+	MetricsAddr string
+	// MetricsTokenFile holds a bearer token (at least 16 characters)
+	// that may read /metrics and nothing else.
+	MetricsTokenFile string
 }
 
 // Defaults that depend on other settings, and the embedded broker's own.
@@ -158,6 +172,7 @@ func DefaultConfig() Config {
 		KafkaSASLMechanism:     "SCRAM-SHA-256",
 		IngestConsumer:         "kgo",
 		IngestStallAfter:       time.Minute,
+		IngestLagInterval:      10 * time.Second,
 		CheckpointTopic:        "vault.checkpoints",
 	}
 }
@@ -235,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IngestStallAfter <= 0 {
 		errs = append(errs, errors.New("--ingest-stall-after must be positive"))
+	}
+	if c.IngestLagInterval <= 0 {
+		errs = append(errs, errors.New("--ingest-lag-interval must be positive"))
 	}
 	if c.IngestConsumer != "kgo" && c.IngestConsumer != "kafka-go" {
 		errs = append(errs, fmt.Errorf("--ingest-consumer %q: want kgo or kafka-go", c.IngestConsumer))
@@ -316,7 +334,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.Int(&c.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest accepted event, in bytes")
 	f.String(&c.ConsumerGroup, "consumer-group", d.ConsumerGroup, "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic")
 	f.String(&c.IngestConsumer, "ingest-consumer", d.IngestConsumer, "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison)")
-	f.Duration(&c.IngestStallAfter, "ingest-stall-after", d.IngestStallAfter, "how long a tenant partition may lag with no progress, or keep failing, before /readyz fails naming it (kgo ingest; lag measured every 10s)")
+	f.Duration(&c.IngestStallAfter, "ingest-stall-after", d.IngestStallAfter, "how long a tenant partition may lag with no progress, or keep failing, before /readyz fails naming it (kgo ingest; lag measured every --ingest-lag-interval)")
+	f.Duration(&c.IngestLagInterval, "ingest-lag-interval", d.IngestLagInterval, "how often the ingest group's lag is measured, for /readyz and tenantvault_consumer_lag_records (kgo ingest)")
 	f.Int(&c.Partitions, "partitions", d.Partitions, "partitions of each new tenant topic")
 	f.String(&c.AlertWebhook, "alert-webhook", d.AlertWebhook, "URL that receives each boundary-violation alert as a JSON POST")
 	f.String(&c.AlertTopic, "alert-topic", d.AlertTopic, "Kafka topic of boundary-violation alerts; - disables")
@@ -337,6 +356,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.Bool(&c.KafkaTLS, "kafka-tls", d.KafkaTLS, "connect to --brokers over TLS")
 	f.String(&c.CheckpointTopic, "checkpoint-topic", d.CheckpointTopic, "Kafka topic every signed audit checkpoint is published to (only the vault's principal may write it); - disables")
 	f.List(&c.Witnesses, "witness", "URL of a C2SP tlog-witness every signed audit checkpoint is sent to; repeatable")
+	f.String(&c.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of a listener serving GET /metrics only (to the metrics token if --metrics-token-file is set, else to anyone who reaches it); empty: none")
+	f.String(&c.MetricsTokenFile, "metrics-token-file", d.MetricsTokenFile, "file holding a bearer token that may read /metrics and nothing else (on the API listener, /metrics otherwise needs the admin token)")
 	f.String(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	f.String(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	return f.fs, &brokers, &f.errs

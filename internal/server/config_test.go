@@ -33,6 +33,7 @@ func defaultConfig() Config {
 		AuthFailureLimit:       100,
 		MaxTenants:             10000,
 		IngestStallAfter:       time.Minute,
+		IngestLagInterval:      10 * time.Second,
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}

@@ -5,7 +5,9 @@
 // reused by its tests.
 //
 // It holds configuration and lifetimes only: no business logic, no key
-// material, no tenant data.
+// material, no tenant data. Server.Open sets the process's umask to 077:
+// the embedded broker and Badger cannot be told to create their files
+// private, so nothing of the data dir may be readable by others.
 //
 // As wiring it may import any package of ours, but it reaches Tink, the KMS
 // clients, Badger, kafka-go and franz-go only through keys, projections and

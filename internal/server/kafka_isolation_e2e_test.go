@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +254,11 @@ func TestKafkaIsolationFranzGo(t *testing.T) {
 		{"commit in the vault's group", commit("tenantvault", "tenant.bravo.events")},
 		{"describe the vault's legacy group of bravo", describeGroup("tenantvault.tenant.bravo.events")},
 		{"create a topic", createTopic("tenant.mallory.events")},
+		// Mistyped names of acme's topic: only the vault creates topics,
+		// so nothing can be left on them in plaintext.
+		{"create tenant_acme_events", createTopic("tenant_acme_events")},
+		{"produce tenant_acme_events (auto-create)", produce("tenant_acme_events")},
+		{"produce tenant.acme.event (auto-create)", produce("tenant.acme.event")},
 		{"consume vault.alerts", consume("vault.alerts")},
 	}
 	allowed := map[string]bool{"acme/produce acme": true, "bravo/produce bravo": true}
@@ -290,6 +296,20 @@ func TestKafkaIsolationFranzGo(t *testing.T) {
 			}
 		}
 		cl.Close()
+	}
+	adm, err := kafka.NewAdmin(v.brokers(), v.srv.KafkaAuth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"tenant.mallory.events", "tenant_acme_events", "tenant.acme.event"} {
+		if slices.Contains(topics, topic) {
+			t.Errorf("topic %s exists after the hostile matrix: a client other than the vault created it", topic)
+		}
 	}
 	t.Logf("franz-go hostile matrix: %d principals x %d operations = %d cells, %d refused, %d allowed", len(principals), len(ops), cells, refused, len(allowed))
 	if refused != cells-len(allowed) {

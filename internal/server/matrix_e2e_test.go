@@ -95,7 +95,12 @@ func (v *vault) request(method, path, auth string, header map[string]string, bod
 }
 
 func (v *vault) metric(name string) string {
-	resp, err := http.Get(v.base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, v.base+"/metrics", nil)
+	if err != nil {
+		v.tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+v.srv.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		v.tb.Fatal(err)
 	}
@@ -154,7 +159,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 		for _, ep := range tenantEndpoints {
 			want := tenantWant[c.name]
 			beforeFlagged, beforeHooks := flagged(), hook.count()
-			beforeCounter := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{tenant="acme",reason=%q}`, want.violation))
+			beforeCounter := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{reason=%q,tenant="acme"}`, want.violation))
 			sent := time.Now()
 			if st := v.request("GET", ep, c.auth, c.header, ""); st != want.status {
 				t.Errorf("GET %s with %s credential = %d, want %d", ep, c.name, st, want.status)
@@ -180,7 +185,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 			if a := hook.last(); a.Violation != want.violation || a.Tenant != "acme" {
 				t.Errorf("alert = %+v, want violation %s on acme", a, want.violation)
 			}
-			after := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{tenant="acme",reason=%q}`, want.violation))
+			after := v.metric(fmt.Sprintf(`tenantvault_boundary_violations_total{reason=%q,tenant="acme"}`, want.violation))
 			var b, a int
 			fmt.Sscan(beforeCounter, &b)
 			fmt.Sscan(after, &a)

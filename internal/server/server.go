@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/tenantvault/tenantvault/internal/atomicfile"
 	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/internal/metrics"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/projections"
 	"github.com/tenantvault/tenantvault/vault"
@@ -59,12 +59,20 @@ type Server struct {
 	cpPub      atomic.Pointer[witness.Publisher] // set once the start-up check passed
 	listener   net.Listener
 	http       *http.Server
+	metrics    *metrics.Registry
+	metricsLn  net.Listener // --metrics-addr
+	metricsSrv *http.Server
+	served     atomic.Bool // Run started serving (and so closes the listeners)
 	running    atomic.Bool
+	unlock     func() error // releases the data-dir lock
 }
 
 // Open sets everything up: data directory, credentials, keys, broker,
 // stores, audit log, vault, and the HTTP listener. On error, whatever was
-// opened is closed.
+// opened is closed. It first locks <data-dir>/LOCK (held until Close): a
+// second vaultd on the same data directory fails with ErrDataDirLocked
+// before it starts anything. It sets the process's umask to 077, so that
+// the data dir's files are 0600 and its directories 0700 (see privateModes).
 func (s *Server) Open(ctx context.Context) (err error) {
 	s.Config.setDefaults()
 	if err := s.Config.Validate(); err != nil {
@@ -82,6 +90,15 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// One vaultd per data dir: locked before anything starts.
+	if s.unlock, err = lockDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	if n, err := privateModes(cfg.DataDir); err != nil {
+		return err
+	} else if n > 0 {
+		s.Logger.Warn("data dir: files or directories readable by others made private to the vault's user", "changed", n)
+	}
 	if s.adminToken, err = adminToken(cfg, s.Logger); err != nil {
 		return err
 	}
@@ -94,6 +111,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.stores, err = projections.OpenStores(projections.Config{Dir: filepath.Join(cfg.DataDir, "tenants"), MaxOpen: cfg.MaxOpenStores, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("tenant stores: %w", err)
 	}
+	s.metrics = metrics.New(metrics.Config{Known: s.tenantExists})
 	if err := s.openAlerts(ctx); err != nil {
 		return err
 	}
@@ -114,10 +132,120 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: []func(io.Writer) error{s.alerts.WritePrometheus},
+	metricsToken, err := readMetricsToken(cfg.MetricsTokenFile)
+	if err != nil {
+		return err
+	}
+	s.registerMetrics()
+	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: s.metrics, MetricsToken: metricsToken,
 		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)})
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		s.metricsSrv = &http.Server{Handler: httpapi.MetricsEndpoint(s.metrics, metricsToken, s.Logger),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
 	return nil
+}
+
+// tenantExists bounds metric labels to the tenants that exist (before the
+// vault is open, none).
+func (s *Server) tenantExists(t string) bool {
+	return s.vault != nil && s.vault.Exists(t)
+}
+
+// registerMetrics registers what the alerts and the stores count; the
+// API registers the vault's counters, ingest and the vault report to
+// s.metrics as they go.
+func (s *Server) registerMetrics() {
+	m := s.metrics
+	m.CounterVecFunc("boundary_violations_total", `Attempts to cross a tenant boundary, by tenant ("other": a tenant that does not exist) and reason.`,
+		[]string{"tenant", "reason"}, func() []metrics.Sample {
+			vs := s.alerts.Violations()
+			out := make([]metrics.Sample, len(vs))
+			for i, v := range vs {
+				out[i] = metrics.Sample{Labels: []string{v.Tenant, v.Violation}, Value: float64(v.Count)}
+			}
+			return out
+		})
+	for _, c := range []struct {
+		name, help string
+		f          func(alerts.SinkStats) uint64
+	}{
+		{"alerts_sent_total", "Alerts delivered to a sink.", func(st alerts.SinkStats) uint64 { return st.Sent }},
+		{"alerts_failed_total", "Alerts a sink failed to deliver after its retries.", func(st alerts.SinkStats) uint64 { return st.Failed }},
+		{"alerts_dropped_total", "Alerts not queued for a sink because its queue was full (logged, in the audit log, and noticed to the sink once it catches up).",
+			func(st alerts.SinkStats) uint64 { return st.Dropped }},
+	} {
+		m.CounterVecFunc(c.name, c.help, []string{"sink"}, func() []metrics.Sample {
+			sinks := s.alerts.Sinks()
+			out := make([]metrics.Sample, len(sinks))
+			for i, st := range sinks {
+				out[i] = metrics.Sample{Labels: []string{st.Sink}, Value: float64(c.f(st))}
+			}
+			return out
+		})
+	}
+	if l, ok := s.runner.(lagReporter); ok {
+		s.registerLag(m, l)
+	}
+	m.GaugeFunc("open_stores", "Tenant stores open (at most --max-open-stores).", func() float64 { return float64(s.stores.OpenCount()) })
+	m.GaugeFunc("tenants", "Tenants in the registry (active and shredded).", func() float64 { return float64(len(s.vault.Tenants())) })
+}
+
+// lagReporter is a runner that measures its group's lag (the rounds
+// consumer; the kafka-go one does not).
+type lagReporter interface{ Lag() ingest.LagReport }
+
+// registerLag registers the ingest group's lag: per tenant (every active
+// tenant has a series, 0 when caught up, so the label set is bounded by
+// the registry), in total, and when it was last measured.
+func (s *Server) registerLag(m *metrics.Registry, l lagReporter) {
+	m.GaugeVecFunc("consumer_lag_records", "Records on a tenant's ingress topic that the vault has not committed yet, as last measured (every --ingest-lag-interval).",
+		[]string{"tenant"}, func() []metrics.Sample { return lagSamples(l.Lag(), s.vault.Tenants(), s.vault.Exists) })
+	m.GaugeFunc("consumer_lag_measured_timestamp_seconds", "When the ingest group's lag was last measured (Unix seconds; 0: not yet).", func() float64 {
+		at := l.Lag().At
+		if at.IsZero() {
+			return 0
+		}
+		return float64(at.UnixNano()) / 1e9
+	})
+}
+
+// lagSamples are the per-tenant lag series of report: one per tenant
+// that exists, its partitions' lag added up (0 when none lags).
+func lagSamples(report ingest.LagReport, tenants []events.TenantID, exists func(string) bool) []metrics.Sample {
+	behind := make(map[events.TenantID]int64)
+	for _, p := range report.Lagging {
+		if t, err := events.TenantFromTopic(p.Topic); err == nil {
+			behind[t] += p.Lag
+		}
+	}
+	var out []metrics.Sample
+	for _, t := range tenants {
+		if exists(string(t)) {
+			out = append(out, metrics.Sample{Labels: []string{string(t)}, Value: float64(behind[t])})
+		}
+	}
+	return out
+}
+
+// readMetricsToken reads --metrics-token-file ("" when not set).
+func readMetricsToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--metrics-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("--metrics-token-file %s: the token must be at least 16 characters", path)
+	}
+	return tok, nil
 }
 
 // openKafka sets up the Kafka side: the vault's own principal, the
@@ -135,7 +263,7 @@ func (s *Server) openKafka() (err error) {
 	} else if s.kafkaAuth.User == "" {
 		s.Logger.Warn("no --kafka-sasl-user: the vault connects to the brokers anonymously and tenants get no producer credential; tenant isolation on the brokers is whatever their own ACLs enforce")
 	}
-	var adminOpts []kafka.AdminOption
+	adminOpts := []kafka.AdminOption{kafka.WithTopicMaxMessageBytes(brokerMaxMessageBytes(cfg.MaxEventBytes))}
 	if s.broker != nil {
 		// kfake forgets the offsets of a partition left empty.
 		adminOpts = append(adminOpts, kafka.WithLogEndMarkers())
@@ -146,11 +274,24 @@ func (s *Server) openKafka() (err error) {
 	return nil
 }
 
+// brokerMaxMessageBytes is the largest record batch the brokers accept on
+// the vault's topics (the embedded broker's message.max.bytes, and the
+// max.message.bytes of every topic the vault creates): somewhat more than
+// --max-event-bytes — a quarter more, and 64 KiB for the key, the headers
+// and the batch's framing — so that an event a little over the limit
+// reaches the vault and is quarantined too_large, with an audit record,
+// instead of being refused at produce with no trace; a far larger one
+// is refused by the broker (MESSAGE_TOO_LARGE).
+func brokerMaxMessageBytes(maxEventBytes int) int {
+	return maxEventBytes + maxEventBytes/4 + 64<<10
+}
+
 // startEmbedded starts the embedded broker, its superuser the vault's
 // principal (with --kafka-auth=scram), TLS only with --kafka-tls-cert.
 func (s *Server) startEmbedded() (err error) {
 	cfg := &s.Config
-	ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger}
+	ec := kafka.EmbeddedConfig{Addr: cfg.KafkaAddr, DataDir: filepath.Join(cfg.DataDir, "broker"), Logger: s.Logger,
+		MaxMessageBytes: brokerMaxMessageBytes(cfg.MaxEventBytes)}
 	if cfg.IngressRetention == "keep" {
 		// Records are kept: ordinary segments. (With deletion, one
 		// batch a segment file lets deleted bytes leave the disk.)
@@ -193,7 +334,7 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 		}
 		sinks = append(sinks, alerts.KafkaSink{Topic: cfg.AlertTopic, Publish: s.publishAlert})
 	}
-	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger})
+	s.alerts = alerts.New(alerts.Config{Sinks: sinks, Logger: s.Logger, Known: s.tenantExists})
 	return nil
 }
 
@@ -202,7 +343,7 @@ func (s *Server) openAlerts(ctx context.Context) (err error) {
 func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) {
 	cfg := &s.Config
 	if s.vault, err = vault.Open(vault.Config{
-		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: s.admin,
+		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: brokerAccess{s.admin},
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
 		Ingress:      ingress{s},
 		RotateMaster: s.keystore.RotateMaster,
@@ -212,6 +353,9 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		MaxTenants:        cfg.MaxTenants,
 		AggregateInterval: cfg.AuditAggregateInterval,
+		OnIngested: func(t events.TenantID, applied, quarantined int) {
+			s.metrics.Ingested(string(t), applied, quarantined)
+		},
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
 				s.runner.Add(events.TopicFor(t))
@@ -266,11 +410,24 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	s.served.Store(true)
+	if s.metricsSrv != nil {
+		g.Go(func() error {
+			if err := s.metricsSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics http: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Config.ShutdownGrace)
 		defer cancel()
-		return s.http.Shutdown(sctx)
+		var errs []error
+		if s.metricsSrv != nil {
+			errs = append(errs, s.metricsSrv.Shutdown(sctx))
+		}
+		return errors.Join(append(errs, s.http.Shutdown(sctx))...)
 	})
 	s.Logger.Info("vaultd serving", "http", s.HTTPAddr(), "brokers", strings.Join(s.brokers, ","), "data_dir", s.Config.DataDir)
 	return g.Wait()
@@ -285,6 +442,9 @@ func (s *Server) Close() error {
 	}
 	if s.listener != nil && s.http == nil {
 		errs = append(errs, s.listener.Close())
+	}
+	if s.metricsLn != nil && !s.served.Load() {
+		errs = append(errs, s.metricsLn.Close())
 	}
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
@@ -314,6 +474,10 @@ func (s *Server) Close() error {
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
 	}
+	if s.unlock != nil {
+		errs = append(errs, s.unlock())
+		s.unlock = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -330,6 +494,15 @@ func (s *Server) Alerts() *alerts.Dispatcher { return s.alerts }
 
 // HTTPAddr is the address the API listens on.
 func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
+
+// MetricsAddr is the address of the --metrics-addr listener ("" when
+// there is none).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
 
 // Brokers are the Kafka bootstrap addresses in use.
 func (s *Server) Brokers() []string { return s.brokers }
@@ -394,7 +567,7 @@ func (s *Server) openIngest() error {
 			return fmt.Errorf("kafka subscriber: %w", err)
 		}
 		s.runner, err = ingest.New(ingest.Config{Subscriber: s.sub, Topics: s.admin, TopicIDs: s.admin, Vault: s.vault, Logger: s.Logger,
-			Deleter: s.admin, KeepIngress: keep})
+			Deleter: s.admin, KeepIngress: keep, ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	default:
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
@@ -402,7 +575,7 @@ func (s *Server) openIngest() error {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
-			StuckAfter: cfg.IngestStallAfter, Lag: groupLag{s.admin, cfg.ConsumerGroup}})
+			StuckAfter: cfg.IngestStallAfter, LagInterval: cfg.IngestLagInterval, Lag: groupLag{s.admin, cfg.ConsumerGroup}, ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	}
 }

@@ -2,6 +2,14 @@
 // and the audit log, tenant endpoints for streams, history and quarantine,
 // and health and metrics. It maps vault error codes to statuses.
 //
+// Its OpenAPI 3.1 document, openapi.json, is embedded and served at GET
+// /openapi.json without a credential (it holds no tenant data). A test
+// keeps it true to the router: every route documented, every documented
+// operation routed to the same method and path template, every example
+// valid against its schema, the document valid against the OpenAPI 3.1
+// schema. A new route goes into routes() (or publicRoutes) and the
+// document together.
+//
 // It never opens a store or a cipher itself: every tenant read goes through
 // a vault.Session made from the request's bearer credential, and the admin
 // audit endpoints read the audit log only through AuditLog (checkpoints,

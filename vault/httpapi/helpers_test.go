@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/metrics"
 	"github.com/tenantvault/tenantvault/internal/vaulttest"
 	"github.com/tenantvault/tenantvault/vault"
 	"github.com/tenantvault/tenantvault/vault/httpapi"
@@ -26,6 +27,8 @@ type testAPI struct {
 	v     *vault.Vault // h.Vault
 	audit *audit.Log   // h.Audit
 	srv   *httptest.Server
+	// metrics is the registry the API is given.
+	metrics *metrics.Registry
 
 	mu         sync.Mutex
 	notReady   error
@@ -48,11 +51,9 @@ func mustStartAPIWith(tb testing.TB, editVault func(*vault.Config), editOpts fun
 	}
 	h := vaulttest.MustOpen(tb, opts...)
 	api := &testAPI{h: h, v: h.Vault, audit: h.Audit}
-	extra := func(w io.Writer) error {
-		_, err := io.WriteString(w, "# TYPE test_extra_total counter\ntest_extra_total 7\n")
-		return err
-	}
-	o := httpapi.Options{Ready: api.ready, Logger: slog.New(slog.DiscardHandler), Metrics: []func(io.Writer) error{extra}}
+	api.metrics = metrics.New(metrics.Config{Known: api.v.Exists})
+	api.metrics.CounterFunc("test_extra_total", "A counter registered besides the API's.", func() float64 { return 7 })
+	o := httpapi.Options{Ready: api.ready, Logger: slog.New(slog.DiscardHandler), Metrics: api.metrics}
 	if editOpts != nil {
 		editOpts(&o)
 	}

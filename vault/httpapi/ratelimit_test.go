@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,33 @@ func TestCrossingsAmongWrongTokensStayFlagged(t *testing.T) {
 	}
 	if flagged != rounds {
 		t.Errorf("%d flagged records, want %d", flagged, rounds)
+	}
+}
+
+// A 401's audit record names the tenant the path probed: a tenant of the
+// vault by its id, a made-up one by its keyed hash, never by its name.
+func TestUnauthorizedKeepsProbedTenant(t *testing.T) {
+	api := mustStartAPIWith(t, func(c *vault.Config) { c.AggregateInterval = -1 }, nil)
+	api.mustCreateTenant(t, "acme")
+	for _, tc := range []struct{ path, want string }{
+		{"/v1/tenants/acme/streams", "acme"},
+		{"/v1/tenants/zz-made-up/streams", vault.KeyedHashPrefix},
+		{"/v1/tenants", ""},
+	} {
+		n := api.audit.Size()
+		if r := api.get(t, tc.path, "tvt_wrong"); r.status != http.StatusUnauthorized {
+			t.Fatalf("GET %s with a wrong token = %d, want 401", tc.path, r.status)
+		}
+		recs := api.listSince(t, n)
+		if len(recs) != 1 {
+			t.Fatalf("GET %s: %d audit records, want 1", tc.path, len(recs))
+		}
+		got := recs[0].Tenant
+		switch {
+		case tc.want == "" && got != "",
+			tc.want == vault.KeyedHashPrefix && (!strings.Contains(got, vault.KeyedHashPrefix) || strings.Contains(got, "made-up")),
+			tc.want != "" && tc.want != vault.KeyedHashPrefix && got != tc.want:
+			t.Errorf("GET %s with a wrong token: audit record's tenant %q, want %q", tc.path, got, tc.want)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -30,9 +29,18 @@ type Ready func() error
 
 // Options configures a Handler.
 type Options struct {
-	Ready   Ready                   // readiness check; default always ready
-	Logger  *slog.Logger            // internal errors; default discard
-	Metrics []func(io.Writer) error // more Prometheus text appended to /metrics
+	Ready Ready // readiness check; default always ready
+	// Logger takes internal errors and an access log line per request
+	// (info); default discard.
+	Logger *slog.Logger
+	// Metrics, when set, gets the vault's counters and each request's
+	// duration, and is served on /metrics to the admin and to
+	// MetricsToken. Nil: /metrics answers 404.
+	Metrics Metrics
+	// MetricsToken, when set, is a bearer token that may read /metrics
+	// (and nothing else), for a Prometheus scraper that must not hold
+	// the admin token.
+	MetricsToken string
 	// AuthFailureLimit is how many failed authentications (a wrong or
 	// missing token) a source — the client's IP address — may have in
 	// AuthFailureInterval: past it, its requests are answered 429 Too
@@ -73,16 +81,25 @@ type Handler struct {
 	v     *vault.Vault
 	ready Ready
 	log   *slog.Logger
-	extra []func(io.Writer) error
 	mux   *http.ServeMux
 	limit *limiter
+	serve http.Handler // mux behind the access log
+
+	metricsHandler http.Handler // nil: /metrics is not served
+	metricsToken   *tokenMatcher
 }
 
 // New returns the API handler of v.
 func New(v *vault.Vault, opts Options) *Handler {
 	opts.setDefaults()
-	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, extra: opts.Metrics, mux: http.NewServeMux(),
-		limit: newLimiter(opts.AuthFailureLimit, opts.AuthFailureInterval, opts.AuthFailureSources)}
+	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, mux: http.NewServeMux(),
+		limit:        newLimiter(opts.AuthFailureLimit, opts.AuthFailureInterval, opts.AuthFailureSources),
+		metricsToken: newTokenMatcher(opts.MetricsToken)}
+	if opts.Metrics != nil {
+		h.registerStats(opts.Metrics)
+		h.metricsHandler = opts.Metrics.Handler()
+	}
+	h.serve = accessLog(h.mux, h.log, opts.Metrics)
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.pattern, rt.handler)
 	}
@@ -91,6 +108,7 @@ func New(v *vault.Vault, opts Options) *Handler {
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
+	h.mux.HandleFunc("GET /openapi.json", h.openapi)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, events.Errorf(events.ENOTFOUND, "no such endpoint: %s %.100q", r.Method, r.URL.Path))
 	})
@@ -143,7 +161,7 @@ func Routes() []string {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	h.mux.ServeHTTP(w, r)
+	h.serve.ServeHTTP(w, r)
 }
 
 // bearer returns the request's bearer token, or "".
@@ -165,7 +183,7 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request, action audit.Acti
 		h.fail(w, r, h.v.RefuseFrom(r.Context(), src, action, resource))
 		return vault.Principal{}, false
 	}
-	p, err := h.v.AuthenticateFrom(r.Context(), src, bearer(r), action, resource)
+	p, err := h.v.AuthenticateFor(r.Context(), src, bearer(r), action, resource, r.PathValue("tenant"))
 	if err != nil {
 		if events.ErrorCode(err) == events.EUNAUTHORIZED {
 			h.limit.fail(src)
@@ -688,32 +706,6 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// metrics writes the vault's counters in the Prometheus text format.
-func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
-	s := h.v.Stats()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	for _, m := range []struct {
-		name, help string
-		v          int64
-	}{
-		{"tenantvault_events_applied_total", "Events applied to tenant stores.", s.EventsApplied.Load()},
-		{"tenantvault_events_duplicate_total", "Events whose id had already been applied.", s.EventsDuplicate.Load()},
-		{"tenantvault_events_quarantined_total", "Records rejected into a tenant's quarantine.", s.EventsQuarantined.Load()},
-		{"tenantvault_events_redelivered_total", "Records skipped because their offset was already applied.", s.EventsSkipped.Load()},
-		{"tenantvault_unknown_tenant_records_total", "Records on topics of unknown or invalid tenants, skipped.", s.UnknownTenantMsgs.Load()},
-		{"tenantvault_ingest_batches_total", "Ingest batches committed.", s.Batches.Load()},
-		{"tenantvault_reads_total", "Tenant reads served.", s.Reads.Load()},
-		{"tenantvault_denied_total", "Requests denied.", s.Denied.Load()},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
-	}
-	for _, f := range h.extra {
-		if err := f(w); err != nil {
-			h.log.Error("metrics", "err", err)
-		}
-	}
 }
 
 // fail writes err as a JSON error; internal errors are logged (without

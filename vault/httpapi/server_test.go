@@ -218,7 +218,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Errorf("/healthz while not ready = %d", r.status)
 	}
 
-	r = api.get(t, "/metrics", "")
+	r = api.get(t, "/metrics", testAdminToken)
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("/metrics = %d %q", r.status, r.header.Get("Content-Type"))
 	}
@@ -231,7 +231,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		"tenantvault_ingest_batches_total":         "1",
 		"tenantvault_reads_total":                  "1",
 		"tenantvault_denied_total":                 "1",
-		"test_extra_total":                         "7", // Options.Metrics
+		"tenantvault_test_extra_total":             "7", // registered on Options.Metrics by the test
 	}
 	for name, v := range want {
 		if !strings.Contains(string(r.body), "# TYPE "+name+" counter\n") || !strings.Contains(string(r.body), "\n"+name+" "+v+"\n") {
