@@ -209,8 +209,8 @@ func TestNormalizeAddr(t *testing.T) {
 const stateBody = `{"version":2,"data":{"big":9007199254740993,"n":1e3,"a":[1.50,"x"]},"stream":"order-1"}`
 
 // TestGetPrintsServerBytes: get prints the server's answer indented,
-// ("n" is quoted in YAML: a YAML 1.1 parser reads a bare n as false)
-// numbers and key order as sent; -o yaml and -o table keep them too.
+// numbers and key order as sent; -o yaml and -o table keep them too ("n"
+// is quoted in YAML: a YAML 1.1 parser reads a bare n as false).
 func TestGetPrintsServerBytes(t *testing.T) {
 	api := newFakeAPI(t, map[string]string{"GET /v1/tenants/acme/streams/order-1": stateBody})
 	env := map[string]string{"TENANTVAULT_ADDR": api.URL, "TENANTVAULT_TOKEN": "tvt_acme"}
