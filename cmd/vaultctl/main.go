@@ -115,6 +115,9 @@ func subcommands(cmd *cobra.Command) string {
 // did-you-mean suggestions.
 func unknownSubcommand(cmd *cobra.Command, name string) error {
 	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra sets it only on the root
+	}
 	if s := cmd.SuggestionsFor(name); len(s) > 0 {
 		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 	}
