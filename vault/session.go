@@ -30,6 +30,7 @@ type Session struct {
 	v          *Vault
 	p          Principal
 	tenant     events.TenantID
+	resource   string // Access.Resource
 	breakGlass string
 	cipher     Cipher
 	store      *projections.Store
@@ -107,7 +108,7 @@ func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, e
 		}
 		return nil, fmt.Errorf("session %s: %w", t, err)
 	}
-	s := &Session{v: v, p: p, tenant: t, cipher: c, store: st, release: release}
+	s := &Session{v: v, p: p, tenant: t, resource: a.Resource, cipher: c, store: st, release: release}
 	if p.admin {
 		s.breakGlass = breakGlass
 	}
@@ -180,6 +181,26 @@ func (s *Session) Quarantine(ctx context.Context, cursor string, limit int) ([]p
 		return len(out), err
 	})
 	return out, next, err
+}
+
+// Reject records that the session's request was refused for bad input
+// (err, an EINVALID such as a query parameter out of range) before any
+// data was read, and returns err: every request that reached a tenant's
+// session leaves an audit record, named by err's reason code (never by
+// the input).
+func (s *Session) Reject(ctx context.Context, action audit.Action, err error) error {
+	if !action.IsTenantData() {
+		return events.Errorf(events.EINTERNAL, "reject of action %.40q, which does not read tenant data", action)
+	}
+	rec := audit.Record{Principal: s.p.auditPrincipal(), Tenant: string(s.tenant), Action: action, Resource: s.resource,
+		Outcome: audit.OutcomeRejected, Reason: events.ErrorReason(err)}
+	if s.breakGlass != "" {
+		rec.Details = map[string]string{audit.DetailBreakGlass: s.breakGlass}
+	}
+	if aerr := s.v.record(ctx, rec); aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 // read runs fn with a cipher that records the key ids it decrypts with, and
