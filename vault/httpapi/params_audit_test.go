@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,15 +33,7 @@ func TestBadParamsAudited(t *testing.T) {
 			if resp.status != http.StatusBadRequest {
 				t.Fatalf("GET %s = %d, want 400", tc.path, resp.status)
 			}
-			f := audit.Filter{Limit: 10}
-			if n > 0 {
-				last := n - 1
-				f.After = &last
-			}
-			recs, err := api.audit.List(context.Background(), f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			recs := api.listSince(t, n)
 			var got []audit.Record
 			for _, r := range recs {
 				if r.Index >= n {
