@@ -39,6 +39,7 @@ const (
 	ReasonAttributeNotUTF8    = "attribute_not_utf8" // a binary-mode attribute (ce_* header) is not valid UTF-8
 	ReasonTopicCollision      = "topic_collision"    // the tenant's topic name collides with a topic on the broker ('.' and '_' read alike)
 	ReasonCursorInvalid       = "cursor_invalid"     // a list cursor (after=) that the vault did not hand out
+	ReasonParamInvalid        = "param_invalid"      // a query parameter out of its range or of the wrong type (limit=0, after=-1)
 	reasonInternalPlaceholder = "internal"
 )
 

@@ -75,6 +75,7 @@ type registry struct {
 type snapshot struct {
 	byID    map[events.TenantID]registryEntry
 	byToken map[[32]byte]events.TenantID
+	exist   int // entries not shredded
 }
 
 type registryFile struct {
@@ -109,6 +110,9 @@ func buildSnapshot(entries []registryEntry) snapshot {
 	s := snapshot{byID: make(map[events.TenantID]registryEntry, len(entries)), byToken: make(map[[32]byte]events.TenantID, len(entries))}
 	for _, e := range entries {
 		s.byID[e.ID] = e
+		if e.State != StateShredded {
+			s.exist++
+		}
 		var h [32]byte
 		if b, err := hex.DecodeString(e.TokenSHA256); err == nil && len(b) == 32 {
 			copy(h[:], b)
@@ -154,6 +158,9 @@ func (r *registry) ids() []events.TenantID {
 	}
 	return out
 }
+
+// existing counts the tenants that exist: active or being shredded.
+func (r *registry) existing() int { return r.current().exist }
 
 // put adds or replaces e, durably, before it becomes visible.
 func (r *registry) put(e registryEntry) error {

@@ -50,6 +50,10 @@ type Config struct {
 	AdminToken    string // required: the admin credential
 	MaxEventBytes int    // default events.DefaultMaxEventBytes
 	Partitions    int    // partitions of a new tenant topic; default 1
+	// MaxTenants bounds the tenants that exist at once (active or being
+	// shredded; a shredded tenant's tombstone does not count): a create
+	// past it is refused with ECONFLICT and audited. 0: no limit.
+	MaxTenants int
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
@@ -129,6 +133,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AggregateSources < 0 {
 		errs = append(errs, errors.New("vault: AggregateSources must not be negative"))
+	}
+	if c.MaxTenants < 0 {
+		errs = append(errs, errors.New("vault: MaxTenants must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -394,6 +401,10 @@ func (v *Vault) create(ctx context.Context, p Principal, id string, recreate boo
 		}
 	} else if recreate {
 		recreate = false // nothing to re-create: a plain create
+	}
+	if n := v.reg.existing(); v.cfg.MaxTenants > 0 && n >= v.cfg.MaxTenants {
+		return rejected("tenant limit reached", events.Errorf(events.ECONFLICT,
+			"tenant limit reached: the vault holds %d tenants, its limit (max tenants %d); shred one or raise the limit", n, v.cfg.MaxTenants))
 	}
 	info, token, keyID, err := v.createTenant(ctx, t, recreate)
 	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK}

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -22,6 +24,8 @@ import (
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/kafka"
+	"github.com/tenantvault/tenantvault/vault"
+	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
 
 const (
@@ -35,6 +39,11 @@ type cli struct {
 
 	// Global flags; empty means "not given": env() fills them in.
 	addr, token, dataDir, breakGlass, output string
+
+	// breakGlassHeader is the reason send states to the vault
+	// (httpapi.BreakGlassHeader), set by tenantCredential when
+	// --break-glass is given: the vault records it and flags the read.
+	breakGlassHeader string
 }
 
 func (c *cli) env(name, def string) string {
@@ -47,7 +56,9 @@ func (c *cli) env(name, def string) string {
 // Errors callers and tests branch on.
 var (
 	// errNeedTenantToken: a tenant-data command without a tenant token.
-	errNeedTenantToken = errors.New("this command reads a tenant's data: give the tenant's API token with --token or TENANTVAULT_TOKEN (the admin token is used here only with --break-glass REASON, and raises an admin_on_tenant_data alert)")
+	errNeedTenantToken = errors.New("this command reads a tenant's data: give the tenant's API token with --token or TENANTVAULT_TOKEN (the admin token is used here only with --break-glass REASON, which the vault records and alerts on as a break_glass read)")
+	// errBadBreakGlass: a --break-glass reason that cannot be sent.
+	errBadBreakGlass = fmt.Errorf("--break-glass REASON must be 1 to %d bytes of printable text (no control characters)", vault.MaxBreakGlassLen)
 	// errNeedTenant: a tenant-data command without --tenant.
 	errNeedTenant = errors.New("--tenant is required (or set TENANTVAULT_TENANT)")
 )
@@ -123,11 +134,18 @@ func (c *cli) adminToken() (string, error) {
 
 // tenantCredential is the token of tenant-data commands: --token /
 // TENANTVAULT_TOKEN; the admin token only with --break-glass REASON.
+// With --break-glass the reason goes to the vault with every request
+// (with --token too: the token may be an admin's), which records it in
+// the audit log and raises a break_glass alert.
 func (c *cli) tenantCredential() (string, error) {
+	reason := strings.TrimSpace(c.breakGlass)
+	if c.breakGlass != "" && !validBreakGlass(reason) {
+		return "", errBadBreakGlass
+	}
+	c.breakGlassHeader = reason
 	if t := c.tokenValue(); t != "" {
 		return t, nil
 	}
-	reason := strings.TrimSpace(c.breakGlass)
 	if reason == "" {
 		return "", errNeedTenantToken
 	}
@@ -135,8 +153,22 @@ func (c *cli) tenantCredential() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(c.stderr, "break-glass: reading tenant data with the admin token (reason: %s); the vault records it and raises an admin_on_tenant_data alert\n", reason)
+	fmt.Fprintf(c.stderr, "break-glass: reading tenant data with the admin token (reason: %s); the vault records the reason and raises a break_glass alert\n", reason)
 	return tok, nil
+}
+
+// validBreakGlass reports whether reason can travel in a header and the
+// vault takes it: printable, at most vault.MaxBreakGlassLen bytes.
+func validBreakGlass(reason string) bool {
+	if reason == "" || len(reason) > vault.MaxBreakGlassLen || !utf8.ValidString(reason) {
+		return false
+	}
+	for _, r := range reason {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // apiError is the API's error body.
@@ -166,6 +198,9 @@ func (c *cli) send(ctx context.Context, token, method, path string, body []byte)
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	if c.breakGlassHeader != "" {
+		req.Header.Set(httpapi.BreakGlassHeader, c.breakGlassHeader)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

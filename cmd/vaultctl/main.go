@@ -66,7 +66,7 @@ Global flags may be given anywhere on the command line.`,
 	pf.StringVar(&c.addr, "addr", "", "vaultd API base URL (TENANTVAULT_ADDR; default "+defaultAddr+"; no scheme: http://)")
 	pf.StringVar(&c.token, "token", "", "bearer token (TENANTVAULT_TOKEN; admin commands default to the admin token in <data-dir>/admin.token)")
 	pf.StringVar(&c.dataDir, "data-dir", "", "vaultd data directory, to find admin.token (TENANTVAULT_DATA_DIR; default "+defaultDataDir+")")
-	pf.StringVar(&c.breakGlass, "break-glass", "", "read tenant data with the admin token, for REASON (raises an admin_on_tenant_data alert)")
+	pf.StringVar(&c.breakGlass, "break-glass", "", "read tenant data with the admin token, for REASON (sent to the vault, recorded in the audit log, raises a break_glass alert)")
 	pf.StringVarP(&c.output, "output", "o", outputJSON, "output format of API answers: json (the server's bytes, indented), yaml or table")
 
 	tenant := group("tenant", "Create, list, shred tenants; rotate their Kafka credential (admin)")
@@ -115,6 +115,9 @@ func subcommands(cmd *cobra.Command) string {
 // did-you-mean suggestions.
 func unknownSubcommand(cmd *cobra.Command, name string) error {
 	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra sets it only on the root
+	}
 	if s := cmd.SuggestionsFor(name); len(s) > 0 {
 		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
 	}

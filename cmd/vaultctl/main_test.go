@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +187,65 @@ func TestKafkaCredentialRotate(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "sasl.username=tenant-rota") || !strings.Contains(errb.String(), "sasl.password=tvk_") || out.Len() != 0 {
 		t.Fatalf("rotate without --kafka-config: stdout %q, stderr %q", out.String(), errb.String())
+	}
+}
+
+// TestBreakGlassReachesTheVault: vaultctl sends the --break-glass reason
+// to vaultd, which serves the admin's read, records the reason in the
+// read's audit record and flags it break_glass (not admin_on_tenant_data);
+// a reason that cannot travel in a header is refused before any request.
+func TestBreakGlassReachesTheVault(t *testing.T) {
+	dir := t.TempDir()
+	env := startVault(t, dir)
+	c := ctl{t, env}
+	kafkaConfig := filepath.Join(t.TempDir(), "acme.kafka")
+	token := strings.TrimSpace(c.must("tenant", "create", "acme", "--kafka-config", kafkaConfig))
+	env["TENANTVAULT_KAFKA_CONFIG"] = kafkaConfig
+	c.must("publish", "--tenant", "acme", "--stream", "order-1", "--type", "order.placed", "--data", `{"total":12}`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		env["TENANTVAULT_TOKEN"] = token
+		_, err := c.run("get", "--tenant", "acme", "order-1")
+		delete(env, "TENANTVAULT_TOKEN")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order-1 not readable after 20s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if _, err := c.run("get", "--tenant", "acme", "order-1", "--break-glass", "line one\nline two"); !errors.Is(err, errBadBreakGlass) {
+		t.Fatalf("get --break-glass with a newline = %v, want %v", err, errBadBreakGlass)
+	}
+	out := c.must("get", "--tenant", "acme", "order-1", "--break-glass", "INC-42 customer asked")
+	if !strings.Contains(out, `"total": 12`) {
+		t.Fatalf("break-glass get = %s", out)
+	}
+	var got struct {
+		Records []struct {
+			Action    string            `json:"action"`
+			Principal string            `json:"principal"`
+			Flagged   bool              `json:"flagged"`
+			Reason    string            `json:"reason"`
+			Details   map[string]string `json:"details"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(c.must("audit", "--tenant", "acme", "--action", "stream.read")), &got); err != nil {
+		t.Fatal(err)
+	}
+	var seen bool
+	for _, r := range got.Records {
+		if r.Principal != "admin" {
+			continue
+		}
+		seen = true
+		if !r.Flagged || !strings.HasPrefix(r.Reason, "break-glass") || r.Details["break_glass"] != "INC-42 customer asked" {
+			t.Errorf("admin read record = %+v, want flagged break_glass with the reason", r)
+		}
+	}
+	if !seen {
+		t.Fatalf("no admin stream.read record in %+v", got.Records)
 	}
 }

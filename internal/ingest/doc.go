@@ -13,6 +13,11 @@
 // handed to the vault; its offset is committed like a record's. Remove
 // stops consuming a topic (a tenant being shredded) before it is deleted.
 //
+// RoundRunner.Health (vaultd's /readyz) fails while a partition keeps
+// failing, or lags behind its end with its committed offset unmoved, for
+// StuckAfter; the lag (RoundsConfig.Lag, measured every LagInterval) is
+// read back with RoundRunner.Lag. Both name topics and partitions only.
+//
 // It never decodes, decrypts or stores anything itself, and never logs a
 // message's payload or key. Of ours it imports only events, vault and
 // internal/kafka, and of third parties only watermill (message types, an

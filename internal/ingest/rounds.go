@@ -38,6 +38,12 @@ type ManyDeleter interface {
 	DeleteRecordsMany(ctx context.Context, before map[string]map[int]int64, ids map[string]string) error
 }
 
+// LagReader reads how far the consumer group is behind every tenant
+// partition. kafka.Admin's GroupLag, bound to the group, is one.
+type LagReader interface {
+	Lag(ctx context.Context) ([]kafka.PartitionLag, error)
+}
+
 // RoundsConfig configures a RoundRunner.
 type RoundsConfig struct {
 	Consumer RoundConsumer // required
@@ -59,10 +65,17 @@ type RoundsConfig struct {
 	// PauseFor is how long a partition whose batch kept failing is paused;
 	// default 5s. Other partitions go on meanwhile.
 	PauseFor time.Duration
-	// StuckAfter is how long a partition may keep failing before Health
-	// reports ingest unhealthy (vaultd's /readyz); default 1m.
+	// StuckAfter is how long a partition may keep failing, or lag behind
+	// its end without its committed offset moving, before Health reports
+	// ingest unhealthy (vaultd's /readyz); default 1m.
 	StuckAfter time.Duration
-	Logger     *slog.Logger
+	// Lag reads the group's lag every LagInterval (default 10s); nil: the
+	// lag is not watched.
+	Lag         LagReader
+	LagInterval time.Duration
+	Logger      *slog.Logger
+	// Now is the clock of StuckAfter; default time.Now.
+	Now func() time.Time
 	// ObserveBatch, when set, is told how long each batch the vault
 	// applied took, retries included (a latency histogram).
 	ObserveBatch func(time.Duration)
@@ -81,6 +94,12 @@ func (c *RoundsConfig) setDefaults() {
 	if c.StuckAfter == 0 {
 		c.StuckAfter = time.Minute
 	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,8 +117,8 @@ func (c *RoundsConfig) Validate() error {
 	if !c.KeepIngress && c.Deleter == nil {
 		errs = append(errs, errors.New("ingest: Deleter is required unless KeepIngress"))
 	}
-	if c.Parallel < 0 || c.Retries < 0 || c.PauseFor < 0 {
-		errs = append(errs, errors.New("ingest: Parallel, Retries and PauseFor must not be negative"))
+	if c.Parallel < 0 || c.Retries < 0 || c.PauseFor < 0 || c.StuckAfter < 0 || c.LagInterval < 0 {
+		errs = append(errs, errors.New("ingest: Parallel, Retries, PauseFor, StuckAfter and LagInterval must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -132,6 +151,24 @@ type RoundRunner struct {
 	fails   map[string]int           // failed deletions of a topic's pending offsets in a row
 	wake    chan struct{}            // pending has news
 	stats   RoundStats
+	lag     LagReport
+	stalled map[tp]lagSeen // partitions behind their end: their committed offset, unchanged since
+}
+
+// lagSeen is a lagging partition's committed offset and since when it
+// has not moved.
+type lagSeen struct {
+	committed int64
+	since     time.Time
+}
+
+// LagReport is the consumer group's lag as last measured.
+type LagReport struct {
+	At    time.Time // when it was measured; zero: not yet (or no LagReader)
+	Err   error     // the last measurement's error; the figures are those of the one before
+	Total int64     // records behind, over every tenant partition
+	// Lagging are the partitions behind their end, by topic and partition.
+	Lagging []kafka.PartitionLag
 }
 
 type tp struct {
@@ -153,28 +190,121 @@ func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
 	return &RoundRunner{
 		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
 		pending: make(map[string]map[int]int64), pendIDs: make(map[string]string), fails: make(map[string]int), wake: make(chan struct{}, 1),
+		stalled: make(map[tp]lagSeen),
 	}, nil
 }
 
 // Health reports whether ingest makes progress: an error naming the
-// partitions whose batches have kept failing for StuckAfter or longer.
+// partitions whose batches have kept failing for StuckAfter or longer,
+// and those that have lagged behind their end with their committed offset
+// unmoved for StuckAfter or longer (with a LagReader), or that the lag
+// could not be measured for that long. It names topics and partitions,
+// never records.
 func (r *RoundRunner) Health() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now()
 	var stuck []string
 	for k, since := range r.failing {
 		if _, removed := r.removed[k.topic]; removed {
 			continue
 		}
-		if d := time.Since(since); d >= r.cfg.StuckAfter {
+		if d := now.Sub(since); d >= r.cfg.StuckAfter {
 			stuck = append(stuck, fmt.Sprintf("%s/%d (failing for %s)", k.topic, k.partition, d.Round(time.Second)))
 		}
+	}
+	lags := make(map[tp]int64, len(r.lag.Lagging))
+	for _, l := range r.lag.Lagging {
+		lags[tp{l.Topic, l.Partition}] = l.Lag
+	}
+	for k, seen := range r.stalled {
+		if _, removed := r.removed[k.topic]; removed {
+			continue
+		}
+		if d := now.Sub(seen.since); d >= r.cfg.StuckAfter {
+			stuck = append(stuck, fmt.Sprintf("%s/%d (%d records behind, no progress for %s)", k.topic, k.partition, lags[k], d.Round(time.Second)))
+		}
+	}
+	if r.lag.Err != nil && r.cfg.Lag != nil && (r.lag.At.IsZero() || now.Sub(r.lag.At) >= r.cfg.StuckAfter) {
+		// Unknown for too long: ingest may be stalled unseen.
+		stuck = append(stuck, fmt.Sprintf("lag not measured since %s: %v", r.lag.At.Format(time.RFC3339), r.lag.Err))
 	}
 	if len(stuck) == 0 {
 		return nil
 	}
 	slices.Sort(stuck)
 	return fmt.Errorf("ingest stuck: %s", strings.Join(stuck, ", "))
+}
+
+// Lag returns the consumer group's lag as last measured (every
+// LagInterval).
+func (r *RoundRunner) Lag() LagReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.lag
+	l.Lagging = slices.Clone(l.Lagging)
+	return l
+}
+
+// lagLoop measures the lag every LagInterval.
+func (r *RoundRunner) lagLoop(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.LagInterval)
+	defer tick.Stop()
+	for {
+		r.measureLag(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// measureLag reads the lag and notes, for each lagging partition, since
+// when its committed offset has not moved.
+func (r *RoundRunner) measureLag(ctx context.Context) {
+	mctx, cancel := context.WithTimeout(ctx, max(r.cfg.LagInterval, 5*time.Second))
+	lags, err := r.cfg.Lag.Lag(mctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.cfg.Now()
+	if err != nil {
+		if r.lag.Err == nil {
+			r.cfg.Logger.Warn("measure ingest lag", "err", err)
+		}
+		if r.lag.Err == nil && r.lag.At.IsZero() {
+			r.lag.At = now // the clock of "not measured since" starts at the first try
+		}
+		r.lag.Err = err
+		return
+	}
+	report := LagReport{At: now}
+	seen := make(map[tp]bool)
+	for _, l := range lags {
+		if l.Lag <= 0 {
+			continue
+		}
+		if _, removed := r.removed[l.Topic]; removed {
+			continue
+		}
+		k := tp{l.Topic, l.Partition}
+		seen[k] = true
+		report.Total += l.Lag
+		report.Lagging = append(report.Lagging, l)
+		if prev, ok := r.stalled[k]; !ok || prev.committed != l.Committed {
+			r.stalled[k] = lagSeen{committed: l.Committed, since: now} // new, or progress
+		}
+	}
+	for k := range r.stalled {
+		if !seen[k] {
+			delete(r.stalled, k) // caught up
+		}
+	}
+	r.lag = report
 }
 
 // Stats returns the runner's counters.
@@ -236,6 +366,9 @@ func (r *RoundRunner) Run(ctx context.Context) error {
 		g.Go(func() error { r.deleteLoop(gctx); return nil })
 	}
 	g.Go(func() error { r.resumeLoop(gctx); return nil })
+	if r.cfg.Lag != nil {
+		g.Go(func() error { r.lagLoop(gctx); return nil })
+	}
 	g.Go(func() error {
 		for {
 			batches, err := r.cfg.Consumer.Poll(gctx)
@@ -366,7 +499,7 @@ func (r *RoundRunner) noteFailing(k tp, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.failing[k]; err != nil && !ok {
-		r.failing[k] = time.Now()
+		r.failing[k] = r.cfg.Now()
 	} else if err == nil {
 		delete(r.failing, k)
 	}

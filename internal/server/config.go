@@ -68,6 +68,9 @@ type Config struct {
 	// MaxOpenStores bounds the tenant stores held open (LRU).
 	// Each open store costs ~5 MiB of heap; idle tenants cost nothing.
 	MaxOpenStores int
+	// MaxTenants bounds the tenants that exist at once (vault.Config.MaxTenants):
+	// a create past it answers 409 and is audited.
+	MaxTenants int
 
 	// KafkaAuth is "scram": the embedded broker authenticates
 	// every client (SASL/SCRAM) and authorizes every request by ACLs, and
@@ -99,6 +102,15 @@ type Config struct {
 	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
 	// the earlier design, kept for comparison.
 	IngestConsumer string
+	// IngestStallAfter is how long a tenant partition may lag behind its
+	// end with no progress (its committed offset unmoved), or keep failing,
+	// before /readyz fails naming it (--ingest-consumer=kgo; the lag is
+	// measured every IngestLagInterval).
+	IngestStallAfter time.Duration
+	// IngestLagInterval is how often the ingest group's lag is measured
+	// (three Kafka requests: /readyz and tenantvault_consumer_lag_records
+	// read the last measurement); default 10s.
+	IngestLagInterval time.Duration
 
 	// CheckpointTopic is the Kafka topic (on the same brokers) every signed
 	// audit checkpoint is published to, with the witnesses' cosignatures;
@@ -164,11 +176,14 @@ func DefaultConfig() Config {
 		IngressRetention:       "delete",
 		KeyCacheTTL:            5 * time.Minute,
 		MaxOpenStores:          128,
+		MaxTenants:             10000,
 		AuditAggregateInterval: vault.DefaultAggregateInterval,
 		AuthFailureLimit:       httpapi.DefaultAuthFailureLimit,
 		KafkaAuth:              "scram",
 		KafkaSASLMechanism:     "SCRAM-SHA-256",
 		IngestConsumer:         "kgo",
+		IngestStallAfter:       time.Minute,
+		IngestLagInterval:      10 * time.Second,
 		CheckpointTopic:        "vault.checkpoints",
 	}
 }
@@ -238,8 +253,17 @@ func (c *Config) Validate() error {
 	if c.MaxOpenStores < 1 {
 		errs = append(errs, errors.New("--max-open-stores must be at least 1"))
 	}
+	if c.MaxTenants < 1 {
+		errs = append(errs, errors.New("--max-tenants must be at least 1"))
+	}
 	if c.Partitions < 1 {
 		errs = append(errs, errors.New("--partitions must be at least 1"))
+	}
+	if c.IngestStallAfter <= 0 {
+		errs = append(errs, errors.New("--ingest-stall-after must be positive"))
+	}
+	if c.IngestLagInterval <= 0 {
+		errs = append(errs, errors.New("--ingest-lag-interval must be positive"))
 	}
 	if c.IngestConsumer != "kgo" && c.IngestConsumer != "kafka-go" {
 		errs = append(errs, fmt.Errorf("--ingest-consumer %q: want kgo or kafka-go", c.IngestConsumer))
@@ -324,6 +348,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.Int(&c.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest accepted event, in bytes")
 	f.String(&c.ConsumerGroup, "consumer-group", d.ConsumerGroup, "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic")
 	f.String(&c.IngestConsumer, "ingest-consumer", d.IngestConsumer, "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison)")
+	f.Duration(&c.IngestStallAfter, "ingest-stall-after", d.IngestStallAfter, "how long a tenant partition may lag with no progress, or keep failing, before /readyz fails naming it (kgo ingest; lag measured every --ingest-lag-interval)")
+	f.Duration(&c.IngestLagInterval, "ingest-lag-interval", d.IngestLagInterval, "how often the ingest group's lag is measured, for /readyz and tenantvault_consumer_lag_records (kgo ingest)")
 	f.Int(&c.Partitions, "partitions", d.Partitions, "partitions of each new tenant topic")
 	f.String(&c.AlertWebhook, "alert-webhook", d.AlertWebhook, "URL that receives each boundary-violation alert as a JSON POST")
 	f.String(&c.AlertTopic, "alert-topic", d.AlertTopic, "Kafka topic of boundary-violation alerts; - disables")
@@ -333,6 +359,7 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.Duration(&c.AuditAggregateInterval, "audit-aggregate-interval", d.AuditAggregateInterval, "window over which audit records of failed authentications and of records on unknown tenants' topics are aggregated per source (client IP, topic); negative: one record each")
 	f.Int(&c.AuthFailureLimit, "auth-failure-limit", d.AuthFailureLimit, "failed authentications one client IP may have per --audit-aggregate-interval before it is answered 429; negative: no limit")
 	f.Int(&c.MaxOpenStores, "max-open-stores", d.MaxOpenStores, "tenant stores held open at once, least recently used closed first")
+	f.Int(&c.MaxTenants, "max-tenants", d.MaxTenants, "tenants that may exist at once (shredded ones do not count); a create past it answers 409")
 	f.String(&c.KafkaAuth, "kafka-auth", d.KafkaAuth, "embedded broker: scram (authenticate every client, ACLs, a producer principal per tenant) or none (anyone may read any tenant's topic: closed development machines only)")
 	f.String(&c.KafkaSASLUser, "kafka-sasl-user", d.KafkaSASLUser, "the vault's own Kafka principal (SCRAM user); with --brokers, empty is anonymous; embedded default "+DefaultEmbeddedSASLUser)
 	f.String(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", d.KafkaSASLPasswordFile, "file holding the vault principal's password; embedded default "+DefaultKafkaPasswordFile(dataDirPlaceholder)+", created on first start")

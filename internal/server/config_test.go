@@ -31,6 +31,9 @@ func defaultConfig() Config {
 
 		AuditAggregateInterval: 10 * time.Second,
 		AuthFailureLimit:       100,
+		MaxTenants:             10000,
+		IngestStallAfter:       time.Minute,
+		IngestLagInterval:      10 * time.Second,
 
 		KafkaSASLMechanism: "SCRAM-SHA-256",
 	}

@@ -189,6 +189,9 @@ func (s *Server) registerMetrics() {
 			return out
 		})
 	}
+	if l, ok := s.runner.(lagReporter); ok {
+		s.registerLag(m, l)
+	}
 	m.GaugeFunc("open_stores", "Tenant stores open (at most --max-open-stores).", func() float64 { return float64(s.stores.OpenCount()) })
 	m.GaugeFunc("tenants", "Tenants in the registry (active and shredded).", func() float64 { return float64(len(s.vault.Tenants())) })
 }
@@ -215,6 +218,43 @@ func openEmbedder(cfg *Config) (vault.Embedder, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// lagReporter is a runner that measures its group's lag (the rounds
+// consumer; the kafka-go one does not).
+type lagReporter interface{ Lag() ingest.LagReport }
+
+// registerLag registers the ingest group's lag: per tenant (every active
+// tenant has a series, 0 when caught up, so the label set is bounded by
+// the registry), in total, and when it was last measured.
+func (s *Server) registerLag(m *metrics.Registry, l lagReporter) {
+	m.GaugeVecFunc("consumer_lag_records", "Records on a tenant's ingress topic that the vault has not committed yet, as last measured (every --ingest-lag-interval).",
+		[]string{"tenant"}, func() []metrics.Sample { return lagSamples(l.Lag(), s.vault.Tenants(), s.vault.Exists) })
+	m.GaugeFunc("consumer_lag_measured_timestamp_seconds", "When the ingest group's lag was last measured (Unix seconds; 0: not yet).", func() float64 {
+		at := l.Lag().At
+		if at.IsZero() {
+			return 0
+		}
+		return float64(at.UnixNano()) / 1e9
+	})
+}
+
+// lagSamples are the per-tenant lag series of report: one per tenant
+// that exists, its partitions' lag added up (0 when none lags).
+func lagSamples(report ingest.LagReport, tenants []events.TenantID, exists func(string) bool) []metrics.Sample {
+	behind := make(map[events.TenantID]int64)
+	for _, p := range report.Lagging {
+		if t, err := events.TenantFromTopic(p.Topic); err == nil {
+			behind[t] += p.Lag
+		}
+	}
+	var out []metrics.Sample
+	for _, t := range tenants {
+		if exists(string(t)) {
+			out = append(out, metrics.Sample{Labels: []string{string(t)}, Value: float64(behind[t])})
+		}
+	}
+	return out
 }
 
 // readMetricsToken reads --metrics-token-file ("" when not set).
@@ -340,6 +380,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 			return audit.SignReceipt(body, signer)
 		},
 		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
+		MaxTenants:        cfg.MaxTenants,
 		AggregateInterval: cfg.AuditAggregateInterval,
 		Embedder:          embedder,
 		OnIngested: func(t events.TenantID, applied, quarantined int) {
@@ -484,6 +525,15 @@ func (s *Server) Alerts() *alerts.Dispatcher { return s.alerts }
 // HTTPAddr is the address the API listens on.
 func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
 
+// MetricsAddr is the address of the --metrics-addr listener ("" when
+// there is none).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
+
 // Brokers are the Kafka bootstrap addresses in use.
 func (s *Server) Brokers() []string { return s.brokers }
 
@@ -555,9 +605,22 @@ func (s *Server) openIngest() error {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
-			ObserveBatch: s.metrics.ObserveBatch})
+			StuckAfter: cfg.IngestStallAfter, LagInterval: cfg.IngestLagInterval, Lag: groupLag{s.admin, cfg.ConsumerGroup}, ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	}
+}
+
+// groupLag is the ingest group's lag on the tenant topics.
+type groupLag struct {
+	admin *kafka.Admin
+	group string
+}
+
+func (g groupLag) Lag(ctx context.Context) ([]kafka.PartitionLag, error) {
+	return g.admin.GroupLag(ctx, g.group, func(topic string) bool {
+		_, err := events.TenantFromTopic(topic)
+		return err == nil
+	})
 }
 
 // ingress is the Kafka side of a shred: the runner stops consuming the
@@ -583,4 +646,5 @@ var (
 	_ ingest.RoundConsumer = (*kafka.Consumer)(nil)
 	_ runner               = (*ingest.Runner)(nil)
 	_ runner               = (*ingest.RoundRunner)(nil)
+	_ ingest.LagReader     = groupLag{}
 )

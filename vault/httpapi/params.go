@@ -105,6 +105,6 @@ func (p *params) Time(name string) time.Time {
 // fail keeps the first bad parameter: name, and what it must be.
 func (p *params) fail(name, want string) {
 	if p.err == nil {
-		p.err = events.Errorf(events.EINVALID, "query parameter %s must be %s", name, want)
+		p.err = events.Reasonf(events.EINVALID, events.ReasonParamInvalid, "query parameter %s must be %s", name, want)
 	}
 }

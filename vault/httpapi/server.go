@@ -388,7 +388,7 @@ func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
 	q := queryParams(r)
 	cursor, limit := q.String("cursor"), q.Limit()
 	if err := q.Err(); err != nil {
-		h.fail(w, r, err)
+		h.fail(w, r, s.Reject(r.Context(), audit.ActionStreamList, "streams", err))
 		return
 	}
 	list, next, err := s.Streams(r.Context(), cursor, limit)
@@ -442,7 +442,7 @@ func (h *Handler) getEvents(w http.ResponseWriter, r *http.Request) {
 	q := queryParams(r)
 	limit, after := q.Limit(), q.Uint("after", 0)
 	if err := q.Err(); err != nil {
-		h.fail(w, r, err)
+		h.fail(w, r, s.Reject(r.Context(), audit.ActionEventsRead, "streams", err))
 		return
 	}
 	evs, err := s.History(r.Context(), r.PathValue("stream"), after, limit)
@@ -477,7 +477,7 @@ func (h *Handler) getQuarantine(w http.ResponseWriter, r *http.Request) {
 	q := queryParams(r)
 	cursor, limit := q.String("cursor"), q.Limit()
 	if err := q.Err(); err != nil {
-		h.fail(w, r, err)
+		h.fail(w, r, s.Reject(r.Context(), audit.ActionQuarantineRead, "quarantine", err))
 		return
 	}
 	list, next, err := s.Quarantine(r.Context(), cursor, limit)
