@@ -39,6 +39,7 @@ const (
 	ReasonAttributeNotUTF8    = "attribute_not_utf8" // a binary-mode attribute (ce_* header) is not valid UTF-8
 	ReasonTopicCollision      = "topic_collision"    // the tenant's topic name collides with a topic on the broker ('.' and '_' read alike)
 	ReasonCursorInvalid       = "cursor_invalid"     // a list cursor (after=) that the vault did not hand out
+	ReasonTenantMoved         = "moved"              // the tenant moved to another vault (a 410, or records of its topic skipped here)
 	reasonInternalPlaceholder = "internal"
 )
 

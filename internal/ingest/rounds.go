@@ -228,6 +228,41 @@ func (r *RoundRunner) Remove(ctx context.Context, topic string) error {
 	return nil
 }
 
+// Holder is an Ingester that says which topics' records it seals once
+// applied, and so may delete from the broker: not those of a tenant it
+// does not hold (unknown here, moved away, frozen by an export), which
+// another vault on the same brokers may still have to read. vault.Vault
+// is one.
+type Holder interface {
+	Holds(topic string) bool
+}
+
+// Seek makes topic's consumption start after the given last applied
+// offsets (partition → offset; partitions 0 to partitions-1 not named
+// start at 0): a tenant imported from another vault resumes where the
+// source stopped, whatever this vault's group had committed for it. The
+// positions are committed at once, so a restart resumes there too.
+func (r *RoundRunner) Seek(ctx context.Context, topic string, last map[int]int64, partitions int) error {
+	r.round.Lock()
+	defer r.round.Unlock()
+	ps := kafka.Positions{}
+	for p := 0; p < partitions; p++ {
+		ps.Set(topic, int32(p), kafka.Position{Offset: 0, LeaderEpoch: -1})
+	}
+	for p, off := range last {
+		ps.Set(topic, int32(p), kafka.Position{Offset: off + 1, LeaderEpoch: -1})
+	}
+	r.mu.Lock()
+	delete(r.removed, topic)
+	r.mu.Unlock()
+	r.cfg.Consumer.Refresh()
+	if err := r.cfg.Consumer.Commit(ctx, ps); err != nil {
+		return fmt.Errorf("seek %s: %w", topic, err)
+	}
+	r.cfg.Consumer.Rewind(ps)
+	return nil
+}
+
 // Run consumes until ctx ends. The round in flight when it does is
 // finished (applied and committed) first.
 func (r *RoundRunner) Run(ctx context.Context) error {
@@ -393,6 +428,9 @@ func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 	for topic, parts := range applied {
 		if _, ok := r.removed[topic]; ok {
 			continue
+		}
+		if h, ok := r.cfg.Vault.(Holder); ok && !h.Holds(topic) {
+			continue // skipped, not sealed: its owner may be another vault
 		}
 		id := r.topicIDLocked(topic, parts)
 		if prev, ok := r.pendIDs[topic]; ok && prev != id {
