@@ -56,6 +56,14 @@ type IngressResumer interface {
 	Resume(ctx context.Context, t events.TenantID) error
 }
 
+// IngressHolder is an Ingress that can hold a tenant's topic — apply
+// nothing of it — until OnTenantImported starts it at the bundle's
+// offsets: records fetched before would otherwise be applied first, and
+// the earlier ones then skipped as redeliveries.
+type IngressHolder interface {
+	Hold(ctx context.Context, t events.TenantID) error
+}
+
 // ImportKey returns this vault's public HPKE import key (no credential
 // needed: it is public).
 func (v *Vault) ImportKey() (publicKeyset []byte, fingerprint string, err error) {
@@ -470,6 +478,11 @@ func (v *Vault) importBundle(ctx context.Context, body io.Reader, sourceKey stri
 	// 4. Keys, then the registry: the tenant exists from here.
 	if _, err := v.cfg.Mover.Install(imp); err != nil {
 		return ImportResult{}, errors.Join(err, v.undoImport(t, false))
+	}
+	if h, ok := v.cfg.Ingress.(IngressHolder); ok {
+		if err := h.Hold(ctx, t); err != nil {
+			return ImportResult{}, errors.Join(err, v.undoImport(t, true))
+		}
 	}
 	e := registryEntry{ID: t, Created: b.Header.Created, TokenSHA256: b.Header.TokenSHA256, TopicID: b.Header.TopicID, KafkaUser: b.Header.KafkaUser}
 	if err := v.reg.put(e); err != nil {

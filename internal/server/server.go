@@ -554,9 +554,19 @@ func (i ingress) Resume(_ context.Context, t events.TenantID) error {
 	return nil
 }
 
-// seeker is a runner that can start a topic at given offsets.
+// seeker is a runner that can hold a topic and start it at given offsets.
 type seeker interface {
+	Hold(ctx context.Context, topic string) error
 	Seek(ctx context.Context, topic string, last map[int]int64, partitions int) error
+}
+
+// Hold keeps an imported tenant's topic from being applied until
+// tenantImported seeks it to the bundle's offsets.
+func (i ingress) Hold(ctx context.Context, t events.TenantID) error {
+	if sk, ok := i.s.runner.(seeker); ok {
+		return sk.Hold(ctx, events.TopicFor(t))
+	}
+	return nil
 }
 
 // tenantImported consumes an imported tenant's topic from its bundle's
@@ -591,6 +601,7 @@ func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
 var (
 	_ vault.Ingress        = ingress{}
 	_ vault.IngressResumer = ingress{}
+	_ vault.IngressHolder  = ingress{}
 	_ seeker               = (*ingest.RoundRunner)(nil)
 	_ vault.Topics         = (*kafka.Admin)(nil)
 	_ ingest.Subscriber    = (*kafka.Subscriber)(nil)
