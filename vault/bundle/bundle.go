@@ -161,12 +161,14 @@ func (t *recordsTree) add(payload []byte) {
 	_ = t.r.Append(rfc6962.DefaultHasher.HashLeaf(payload), nil) // cannot fail on an empty-begin range
 }
 
-func (t *recordsTree) root() string {
+func (t *recordsTree) root() string { return hex.EncodeToString(t.rootBytes()) }
+
+func (t *recordsTree) rootBytes() []byte {
 	if t.r.End() == 0 {
-		return hex.EncodeToString(rfc6962.DefaultHasher.EmptyRoot())
+		return rfc6962.DefaultHasher.EmptyRoot()
 	}
 	h, _ := t.r.GetRootHash(nil)
-	return hex.EncodeToString(h)
+	return h
 }
 
 // signatureText is the text the S frame signs.
