@@ -314,10 +314,10 @@ func (v *Vault) ingestTenant(topic string) (events.TenantID, registryEntry, stri
 }
 
 // Holds reports whether the records of topic are this vault's to delete
-// once applied: those of a live tenant that is not being moved, and of a
-// shredded one. Records of any other topic — an unknown tenant's (another
-// vault on the same brokers may hold it), a moved or frozen one's — are
-// skipped but must stay on the broker for their owner.
+// once applied: those of a live tenant that is not being moved, of a
+// shredded one, and of an unknown one unless Config.KeepUnknownIngress
+// (another vault on the same brokers may hold it). Records of a moved or
+// frozen tenant are skipped but stay on the broker for the destination.
 func (v *Vault) Holds(topic string) bool {
 	t, err := events.TenantFromTopic(topic)
 	if err != nil {
@@ -325,7 +325,9 @@ func (v *Vault) Holds(topic string) bool {
 	}
 	e, ok := v.reg.get(t)
 	switch {
-	case !ok, e.State == StateMoved, e.Exported != nil:
+	case !ok:
+		return !v.cfg.KeepUnknownIngress
+	case e.State == StateMoved, e.Exported != nil:
 		return false
 	}
 	return true

@@ -76,6 +76,12 @@ type Config struct {
 	// it, new sources share the windows of audit.SourceOverflow. Default
 	// DefaultAggregateSources (1024).
 	AggregateSources int
+	// KeepUnknownIngress keeps on the brokers the records of topics of
+	// tenants this vault does not have (skipped and audited): on brokers
+	// shared with other vaults they may be another vault's, or a tenant's
+	// being moved here. Default false: they are deleted, none stays in
+	// plaintext.
+	KeepUnknownIngress bool
 	// Mover moves tenants' keys between vaults (export, import); nil:
 	// export and import answer EUNAVAILABLE.
 	Mover KeyMover

@@ -310,7 +310,11 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		SignReceipt: func(body []byte) ([]byte, error) {
 			return audit.SignReceipt(body, signer)
 		},
-		Mover: keyMover{s.keystore},
+		// An external cluster may be shared with other vaults (a tenant
+		// moved here resumes from records this vault skipped before the
+		// import); the embedded broker is this vault's alone.
+		KeepUnknownIngress: len(cfg.Brokers) > 0,
+		Mover:              keyMover{s.keystore},
 		SignNote: func(text string) ([]byte, error) {
 			return note.Sign(&note.Note{Text: text}, signer)
 		},
