@@ -186,6 +186,7 @@ type Log struct {
 	tree     tree          // guarded by mu, like idx
 	verifier note.Verifier // of Options.VerifierKey; nil without one
 	cps      *checkpointStore
+	cpMu     sync.Mutex    // serialises checkpoint: Open, the checkpointer, CheckpointNow, Close
 	cpStop   chan struct{} // closed by Close to stop the checkpointer; nil without a Signer
 	cpDone   chan struct{}
 }

@@ -141,8 +141,10 @@ func (l *Log) runCheckpointer() {
 
 // checkpoint signs and persists a checkpoint of every durable record,
 // unless the latest one already covers them. Only one goroutine calls it at
-// a time: Open, then the checkpointer, then Close.
+// a time (cpMu): Open, the checkpointer, CheckpointNow, Close.
 func (l *Log) checkpoint() error {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
 	l.mu.RLock()
 	size := l.tree.size
 	if last := l.cps.latest(); last != nil && last.cp.Size == size {
@@ -167,6 +169,20 @@ func (l *Log) checkpoint() error {
 		l.opts.OnCheckpoint(append([]byte(nil), signed...), c)
 	}
 	return nil
+}
+
+// CheckpointNow signs a checkpoint of every durable record at once
+// (unless the latest covers them all) and returns it, as Checkpoint does:
+// for an export whose proofs must cover the records just written. It
+// returns ErrNoCheckpoint without a Signer.
+func (l *Log) CheckpointNow() (signedNote []byte, size uint64, root [HashSize]byte, err error) {
+	if l.opts.Signer == nil {
+		return nil, 0, root, ErrNoCheckpoint
+	}
+	if err := l.checkpoint(); err != nil {
+		return nil, 0, root, err
+	}
+	return l.Checkpoint()
 }
 
 // BadProofError reports a Merkle proof that does not verify: the record is

@@ -108,6 +108,13 @@ const (
 	ActionTenantCreate = Action("tenant.create")
 	ActionTenantList   = Action("tenant.list")
 	ActionTenantShred  = Action("tenant.shred")
+	// ActionTenantExport writes a tenant's bundle (vaultctl tenant export);
+	// ActionTenantImport reads one into another vault; ActionTenantMoved
+	// ends the tenant on the source once the import is done (its keys
+	// destroyed, its store removed, the destination recorded).
+	ActionTenantExport = Action("tenant.export")
+	ActionTenantImport = Action("tenant.import")
+	ActionTenantMoved  = Action("tenant.moved")
 	// ActionTopicCheck is the start-up check of a tenant topic's identity.
 	ActionTopicCheck = Action("tenant.topic_check")
 	// ActionKafkaCredentialRotate replaces a tenant's producer credential.

@@ -40,6 +40,7 @@ const (
 	ReasonTopicCollision      = "topic_collision"    // the tenant's topic name collides with a topic on the broker ('.' and '_' read alike)
 	ReasonCursorInvalid       = "cursor_invalid"     // a list cursor (after=) that the vault did not hand out
 	ReasonParamInvalid        = "param_invalid"      // a query parameter out of its range or of the wrong type (limit=0, after=-1)
+	ReasonTenantMoved         = "moved"              // the tenant moved to another vault (a 410, or records of its topic skipped here)
 	reasonInternalPlaceholder = "internal"
 )
 

@@ -163,6 +163,14 @@ func (r *rotation) stage(ctx context.Context, st *ksState) ([]string, error) {
 			return nil, err
 		}
 	}
+	if ok, err := r.ks.stageImportKey(r.nm, r.staging); err != nil {
+		return nil, fmt.Errorf("rotate master key: %w", err)
+	} else if ok {
+		names = append(names, importKeyFile)
+		if err := r.hook(stepStaged + importKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.ks.writeCheck(r.staging, r.nm); err != nil {
 		return nil, fmt.Errorf("rotate master key: %w", err)
 	}

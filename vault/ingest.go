@@ -308,10 +308,32 @@ func (v *Vault) ingestTenant(topic string) (events.TenantID, registryEntry, stri
 	switch {
 	case !ok:
 		return t, e, events.ReasonTenantUnknown
+	case e.State == StateMoved:
+		return t, e, events.ReasonTenantMoved
 	case !e.active():
 		return t, e, events.ReasonTenantShredded
 	}
 	return t, e, ""
+}
+
+// Holds reports whether the records of topic are this vault's to delete
+// once applied: those of a live tenant that is not being moved, of a
+// shredded one, and of an unknown one unless Config.KeepUnknownIngress
+// (another vault on the same brokers may hold it). Records of a moved or
+// frozen tenant are skipped but stay on the broker for the destination.
+func (v *Vault) Holds(topic string) bool {
+	t, err := events.TenantFromTopic(topic)
+	if err != nil {
+		return false
+	}
+	e, ok := v.reg.get(t)
+	switch {
+	case !ok:
+		return !v.cfg.KeepUnknownIngress
+	case e.State == StateMoved, e.Exported != nil:
+		return false
+	}
+	return true
 }
 
 // ingestSkip audits, as one ingest.skip, a batch of records that no live
@@ -325,6 +347,11 @@ func (v *Vault) ingestSkip(ctx context.Context, topic string, t events.TenantID,
 	v.stats.UnknownTenantMsgs.Add(int64(len(msgs)))
 	rec := audit.Record{Principal: audit.PrincipalIngest, Action: audit.ActionIngestSkip,
 		Outcome: audit.OutcomeRejected, Reason: reason, Count: len(msgs), Details: offsetDetails(msgs)}
+	if reason == events.ReasonTenantMoved {
+		rec.Tenant, rec.Resource = string(t), "topics/"+topic
+		rec.Details[audit.DetailTenantState] = StateMoved
+		return v.agg.record(ctx, rec.Resource, rec)
+	}
 	if reason == events.ReasonTenantShredded {
 		rec.Tenant, rec.Resource = string(t), "topics/"+topic
 		rec.Details[audit.DetailTenantState] = StateShredded

@@ -40,6 +40,15 @@ type registryEntry struct {
 	ShredStarted *time.Time `json:"shred_started,omitempty"`
 	Shredded     *time.Time `json:"shredded,omitempty"`
 	ShredBy      string     `json:"shred_by,omitempty"`
+	// Exported is set when a bundle of the tenant was exported: its
+	// ingest is frozen here, so that the bundle's offsets stay where the
+	// destination resumes. ExportManifest is the SHA-256 (hex) of the last
+	// bundle's manifest, which POST .../moved must name.
+	Exported       *time.Time `json:"exported,omitempty"`
+	ExportManifest string     `json:"export_manifest,omitempty"`
+	// MovedTo names the vault the tenant moved to (State StateMoved).
+	MovedTo string     `json:"moved_to,omitempty"`
+	Moved   *time.Time `json:"moved,omitempty"`
 }
 
 // Tenant states.
@@ -47,6 +56,10 @@ const (
 	StateActive    = "active"
 	StateShredding = "shredding"
 	StateShredded  = "shredded"
+	// StateMoved is a tenant that moved to another vault: its keys here
+	// are destroyed and its store removed; reads answer 410 (reason
+	// "moved", naming the destination).
+	StateMoved = "moved"
 )
 
 func (e registryEntry) active() bool { return e.State == "" }
@@ -56,7 +69,7 @@ func (e registryEntry) info() TenantInfo {
 	if st == "" {
 		st = StateActive
 	}
-	info := TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID), State: st, Shredded: e.Shredded}
+	info := TenantInfo{ID: e.ID, Created: e.Created, Topic: events.TopicFor(e.ID), State: st, Shredded: e.Shredded, MovedTo: e.MovedTo, Exported: e.Exported}
 	if e.KafkaUser != "" && e.active() {
 		info.Kafka = &KafkaCredential{User: e.KafkaUser, Topic: info.Topic}
 	}

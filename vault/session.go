@@ -120,10 +120,17 @@ func (v *Vault) shredded(t events.TenantID) bool {
 	return ok && !e.active()
 }
 
-// gone records an access to a shredded tenant (flagged) and returns EGONE.
+// gone records an access to a shredded tenant (flagged) or a moved one
+// (not flagged: the destination serves it) and returns EGONE.
 func (v *Vault) gone(ctx context.Context, rec audit.Record) error {
 	if rec.Details == nil {
 		rec.Details = map[string]string{}
+	}
+	if e, ok := v.reg.get(events.TenantID(rec.Tenant)); ok && e.State == StateMoved {
+		rec.Details[audit.DetailTenantState] = StateMoved
+		rec.Details[DetailMovedTo] = e.MovedTo
+		rec.Outcome, rec.Reason = audit.OutcomeDenied, "tenant moved"
+		return v.auditDenied(ctx, rec, events.Reasonf(events.EGONE, events.ReasonTenantMoved, "tenant %s moved to %s", rec.Tenant, e.MovedTo))
 	}
 	rec.Details[audit.DetailTenantState] = StateShredded
 	rec.Outcome, rec.Reason = audit.OutcomeDenied, "tenant shredded"

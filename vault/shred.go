@@ -85,6 +85,9 @@ func (v *Vault) Shred(ctx context.Context, p Principal, tenant, confirm string) 
 	case !ok:
 		rec.Reason = "unknown tenant"
 		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.ENOTFOUND, "tenant %s not found", t))
+	case e.State == StateMoved:
+		rec.Reason = "tenant moved"
+		return Receipt{}, v.auditDenied(ctx, rec, events.Reasonf(events.EGONE, events.ReasonTenantMoved, "tenant %s moved to %s: shred it there", t, e.MovedTo))
 	case e.State == StateShredded:
 		rec.Reason = "already shredded"
 		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was already shredded", t))

@@ -84,8 +84,24 @@ type Config struct {
 	// without one, and of searches by text. Optional: without it,
 	// documents must carry data.embedding and searches a vector.
 	Embedder Embedder
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// KeepUnknownIngress keeps on the brokers the records of topics of
+	// tenants this vault does not have (skipped and audited): on brokers
+	// shared with other vaults they may be another vault's, or a tenant's
+	// being moved here. Default false: they are deleted, none stays in
+	// plaintext.
+	KeepUnknownIngress bool
+	// Mover moves tenants' keys between vaults (export, import); nil:
+	// export and import answer EUNAVAILABLE.
+	Mover KeyMover
+	// SignNote signs a note text with the audit log's key (a bundle's
+	// signature); required for export.
+	SignNote func(text string) ([]byte, error)
+	// OnTenantImported is called after a tenant was imported, with its
+	// bundle's offsets (partition → last applied offset), to consume its
+	// topic from there.
+	OnTenantImported func(t events.TenantID, offsets map[int]int64)
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -324,8 +340,12 @@ type TenantInfo struct {
 	ID       events.TenantID `json:"id"`
 	Created  time.Time       `json:"created"`
 	Topic    string          `json:"topic"`
-	State    string          `json:"state"` // active, shredding, shredded
+	State    string          `json:"state"` // active, shredding, shredded, moved
 	Shredded *time.Time      `json:"shredded,omitempty"`
+	// Exported: a bundle was exported and ingest is frozen (until moved).
+	Exported *time.Time `json:"exported,omitempty"`
+	// MovedTo names the destination of a moved tenant.
+	MovedTo string `json:"moved_to,omitempty"`
 	// Kafka is the broker credential of the tenant's producers (its
 	// password only when just made); nil when the brokers do not
 	// authenticate.

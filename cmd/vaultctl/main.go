@@ -69,10 +69,11 @@ Global flags may be given anywhere on the command line.`,
 	pf.StringVar(&c.breakGlass, "break-glass", "", "read tenant data with the admin token, for REASON (sent to the vault, recorded in the audit log, raises a break_glass alert)")
 	pf.StringVarP(&c.output, "output", "o", outputJSON, "output format of API answers: json (the server's bytes, indented), yaml or table")
 
-	tenant := group("tenant", "Create, list, shred tenants; rotate their Kafka credential (admin)")
+	tenant := group("tenant", "Create, list, shred, export, import, move tenants; rotate their Kafka credential (admin)")
 	kc := group("kafka-credential", "A tenant's Kafka producer credential (admin)")
 	kc.AddCommand(c.kafkaCredentialRotateCmd())
-	tenant.AddCommand(c.tenantCreateCmd(), c.tenantListCmd(), c.tenantShredCmd(), kc)
+	tenant.AddCommand(c.tenantCreateCmd(), c.tenantListCmd(), c.tenantShredCmd(), kc,
+		c.tenantImportKeyCmd(), c.tenantExportCmd(), c.tenantImportCmd(), c.tenantMoveCmd())
 
 	keys := group("keys", "A tenant's keys: rotate, list, disable, destroy; the master key (admin)")
 	keys.AddCommand(c.keysRotateCmd(), c.keysListCmd(), c.keysRetireCmd("disable"), c.keysRetireCmd("destroy"), c.rotateMasterCmd())

@@ -141,18 +141,21 @@ type RoundRunner struct {
 
 	round sync.Mutex // held while a round is applied and committed
 
-	mu      sync.Mutex
-	removed map[string]string        // topics Remove stopped, with the topic ID they had then ("" unknown)
-	ids     map[tp]string            // topic ID each partition was last read with
-	paused  map[tp]time.Time         // partitions paused until
-	failing map[tp]time.Time         // partitions whose batches fail, since
-	pending map[string]map[int]int64 // sealed offsets not yet deleted
-	pendIDs map[string]string        // topic ID the pending offsets of each topic were read with
-	fails   map[string]int           // failed deletions of a topic's pending offsets in a row
-	wake    chan struct{}            // pending has news
-	stats   RoundStats
-	lag     LagReport
-	stalled map[tp]lagSeen // partitions behind their end: their committed offset, unchanged since
+	mu         sync.Mutex
+	removed    map[string]string        // topics Remove stopped, with the topic ID they had then ("" unknown)
+	ids        map[tp]string            // topic ID each partition was last read with
+	paused     map[tp]time.Time         // partitions paused until
+	failing    map[tp]time.Time         // partitions whose batches fail, since
+	pending    map[string]map[int]int64 // sealed offsets not yet deleted
+	pendIDs    map[string]string        // topic ID the pending offsets of each topic were read with
+	fails      map[string]int           // failed deletions of a topic's pending offsets in a row
+	wake       chan struct{}            // pending has news
+	stats      RoundStats
+	lag        LagReport
+	stalled    map[tp]lagSeen  // partitions behind their end: their committed offset, unchanged since
+	held       map[string]bool // topics Hold stopped until their Seek
+	seeks      []seekReq       // for the poll goroutine
+	pollCancel func()          // cuts the poll in flight short; nil between polls
 }
 
 // lagSeen is a lagging partition's committed offset and since when it
@@ -191,6 +194,7 @@ func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
 		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
 		pending: make(map[string]map[int]int64), pendIDs: make(map[string]string), fails: make(map[string]int), wake: make(chan struct{}, 1),
 		stalled: make(map[tp]lagSeen),
+		held:    make(map[string]bool),
 	}, nil
 }
 
@@ -342,6 +346,15 @@ func (r *RoundRunner) Remove(ctx context.Context, topic string) error {
 	r.removed[topic] = id
 	delete(r.pending, topic)
 	r.mu.Unlock()
+	if err := r.barrier(ctx, topic); err != nil {
+		return err
+	}
+	r.cfg.Consumer.Forget(topic)
+	return nil
+}
+
+// barrier returns once the round in flight, if any, is over.
+func (r *RoundRunner) barrier(ctx context.Context, topic string) error {
 	done := make(chan struct{})
 	go func() {
 		r.round.Lock() // the round in flight, if any, is over
@@ -354,8 +367,92 @@ func (r *RoundRunner) Remove(ctx context.Context, topic string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("remove %s: %w", topic, context.Cause(ctx))
 	}
-	r.cfg.Consumer.Forget(topic)
 	return nil
+}
+
+// Holder is an Ingester that says which topics' records it seals once
+// applied, and so may delete from the broker: not those of a tenant it
+// does not hold (unknown here, moved away, frozen by an export), which
+// another vault on the same brokers may still have to read. vault.Vault
+// is one.
+type Holder interface {
+	Holds(topic string) bool
+}
+
+// seekReq is a Seek waiting for the poll goroutine.
+type seekReq struct {
+	topic string
+	ps    kafka.Positions
+	done  chan error
+}
+
+// Hold stops applying topic's batches — skipped, uncommitted, whatever
+// their topic ID — until a Seek of it: a tenant being imported, whose
+// records must not be applied before its store exists, nor in another
+// order than from the bundle's offsets on. It returns once no round is in
+// flight.
+func (r *RoundRunner) Hold(ctx context.Context, topic string) error {
+	r.mu.Lock()
+	r.held[topic] = true
+	r.mu.Unlock()
+	return r.barrier(ctx, topic)
+}
+
+// Seek makes topic's consumption start after the given last applied
+// offsets (partition → offset; partitions 0 to partitions-1 not named
+// start at 0) and ends a Hold of it: a tenant imported from another vault
+// resumes where the source stopped, whatever this vault's group had
+// committed for it. The positions are committed, so a restart resumes
+// there too. The poll goroutine does it between two rounds (a poll in
+// flight is cut short), so that no batch fetched before the seek is
+// applied after it.
+func (r *RoundRunner) Seek(ctx context.Context, topic string, last map[int]int64, partitions int) error {
+	ps := kafka.Positions{}
+	for p := 0; p < partitions; p++ {
+		ps.Set(topic, int32(p), kafka.Position{Offset: 0, LeaderEpoch: -1})
+	}
+	for p, off := range last {
+		ps.Set(topic, int32(p), kafka.Position{Offset: off + 1, LeaderEpoch: -1})
+	}
+	req := seekReq{topic: topic, ps: ps, done: make(chan error, 1)}
+	r.mu.Lock()
+	r.seeks = append(r.seeks, req)
+	if r.pollCancel != nil {
+		r.pollCancel()
+	}
+	r.mu.Unlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("seek %s: %w", topic, context.Cause(ctx))
+	}
+}
+
+// doSeeks runs the pending seeks; called by the poll goroutine between
+// rounds.
+func (r *RoundRunner) doSeeks(ctx context.Context) {
+	r.mu.Lock()
+	seeks := r.seeks
+	r.seeks = nil
+	r.mu.Unlock()
+	for _, sk := range seeks {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := r.cfg.Consumer.Commit(cctx, sk.ps)
+		cancel()
+		if err == nil {
+			r.cfg.Consumer.Rewind(sk.ps)
+			r.mu.Lock()
+			delete(r.held, sk.topic)
+			delete(r.removed, sk.topic)
+			r.mu.Unlock()
+			r.cfg.Consumer.Refresh()
+		}
+		if err != nil {
+			err = fmt.Errorf("seek %s: %w", sk.topic, err)
+		}
+		sk.done <- err
+	}
 }
 
 // Run consumes until ctx ends. The round in flight when it does is
@@ -371,10 +468,25 @@ func (r *RoundRunner) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		for {
-			batches, err := r.cfg.Consumer.Poll(gctx)
+			r.doSeeks(gctx)
+			pctx, cancel := context.WithCancel(gctx)
+			r.mu.Lock()
+			r.pollCancel = cancel
+			if len(r.seeks) > 0 {
+				cancel()
+			}
+			r.mu.Unlock()
+			batches, err := r.cfg.Consumer.Poll(pctx)
+			r.mu.Lock()
+			r.pollCancel = nil
+			r.mu.Unlock()
+			cancel()
 			if err != nil {
 				if gctx.Err() != nil || errors.Is(err, kafka.ErrConsumerClosed) {
 					return nil
+				}
+				if errors.Is(err, context.Canceled) {
+					continue // a Seek cut the poll short
 				}
 				r.cfg.Logger.Warn("poll", "err", err)
 				continue
@@ -423,6 +535,9 @@ func (r *RoundRunner) sort(batches []kafka.Batch) (byTopic map[string][]kafka.Ba
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range batches {
+		if r.held[b.Topic] {
+			continue
+		}
 		if id, ok := r.removed[b.Topic]; ok {
 			if b.TopicID == "" || b.TopicID == id {
 				continue
@@ -526,6 +641,9 @@ func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 	for topic, parts := range applied {
 		if _, ok := r.removed[topic]; ok {
 			continue
+		}
+		if h, ok := r.cfg.Vault.(Holder); ok && !h.Holds(topic) {
+			continue // skipped, not sealed: its owner may be another vault
 		}
 		id := r.topicIDLocked(topic, parts)
 		if prev, ok := r.pendIDs[topic]; ok && prev != id {

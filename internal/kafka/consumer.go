@@ -242,7 +242,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Batch, error) {
 	if fs.IsClientClosed() {
 		return nil, ErrConsumerClosed
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && fs.NumRecords() == 0 {
 		c.cl.AllowRebalance()
 		return nil, err
 	}

@@ -379,7 +379,16 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		SignReceipt: func(body []byte) ([]byte, error) {
 			return audit.SignReceipt(body, signer)
 		},
-		AdminToken: s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
+		// An external cluster may be shared with other vaults (a tenant
+		// moved here resumes from records this vault skipped before the
+		// import); the embedded broker is this vault's alone.
+		KeepUnknownIngress: len(cfg.Brokers) > 0,
+		Mover:              keyMover{s.keystore},
+		SignNote: func(text string) ([]byte, error) {
+			return note.Sign(&note.Note{Text: text}, signer)
+		},
+		OnTenantImported: s.tenantImported,
+		AdminToken:       s.adminToken, MaxEventBytes: cfg.MaxEventBytes, Partitions: cfg.Partitions, Logger: s.Logger,
 		MaxTenants:        cfg.MaxTenants,
 		AggregateInterval: cfg.AuditAggregateInterval,
 		Embedder:          embedder,
@@ -403,6 +412,10 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 	// A shred that a crash interrupted is finished before anything else;
 	// a rewrap that one interrupted resumes in the background.
 	if err := s.vault.ResumeShreds(ctx); err != nil {
+		return err
+	}
+	// Tenants frozen by an export, or moved away, are not consumed.
+	if err := s.vault.ResumeMoves(ctx); err != nil {
 		return err
 	}
 	if err := s.vault.ResumeRewraps(); err != nil {
@@ -631,6 +644,49 @@ func (i ingress) Stop(ctx context.Context, t events.TenantID) error {
 	return i.s.runner.Remove(ctx, events.TopicFor(t))
 }
 
+// Resume consumes a tenant's topic again after an export that did not
+// lead to a move.
+func (i ingress) Resume(_ context.Context, t events.TenantID) error {
+	i.s.runner.Add(events.TopicFor(t))
+	return nil
+}
+
+// seeker is a runner that can hold a topic and start it at given offsets.
+type seeker interface {
+	Hold(ctx context.Context, topic string) error
+	Seek(ctx context.Context, topic string, last map[int]int64, partitions int) error
+}
+
+// Hold keeps an imported tenant's topic from being applied until
+// tenantImported seeks it to the bundle's offsets.
+func (i ingress) Hold(ctx context.Context, t events.TenantID) error {
+	if sk, ok := i.s.runner.(seeker); ok {
+		return sk.Hold(ctx, events.TopicFor(t))
+	}
+	return nil
+}
+
+// tenantImported consumes an imported tenant's topic from its bundle's
+// offsets: where the source stopped applying, on the same brokers.
+func (s *Server) tenantImported(t events.TenantID, offsets map[int]int64) {
+	topic := events.TopicFor(t)
+	sk, ok := s.runner.(seeker)
+	if !ok {
+		s.Logger.Warn("this ingest consumer cannot start an imported tenant at its bundle's offsets: it resumes at its group's", "tenant", t)
+		s.runner.Add(topic)
+		return
+	}
+	parts := s.Config.Partitions
+	if starts, err := s.admin.LogStartOffsets(context.Background(), topic); err == nil && len(starts) > parts {
+		parts = len(starts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sk.Seek(ctx, topic, offsets, parts); err != nil {
+		s.Logger.Error("start an imported tenant at its bundle's offsets", "tenant", t, "err", err)
+	}
+}
+
 func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
 	topic := events.TopicFor(t)
 	if err := i.s.admin.DeleteTopic(ctx, topic); err != nil && !errors.Is(err, kafka.ErrTopicNotFound) {
@@ -641,6 +697,9 @@ func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
 
 var (
 	_ vault.Ingress        = ingress{}
+	_ vault.IngressResumer = ingress{}
+	_ vault.IngressHolder  = ingress{}
+	_ seeker               = (*ingest.RoundRunner)(nil)
 	_ vault.Topics         = (*kafka.Admin)(nil)
 	_ ingest.Subscriber    = (*kafka.Subscriber)(nil)
 	_ ingest.RoundConsumer = (*kafka.Consumer)(nil)

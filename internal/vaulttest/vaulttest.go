@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/keys"
@@ -36,9 +38,15 @@ type Harness struct {
 type Option func(*options)
 
 type options struct {
-	dir   string
-	edits []func(*vault.Config)
+	dir    string
+	origin string // audit checkpoint origin; "" for no signer
+	edits  []func(*vault.Config)
 }
+
+// Movable gives the vault what export and import need: an audit log
+// signed by the keystore's audit key under origin (checkpoints, the
+// bundle's signature) and the keystore as its KeyMover.
+func Movable(origin string) Option { return func(o *options) { o.origin = origin } }
 
 // Dir opens the vault on dir (which may hold a vault already) instead of a
 // new tb.TempDir().
@@ -80,7 +88,15 @@ func MustOpen(tb testing.TB, opts ...Option) *Harness {
 		h.Keys.Close()
 		tb.Fatalf("OpenStores: %v", err)
 	}
-	h.Audit, err = audit.Open(audit.Options{Dir: filepath.Join(o.dir, "audit"), Logger: discard})
+	aopts := audit.Options{Dir: filepath.Join(o.dir, "audit"), Logger: discard}
+	var signer *keys.CheckpointSigner
+	if o.origin != "" {
+		if signer, err = h.Keys.AuditSigner(o.origin); err != nil {
+			tb.Fatalf("AuditSigner: %v", err)
+		}
+		aopts.Signer, aopts.VerifierKey = signer, signer.VerifierKey()
+	}
+	h.Audit, err = audit.Open(aopts)
 	if err != nil {
 		h.Stores.Close()
 		h.Keys.Close()
@@ -90,6 +106,10 @@ func MustOpen(tb testing.TB, opts ...Option) *Harness {
 	h.Config = vault.Config{
 		DataDir: o.dir, Keys: vault.KeysOf(h.Keys), Stores: h.Stores, Audit: h.Audit, Topics: nopTopics{},
 		AdminToken: AdminToken, Logger: discard,
+	}
+	if signer != nil {
+		h.Config.Mover = KeyMover{h.Keys}
+		h.Config.SignNote = func(text string) ([]byte, error) { return note.Sign(&note.Note{Text: text}, signer) }
 	}
 	for _, edit := range o.edits {
 		edit(&h.Config)

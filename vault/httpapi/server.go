@@ -145,6 +145,11 @@ func (h *Handler) routes() []route {
 		{"GET /v1/audit/proof/inclusion", h.getInclusion},
 		{"GET /v1/audit/proof/consistency", h.getConsistency},
 		{"GET /v1/audit/export", h.getExport},
+		{"GET /v1/import-key", h.getImportKey},
+		{"GET /v1/tenants/{tenant}/export", h.exportTenant},
+		{"POST /v1/tenants/{tenant}/export/thaw", h.thawTenant},
+		{"POST /v1/tenants/import", h.importTenant},
+		{"POST /v1/tenants/{tenant}/moved", h.movedTenant},
 	}
 }
 
@@ -160,8 +165,15 @@ func Routes() []string {
 	return out
 }
 
+// MaxBundleBytes bounds the body of POST /v1/tenants/import (a bundle).
+const MaxBundleBytes = 1 << 40
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	limit := int64(MaxBodyBytes)
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/tenants/import" {
+		limit = MaxBundleBytes
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	h.serve.ServeHTTP(w, r)
 }
 
@@ -789,7 +801,12 @@ func writeError(w http.ResponseWriter, err error) {
 	if code == events.EUNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tenantvault"`)
 	}
-	writeJSON(w, StatusOf(code), map[string]any{"error": map[string]string{"code": code, "message": events.ErrorMessage(err)}})
+	body := map[string]string{"code": code, "message": events.ErrorMessage(err)}
+	var e *events.Error
+	if errors.As(err, &e) && e.Reason == events.ReasonTenantMoved {
+		body["reason"] = e.Reason // a client looks for the tenant elsewhere
+	}
+	writeJSON(w, StatusOf(code), map[string]any{"error": body})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
