@@ -94,7 +94,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	if out, _, err := runWith(nil, "tenant", "--help"); err != nil || !strings.Contains(out, "create") || !strings.Contains(out, "shred") {
 		t.Errorf("tenant --help = %v, %q", err, out)
 	}
-	if _, _, err := runWith(nil, "tenant"); err == nil || !strings.Contains(err.Error(), "create, kafka-credential, list, shred") {
+	if _, _, err := runWith(nil, "tenant"); err == nil || !strings.Contains(err.Error(), "create, export, import, import-key, kafka-credential, list, move, shred") {
 		t.Errorf("tenant alone = %v, want its subcommands named", err)
 	}
 	if out, _, err := runWith(nil); err != nil || !strings.Contains(out, "Available Commands") {
