@@ -372,3 +372,8 @@ func (c *TenantCipher) GoString() string { return c.String() }
 
 // LogValue keeps slog output redacted, whatever the handler.
 func (c *TenantCipher) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// has reports whether m lists key id (destroyed keys included).
+func (m *keysetMeta) has(id uint32) bool {
+	return slices.ContainsFunc(m.keys, func(k KeyInfo) bool { return k.ID == id })
+}

@@ -361,6 +361,18 @@ func (ks *Keystore) unwrapTenant(c *TenantCipher) (*tenantKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys of tenant %s: %w", t, err)
 	}
+	k, err := openKeysetFile(t, f, meta, kek, path)
+	if err != nil {
+		return nil, err
+	}
+	ks.unwraps.Add(1)
+	return k, nil
+}
+
+// openKeysetFile unwraps tenant t's keyset file f (public part meta, read
+// from path) with kek and checks that its public part is that of its sealed
+// keysets.
+func openKeysetFile(t events.TenantID, f *keysetFile, meta *keysetMeta, kek masterKey, path string) (*tenantKeys, error) {
 	aeadHandle, err := unwrapKeyset(f.AEAD, kek, []byte(t), "AEAD keyset", t, path)
 	if err != nil {
 		return nil, err
@@ -380,7 +392,6 @@ func (ks *Keystore) unwrapTenant(c *TenantCipher) (*tenantKeys, error) {
 	if !k.meta().equal(meta) || !hmac.Equal(mac, f.DestroyedMAC) {
 		return nil, fmt.Errorf("keyset %s: its key ids or statuses in clear differ from its sealed keyset: the file was tampered with", path)
 	}
-	ks.unwraps.Add(1)
 	return k, nil
 }
 
