@@ -154,6 +154,11 @@ var layers = []layer{
 		reason: `DESIGN: Kafka plumbing lives in a package of its own; internal/kafka/doc.go: it moves opaque records, never sees key material or tenant stores; its one file write (the embedded broker's persisted SCRAM credentials) goes through internal/atomicfile`,
 	},
 	{
+		pkg:    "internal/cluster",
+		may:    []string{"events", "internal/kafka"},
+		reason: "internal/cluster/doc.go: what the nodes of a cluster share over Kafka (the directory of nodes and tenants, who owns a tenant); it moves wrapped keysets and registry entries as opaque bytes, never a key in clear, a store or a session",
+	},
+	{
 		pkg:    "internal/ingest",
 		may:    []string{"events", "vault", "internal/kafka", watermill, "golang.org/x/sync/errgroup"},
 		reason: `DESIGN: "vaultd ingest (watermill Router; Subscriber built on segmentio/kafka-go)": between the Kafka adapter and the vault, never decoding, decrypting or storing itself; STYLE: "fan-out and shutdown with errgroup"`,

@@ -2,7 +2,10 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // GroupOwners returns which member of consumer group holds each partition
@@ -17,6 +20,9 @@ func (a *Admin) GroupOwners(ctx context.Context, group string) (map[string]map[i
 	g, ok := described[group]
 	if !ok {
 		return nil, fmt.Errorf("describe group %s: not in the answer", group)
+	}
+	if errors.Is(g.Err, kerr.GroupIDNotFound) {
+		return map[string]map[int32]string{}, nil
 	}
 	if g.Err != nil {
 		return nil, fmt.Errorf("describe group %s: %w", group, g.Err)
