@@ -115,6 +115,15 @@ const (
 	ActionTenantExport = Action("tenant.export")
 	ActionTenantImport = Action("tenant.import")
 	ActionTenantMoved  = Action("tenant.moved")
+	// ActionTenantReplicate takes here a tenant another node of the
+	// cluster created (its keyset and registry entry, from the cluster
+	// directory). ActionTenantAcquire and ActionTenantRelease are a node
+	// taking and handing off a tenant's topic in the consumer group; they
+	// carry the audit log's size at the hand-off, so the two nodes' logs
+	// link.
+	ActionTenantReplicate = Action("tenant.replicate")
+	ActionTenantAcquire   = Action("tenant.acquire")
+	ActionTenantRelease   = Action("tenant.release")
 	// ActionTopicCheck is the start-up check of a tenant topic's identity.
 	ActionTopicCheck = Action("tenant.topic_check")
 	// ActionKafkaCredentialRotate replaces a tenant's producer credential.

@@ -92,7 +92,18 @@ func (v *Vault) Shred(ctx context.Context, p Principal, tenant, confirm string) 
 		rec.Reason = "already shredded"
 		return Receipt{}, v.auditDenied(ctx, rec, events.Errorf(events.EGONE, "tenant %s was already shredded", t))
 	}
-	return v.shred(ctx, e, p.String())
+	r, err := v.shred(ctx, e, p.String())
+	if err != nil {
+		return r, err
+	}
+	if v.cfg.ReplicateShred != nil {
+		// The keys are destroyed here and, with the tenant's own KMS key,
+		// everywhere; the other nodes also drop their copies and stores.
+		if err := v.cfg.ReplicateShred(ctx, t); err != nil {
+			return r, fmt.Errorf("tenant %s is shredded on this node, but the shred did not reach the cluster (it is sent again at the next start): %w", t, err)
+		}
+	}
+	return r, nil
 }
 
 // shred runs (or resumes) the steps of a shred. Called with createMu held.

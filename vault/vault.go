@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,12 @@ type Config struct {
 	// shredded; a shredded tenant's tombstone does not count): a create
 	// past it is refused with ECONFLICT and audited. 0: no limit.
 	MaxTenants int
+	// Replicate, in a cluster, publishes a tenant just created (entry:
+	// its registry entry, JSON, no secrets) to the other nodes; the create
+	// fails, undone, when it does. ReplicateShred publishes a shred done
+	// here. Nil: one node.
+	Replicate      func(ctx context.Context, t events.TenantID, entry []byte) error
+	ReplicateShred func(ctx context.Context, t events.TenantID) error
 	// OnTenantCreated is called after a tenant is created (to start consuming
 	// its topic at once). Optional.
 	OnTenantCreated func(events.TenantID)
@@ -508,6 +515,15 @@ func (v *Vault) createTenant(ctx context.Context, t events.TenantID, recreate bo
 	e := registryEntry{ID: t, Created: v.cfg.Now().UTC(), TokenSHA256: hex.EncodeToString(hash[:]), TopicID: topicID}
 	if kc != nil {
 		e.KafkaUser = kc.User
+	}
+	if v.cfg.Replicate != nil {
+		entry, err := json.Marshal(e)
+		if err != nil {
+			return TenantInfo{}, "", 0, err
+		}
+		if err := v.cfg.Replicate(ctx, t, entry); err != nil {
+			return TenantInfo{}, "", 0, fmt.Errorf("replicate tenant %s to the cluster: %w", t, err)
+		}
 	}
 	if err := v.reg.put(e); err != nil {
 		return TenantInfo{}, "", 0, err
