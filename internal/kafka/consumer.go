@@ -30,6 +30,11 @@ type ConsumerConfig struct {
 	// against the whole name (a topic created later that matches is
 	// consumed at the next metadata refresh). Required.
 	Topics string
+	// InstanceID, when set, makes the Consumer a static member of the
+	// group (KIP-345): a restart with the same id within the session
+	// timeout gets its partitions back and moves nothing. A cluster
+	// node's id.
+	InstanceID string
 	// Auth is the principal the Consumer reads as.
 	Auth Auth
 	// MaxPollRecords bounds the records one Poll returns; default 8192.
@@ -166,6 +171,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("kafka consumer: partitions revoked", "topics", len(m))
 		}),
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
 	opts = append(opts, cfg.Auth.kgoOpts()...)
 	cl, err := kgo.NewClient(opts...)

@@ -102,6 +102,11 @@ type Config struct {
 	// "kafka-go": a consumer group per tenant topic (ConsumerGroup.<topic>),
 	// the earlier design, kept for comparison.
 	IngestConsumer string
+	// NodeID names this node of a cluster (several vaultd on one Kafka
+	// cluster, --brokers); "" runs one node. AdvertiseAddr is the base URL
+	// the other nodes reach this one at, to proxy requests for the tenants
+	// it holds.
+	NodeID, AdvertiseAddr string
 	// IngestStallAfter is how long a tenant partition may lag behind its
 	// end with no progress (its committed offset unmoved), or keep failing,
 	// before /readyz fails naming it (--ingest-consumer=kgo; the lag is
@@ -268,6 +273,7 @@ func (c *Config) Validate() error {
 	if c.IngestConsumer != "kgo" && c.IngestConsumer != "kafka-go" {
 		errs = append(errs, fmt.Errorf("--ingest-consumer %q: want kgo or kafka-go", c.IngestConsumer))
 	}
+	errs = append(errs, c.validateCluster()...)
 	switch c.KafkaAuth {
 	case "scram", "none":
 	default:
@@ -346,6 +352,8 @@ func (c *Config) flagSet(name string, getenv func(string) string) (*flag.FlagSet
 	f.String(&brokers, "brokers", "", "external Kafka brokers host:port,...; empty runs the embedded broker")
 	f.String(&c.MasterKey, "master-key", d.MasterKey, "master key (KEK) URI: local://PATH (development only; default "+DefaultMasterKey(dataDirPlaceholder)+"), hcvault://HOST/MOUNT/keys/NAME, aws-kms://ARN, gcp-kms://projects/.../cryptoKeys/K; {tenant} in the URI gives each tenant its own KMS key")
 	f.Int(&c.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "largest accepted event, in bytes")
+	f.String(&c.NodeID, "node-id", d.NodeID, "this node's id in a cluster of vaultd on one Kafka cluster (needs --brokers, --advertise-addr and a per-tenant {tenant} master key); empty: one node")
+	f.String(&c.AdvertiseAddr, "advertise-addr", d.AdvertiseAddr, "with --node-id: the base URL (http(s)://host:port) other nodes proxy this node's tenants' requests to")
 	f.String(&c.ConsumerGroup, "consumer-group", d.ConsumerGroup, "Kafka consumer group of every tenant topic (vaultd nodes in one group split the tenants); with --ingest-consumer=kafka-go the prefix of one group per topic")
 	f.String(&c.IngestConsumer, "ingest-consumer", d.IngestConsumer, "kgo: one consumer of every tenant topic, in commit rounds; kafka-go: a consumer group per tenant topic (the earlier design, for comparison)")
 	f.Duration(&c.IngestStallAfter, "ingest-stall-after", d.IngestStallAfter, "how long a tenant partition may lag with no progress, or keep failing, before /readyz fails naming it (kgo ingest; lag measured every --ingest-lag-interval)")

@@ -50,6 +50,7 @@ type Server struct {
 	sub        *kafka.Subscriber // --ingest-consumer=kafka-go
 	consumer   *kafka.Consumer   // --ingest-consumer=kgo
 	keystore   *keys.Keystore
+	cluster    *clusterNode // nil: one node
 	stores     *projections.Stores
 	audit      *audit.Log
 	vault      *vault.Vault
@@ -106,6 +107,9 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.keystore, err = keys.Open(keys.Config{Dir: filepath.Join(cfg.DataDir, "keys"), MasterKeyURI: cfg.MasterKey, CacheTTL: cfg.KeyCacheTTL, Logger: s.Logger}); err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
+	if cfg.NodeID != "" && !s.keystore.PerTenantMaster() {
+		return errors.New("--node-id needs a per-tenant master key ({tenant} in --master-key): destroying a tenant's own KMS key is what shreds it on every node")
+	}
 	if err := s.openKafka(); err != nil {
 		return err
 	}
@@ -128,6 +132,9 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.openVault(ctx, signer); err != nil {
+		return err
+	}
+	if err := s.openCluster(ctx); err != nil {
 		return err
 	}
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -395,6 +402,18 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		OnIngested: func(t events.TenantID, applied, quarantined int) {
 			s.metrics.Ingested(string(t), applied, quarantined)
 		},
+		Replicate: func(ctx context.Context, t events.TenantID, entry []byte) error {
+			if s.cluster == nil {
+				return nil
+			}
+			return s.cluster.publish(ctx, t, entry)
+		},
+		ReplicateShred: func(ctx context.Context, t events.TenantID) error {
+			if s.cluster == nil {
+				return nil
+			}
+			return s.cluster.publishShred(ctx, t)
+		},
 		OnTenantCreated: func(t events.TenantID) {
 			if s.runner != nil {
 				s.runner.Add(events.TopicFor(t))
@@ -480,6 +499,8 @@ func (s *Server) Run(ctx context.Context) error {
 // Run has returned.
 func (s *Server) Close() error {
 	var errs []error
+	s.cluster.close()
+	s.cluster = nil
 	if s.vault != nil {
 		errs = append(errs, s.vault.Close())
 	}
@@ -614,7 +635,7 @@ func (s *Server) openIngest() error {
 		return err
 	default:
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
-			Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			InstanceID: cfg.NodeID, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,

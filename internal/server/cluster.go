@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tenantvault/tenantvault/events"
+	"github.com/tenantvault/tenantvault/internal/cluster"
+	"github.com/tenantvault/tenantvault/keys"
+	"github.com/tenantvault/tenantvault/vault"
+)
+
+// validateCluster checks the flags of a node of a cluster.
+func (c *Config) validateCluster() []error {
+	if c.NodeID == "" {
+		if c.AdvertiseAddr != "" {
+			return []error{errors.New("--advertise-addr needs --node-id")}
+		}
+		return nil
+	}
+	var errs []error
+	if err := cluster.ValidNodeID(c.NodeID); err != nil {
+		errs = append(errs, fmt.Errorf("--node-id: %w", err))
+	}
+	if err := cluster.ValidAddr(c.AdvertiseAddr); err != nil {
+		errs = append(errs, fmt.Errorf("--advertise-addr (required with --node-id): %w", err))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("--node-id needs --brokers: the nodes of a cluster share one Kafka cluster, not an embedded broker each"))
+	}
+	if c.Partitions != 1 {
+		errs = append(errs, errors.New("--node-id needs --partitions=1: a tenant is placed on one node, its topic's one partition"))
+	}
+	if c.IngestConsumer != "kgo" {
+		errs = append(errs, errors.New("--node-id needs --ingest-consumer=kgo (one group membership, static, cooperative-sticky)"))
+	}
+	return errs
+}
+
+// clusterNode is this node's part of a cluster: the directory, and the
+// worker that takes, in the directory's order, what other nodes publish.
+// The directory's reader only queues (a create here waits for its own
+// record to be read back while it holds the vault's create lock).
+type clusterNode struct {
+	s   *Server
+	dir *cluster.Directory
+
+	mu      sync.Mutex
+	queue   []cluster.Tenant
+	wake    chan struct{}
+	seen    map[events.TenantID]bool // tenant → shredded, as last published
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// openCluster joins the cluster directory, takes what it holds, and
+// publishes what this node has that the directory lacks (a create or a
+// shred whose publication a crash cut short).
+func (s *Server) openCluster(ctx context.Context) error {
+	cfg := &s.Config
+	if cfg.NodeID == "" {
+		return nil
+	}
+	n := &clusterNode{s: s, wake: make(chan struct{}, 1), seen: make(map[events.TenantID]bool), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go n.work()
+	dir, err := cluster.Open(ctx, cluster.Config{Brokers: s.brokers, Auth: s.kafkaAuth, Self: cluster.Node{ID: cfg.NodeID, Addr: cfg.AdvertiseAddr},
+		Group: cfg.ConsumerGroup, OnTenant: n.enqueue, Logger: s.Logger})
+	if err != nil {
+		close(n.stop)
+		<-n.stopped
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.dir = dir
+	s.cluster = n
+	if err := n.drain(ctx); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	seen := make(map[events.TenantID]bool, len(n.seen))
+	for t, shredded := range n.seen {
+		seen[t] = shredded
+	}
+	n.mu.Unlock()
+	for t, state := range s.vault.ReplicaStates() {
+		shredded, known := seen[t]
+		switch {
+		case state == vault.StateActive && !known:
+			entry, ok := s.vault.ReplicaEntry(t)
+			if !ok {
+				continue
+			}
+			if err := n.publish(ctx, t, entry); err != nil {
+				return err
+			}
+		case state == vault.StateShredded && !shredded:
+			if err := n.publishShred(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
+	s.Logger.Info("cluster: joined", "node", cfg.NodeID, "addr", cfg.AdvertiseAddr, "nodes", len(dir.Nodes()))
+	return nil
+}
+
+// publish sends tenant t (entry, and its wrapped keyset) to the cluster.
+func (n *clusterNode) publish(ctx context.Context, t events.TenantID, entry []byte) error {
+	ks, err := n.s.keystore.WrappedKeyset(t)
+	if err != nil {
+		return err
+	}
+	return n.dir.PublishTenant(ctx, cluster.Tenant{ID: t, Keyset: ks, Entry: entry})
+}
+
+func (n *clusterNode) publishShred(ctx context.Context, t events.TenantID) error {
+	return n.dir.PublishTenant(ctx, cluster.Tenant{ID: t, Shredded: true})
+}
+
+func (n *clusterNode) enqueue(t cluster.Tenant) {
+	n.mu.Lock()
+	n.seen[t.ID] = t.Shredded
+	n.queue = append(n.queue, t)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain returns once everything the directory had is taken here.
+func (n *clusterNode) drain(ctx context.Context) error {
+	if err := n.dir.CaughtUp(ctx); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	for {
+		n.mu.Lock()
+		left := len(n.queue)
+		n.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (n *clusterNode) work() {
+	defer close(n.stopped)
+	for {
+		n.mu.Lock()
+		var next *cluster.Tenant
+		if len(n.queue) > 0 {
+			next = &n.queue[0]
+		}
+		n.mu.Unlock()
+		if next == nil {
+			select {
+			case <-n.wake:
+				continue
+			case <-n.stop:
+				return
+			}
+		}
+		n.take(*next)
+		n.mu.Lock()
+		n.queue = n.queue[1:]
+		n.mu.Unlock()
+	}
+}
+
+// take applies one tenant record another node published. Errors are
+// logged (never a keyset or an entry) and the record skipped: a keyset
+// that does not open here is not installed.
+func (n *clusterNode) take(rec cluster.Tenant) {
+	if rec.By == n.s.Config.NodeID {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := n.s.Logger.With("tenant", rec.ID, "from_node", rec.By)
+	if rec.Shredded {
+		if err := n.s.vault.ShredReplica(ctx, rec.ID, rec.By); err != nil {
+			log.Error("cluster: shred of a tenant shredded on another node failed (retried at the next start)", "err", err)
+		}
+		return
+	}
+	if _, _, err := n.s.keystore.InstallWrapped(rec.ID, rec.Keyset); err != nil {
+		if !errors.Is(err, keys.ErrStaleKeyset) {
+			log.Error("cluster: the tenant's keyset from another node is not installed", "err", err)
+		}
+		return
+	}
+	if _, err := n.s.vault.AdoptTenant(ctx, rec.Entry, rec.By); err != nil {
+		log.Error("cluster: the tenant from another node is not taken", "err", err)
+	}
+}
+
+func (n *clusterNode) close() {
+	if n == nil {
+		return
+	}
+	close(n.stop)
+	<-n.stopped
+	n.dir.Close()
+}
