@@ -121,19 +121,18 @@ func DecodeChange(b []byte) (Change, error) {
 	if len(b) < 2 || b[0] != changeCodecV1 || b[1] > changeDelete {
 		return Change{}, errMalformedChange
 	}
-	d := logDecoder{b: b[2:]}
-	n := d.uvarint()
-	if d.err != nil || n == 0 || n > maxKeyspaceLen || n > uint64(len(d.b)) {
+	rest := b[2:]
+	n, ok := canonicalUvarint(&rest)
+	if !ok || n == 0 || n > maxKeyspaceLen || n > uint64(len(rest)) {
 		return Change{}, errMalformedChange
 	}
-	ks := d.b[:n]
-	d.b = d.b[n:]
-	n = d.uvarint()
-	if d.err != nil || n > maxChangeKey || n > uint64(len(d.b)) {
+	ks := rest[:n]
+	rest = rest[n:]
+	if n, ok = canonicalUvarint(&rest); !ok || n > maxChangeKey || n > uint64(len(rest)) {
 		return Change{}, errMalformedChange
 	}
-	ch := Change{Keyspace: string(ks), Key: d.b[:n:n], Delete: b[1] == changeDelete}
-	if rest := d.b[n:]; ch.Delete {
+	ch := Change{Keyspace: string(ks), Key: rest[:n:n], Delete: b[1] == changeDelete}
+	if rest := rest[n:]; ch.Delete {
 		if len(rest) != 0 {
 			return Change{}, errMalformedChange
 		}
@@ -141,6 +140,17 @@ func DecodeChange(b []byte) (Change, error) {
 		ch.Value = rest
 	}
 	return ch, nil
+}
+
+// canonicalUvarint reads a uvarint from *b in its shortest form, the one
+// EncodeChange writes (so that a change has one encoding).
+func canonicalUvarint(b *[]byte) (uint64, bool) {
+	v, k := binary.Uvarint(*b)
+	if k <= 0 || k != len(binary.AppendUvarint(nil, v)) {
+		return 0, false
+	}
+	*b = (*b)[k:]
+	return v, true
 }
 
 // keyspaceOf splits a store key into its keyspace and the rest.
