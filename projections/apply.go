@@ -246,6 +246,11 @@ type applier struct {
 	dim      int
 	dimDirty bool
 	docOps   []docOp
+	// collect: keep the transaction's writes in changes (Prepare), the
+	// last write of each key at the place of its first (changeAt).
+	collect  bool
+	changes  []Change
+	changeAt map[string]int
 }
 
 type offsetState struct {
@@ -295,19 +300,39 @@ const largeState = 16 << 10
 // records were fully written before the overflow, so the caller can retry
 // with fewer (and verdicts are filled again).
 func (st *Store) applyPart(c Cipher, records []Record, verdicts []Verdict, touched map[string]struct{}) (Result, int, error) {
+	a, written, err := st.preparePart(c, records, verdicts, false)
+	if err != nil {
+		return Result{}, written, err
+	}
+	defer a.txn.Discard()
+	if err := a.txn.Commit(); err != nil {
+		return Result{}, len(records), fmt.Errorf("commit: %w", err)
+	}
+	a.committed(touched)
+	return a.res, len(records), nil
+}
+
+// preparePart applies records in a new transaction, filling verdicts
+// (nil, or one per record), and returns it open: the caller commits or
+// discards a.txn. With collect, the applier keeps the writes as Changes.
+// On error the transaction is discarded; on ErrTxnTooBig it reports how
+// many records were fully written before the overflow. Nothing in memory
+// (the state cache, the vector index) changes until committed is called.
+func (st *Store) preparePart(c Cipher, records []Record, verdicts []Verdict, collect bool) (*applier, int, error) {
 	txn := st.db.NewTransaction(true)
-	defer txn.Discard()
 	a := &applier{
 		st: st, c: c, txn: txn, now: st.now(),
 		offsets: make(map[string]*offsetState),
 		states:  make(map[string]*streamState),
 		byName:  make(map[string]*streamState),
 		dim:     -1,
+		collect: collect,
 	}
 	for i := range records {
 		v, err := a.record(&records[i])
 		if err != nil {
-			return Result{}, i, err
+			txn.Discard()
+			return nil, i, err
 		}
 		a.res.add(v.Kind)
 		if verdicts != nil {
@@ -315,19 +340,25 @@ func (st *Store) applyPart(c Cipher, records []Record, verdicts []Verdict, touch
 		}
 	}
 	if err := a.flush(); err != nil {
-		return Result{}, len(records), err
+		txn.Discard()
+		return nil, len(records), err
 	}
-	if err := txn.Commit(); err != nil {
-		return Result{}, len(records), fmt.Errorf("commit: %w", err)
-	}
-	st.applyIndex(a.docOps)
+	return a, len(records), nil
+}
+
+// committed brings the in-memory index and the state cache up to date
+// once a's transaction committed, and adds the streams it touched to
+// touched (if not nil). The caller holds the apply lock.
+func (a *applier) committed(touched map[string]struct{}) {
+	a.st.applyIndex(a.docOps)
 	for _, s := range a.order {
-		touched[string(s.hash)] = struct{}{}
+		if touched != nil {
+			touched[string(s.hash)] = struct{}{}
+		}
 		if s.rec.Version > 0 {
-			st.states.put(s)
+			a.st.states.put(s)
 		}
 	}
-	return a.res, len(records), nil
 }
 
 // record applies r and returns its verdict.
@@ -397,10 +428,10 @@ func (a *applier) record(r *Record) (Verdict, error) {
 	if err != nil {
 		return Verdict{}, err
 	}
-	if err := a.txn.Set(lk, sealed); err != nil {
+	if err := a.set(lk, sealed); err != nil {
 		return Verdict{}, fmt.Errorf("write log entry: %w", err)
 	}
-	if err := a.txn.Set(ik, concat(s.hash, be64(version))); err != nil {
+	if err := a.set(ik, concat(s.hash, be64(version))); err != nil {
 		return Verdict{}, fmt.Errorf("write event index: %w", err)
 	}
 	if doc != nil || ev.IsDelete() {
@@ -571,7 +602,7 @@ func (a *applier) quarantine(r *Record, code, reason, reasonCode string, raw []b
 	if err != nil {
 		return Verdict{}, err
 	}
-	if err := a.txn.Set(k, sealed); err != nil {
+	if err := a.set(k, sealed); err != nil {
 		return Verdict{}, fmt.Errorf("write quarantine entry: %w", err)
 	}
 	a.nextSeq++
@@ -615,7 +646,7 @@ func (a *applier) flush() error {
 		if err != nil {
 			return err
 		}
-		if err := a.txn.Set(k, sealed); err != nil {
+		if err := a.set(k, sealed); err != nil {
 			return fmt.Errorf("write state: %w", err)
 		}
 	}
@@ -624,7 +655,7 @@ func (a *applier) flush() error {
 		if !o.dirty {
 			continue
 		}
-		if err := a.txn.Set(o.key, be64(uint64(o.offset))); err != nil {
+		if err := a.set(o.key, be64(uint64(o.offset))); err != nil {
 			return fmt.Errorf("write offset: %w", err)
 		}
 	}

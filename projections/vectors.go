@@ -764,7 +764,7 @@ func (a *applier) index(sh []byte, doc *vectorRecord) error {
 		case err != nil:
 			return fmt.Errorf("read vector: %w", err)
 		}
-		if err := a.txn.Delete(k); err != nil {
+		if err := a.del(k); err != nil {
 			return fmt.Errorf("delete vector: %w", err)
 		}
 		a.docOps = append(a.docOps, docOp{key: string(sh), del: true})
@@ -774,7 +774,7 @@ func (a *applier) index(sh []byte, doc *vectorRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := a.txn.Set(k, sealed); err != nil {
+	if err := a.set(k, sealed); err != nil {
 		return fmt.Errorf("write vector: %w", err)
 	}
 	a.docOps = append(a.docOps, docOp{key: string(sh), rec: doc})
@@ -790,7 +790,7 @@ func (a *applier) flushDim() error {
 	if err != nil {
 		return err
 	}
-	if err := a.txn.Set(dimKey, sealed); err != nil {
+	if err := a.set(dimKey, sealed); err != nil {
 		return fmt.Errorf("write vector dimension: %w", err)
 	}
 	return nil
