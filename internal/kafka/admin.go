@@ -80,6 +80,11 @@ func NewAdmin(brokers []string, auth Auth, opts ...AdminOption) (*Admin, error) 
 // idempotent: a topic that already exists is not an error, whatever its
 // partition count.
 func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) error {
+	return a.createTopic(ctx, topic, partitions, a.configs)
+}
+
+// createTopic is CreateTopic with the topic configs configs.
+func (a *Admin) createTopic(ctx context.Context, topic string, partitions int, configs map[string]*string) error {
 	if !validTopicName(topic) { // kfake does not check
 		return fmt.Errorf("create topic %.260q: invalid name: want 1 to 249 characters of [a-zA-Z0-9._-]", topic)
 	}
@@ -92,7 +97,7 @@ func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int) e
 	if partitions <= 0 {
 		n = -1
 	}
-	_, err := a.adm.CreateTopic(ctx, n, -1, a.configs, topic)
+	_, err := a.adm.CreateTopic(ctx, n, -1, configs, topic)
 	a.cl.PurgeTopicsFromClient(topic)
 	if errors.Is(err, kerr.InvalidTopicException) {
 		// A colliding topic created meanwhile?

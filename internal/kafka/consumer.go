@@ -246,12 +246,18 @@ var ErrConsumerClosed = errors.New("consumer closed")
 // client retries them. It returns ctx's error when ctx ends, and
 // ErrConsumerClosed after Close. Rebalances wait until AllowRebalance.
 func (c *Consumer) Poll(ctx context.Context) ([]Batch, error) {
-	fs := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+	return pollBatches(ctx, c.cl, c.cfg.MaxPollRecords, c.log, c.warnOnce)
+}
+
+// pollBatches is Poll of a group client cl: one PollRecords of up to maxRecords
+// records, as batches. warn logs a partition's fetch error.
+func pollBatches(ctx context.Context, cl *kgo.Client, maxRecords int, log *slog.Logger, warn func(topic string, err error)) ([]Batch, error) {
+	fs := cl.PollRecords(ctx, maxRecords)
 	if fs.IsClientClosed() {
 		return nil, ErrConsumerClosed
 	}
 	if err := ctx.Err(); err != nil && fs.NumRecords() == 0 {
-		c.cl.AllowRebalance()
+		cl.AllowRebalance()
 		return nil, err
 	}
 	var recreated []string
@@ -266,13 +272,13 @@ func (c *Consumer) Poll(ctx context.Context) ([]Batch, error) {
 				recreated = append(recreated, topic)
 			}
 		default:
-			c.warnOnce(topic, err)
+			warn(topic, err)
 		}
 	})
 	if len(recreated) > 0 {
-		c.log.Warn("kafka consumer: topics deleted and created again; consuming them again as new topics", "topics", recreated)
-		c.cl.PurgeTopicsFromConsuming(recreated...)
-		c.cl.ForceMetadataRefresh()
+		log.Warn("kafka consumer: topics deleted and created again; consuming them again as new topics", "topics", recreated)
+		cl.PurgeTopicsFromConsuming(recreated...)
+		cl.ForceMetadataRefresh()
 	}
 	var out []Batch
 	fs.EachTopic(func(t kgo.FetchTopic) {
@@ -286,19 +292,24 @@ func (c *Consumer) Poll(ctx context.Context) ([]Batch, error) {
 			}
 			b := Batch{Topic: t.Topic, TopicID: id, Partition: p.Partition, Records: make([]Record, len(p.Records))}
 			for i, r := range p.Records {
-				rec := Record{Offset: r.Offset, LeaderEpoch: r.LeaderEpoch, Key: r.Key, Value: r.Value, Marker: isMarker(r)}
-				if len(r.Headers) > 0 {
-					rec.Headers = make([]events.Header, len(r.Headers))
-					for j, h := range r.Headers {
-						rec.Headers[j] = events.Header{Key: h.Key, Value: h.Value}
-					}
-				}
-				b.Records[i] = rec
+				b.Records[i] = recordOf(r)
 			}
 			out = append(out, b)
 		})
 	})
 	return out, nil
+}
+
+// recordOf converts a fetched kgo record.
+func recordOf(r *kgo.Record) Record {
+	rec := Record{Offset: r.Offset, LeaderEpoch: r.LeaderEpoch, Key: r.Key, Value: r.Value, Marker: isMarker(r)}
+	if len(r.Headers) > 0 {
+		rec.Headers = make([]events.Header, len(r.Headers))
+		for j, h := range r.Headers {
+			rec.Headers[j] = events.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return rec
 }
 
 // Commit commits the group's positions ps and returns once the coordinator
@@ -307,14 +318,7 @@ func (c *Consumer) Commit(ctx context.Context, ps Positions) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	offs := make(map[string]map[int32]kgo.EpochOffset, len(ps))
-	for t, parts := range ps {
-		m := make(map[int32]kgo.EpochOffset, len(parts))
-		for p, pos := range parts {
-			m[p] = kgo.EpochOffset{Epoch: pos.LeaderEpoch, Offset: pos.Offset}
-		}
-		offs[t] = m
-	}
+	offs := ps.epochOffsets()
 	var cerr error
 	c.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
@@ -341,7 +345,10 @@ func (c *Consumer) AllowRebalance() { c.cl.AllowRebalance() }
 
 // Rewind makes the next fetches of each partition in ps start at its
 // position (to read again a batch that was not applied).
-func (c *Consumer) Rewind(ps Positions) {
+func (c *Consumer) Rewind(ps Positions) { c.cl.SetOffsets(ps.epochOffsets()) }
+
+// epochOffsets is ps as kgo takes offsets.
+func (ps Positions) epochOffsets() map[string]map[int32]kgo.EpochOffset {
 	offs := make(map[string]map[int32]kgo.EpochOffset, len(ps))
 	for t, parts := range ps {
 		m := make(map[int32]kgo.EpochOffset, len(parts))
@@ -350,7 +357,7 @@ func (c *Consumer) Rewind(ps Positions) {
 		}
 		offs[t] = m
 	}
-	c.cl.SetOffsets(offs)
+	return offs
 }
 
 // Pause stops fetching the partitions named; Resume fetches them again.
