@@ -84,7 +84,12 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	// The store decides each record once, under its lock, against its
 	// offsets: the audit records follow its verdicts. A record it skipped
 	// was applied, and its rejection audited, before.
-	verdicts, err := v.apply(t, st, c, recs)
+	var verdicts []projections.Verdict
+	if v.cfg.Changelog != nil {
+		verdicts, err = v.applyLogged(ctx, t, st, c, recs)
+	} else {
+		verdicts, err = v.apply(t, st, c, recs)
+	}
 	if len(verdicts) == 0 {
 		return err
 	}

@@ -107,6 +107,10 @@ func (v *Vault) Session(ctx context.Context, p Principal, a Access) (*Session, e
 		}
 		return nil, fmt.Errorf("session %s: %w", t, err)
 	}
+	if err := v.catchUp(ctx, t, st, c); err != nil {
+		release()
+		return nil, fmt.Errorf("session %s: %w", t, err)
+	}
 	s := &Session{v: v, p: p, tenant: t, cipher: c, store: st, release: release}
 	if p.admin {
 		s.breakGlass = breakGlass

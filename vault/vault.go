@@ -59,6 +59,9 @@ type Config struct {
 	// its registry entry, JSON, no secrets) to the other nodes; the create
 	// fails, undone, when it does. ReplicateShred publishes a shred done
 	// here. Nil: one node.
+	// Changelog, in a cluster, takes each batch's store writes before the
+	// store commits them, and restores a store a node takes over.
+	Changelog      Changelog
 	Replicate      func(ctx context.Context, t events.TenantID, entry []byte) error
 	ReplicateShred func(ctx context.Context, t events.TenantID) error
 	// OnTenantCreated is called after a tenant is created (to start consuming
@@ -169,6 +172,7 @@ type Vault struct {
 	adminHash [32]byte
 	reg       *registry
 	stats     Stats
+	restored  restored    // in a cluster: stores caught up with their changelog
 	agg       *aggregator // records anyone can cause, aggregated per source
 	// createMu serialises tenant creation and shredding (rare, multi-step).
 	createMu sync.Mutex
