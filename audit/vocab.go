@@ -173,6 +173,11 @@ const (
 
 // Other actions.
 const (
+	// ActionRequestForward is a node's failure to forward a request for a
+	// tenant another node of the cluster owns (the owner unreachable):
+	// the forwarding node authenticated nothing, so its principal is
+	// PrincipalAnonymous, and it read no tenant data.
+	ActionRequestForward = Action("request.forward")
 	// ActionAuditRead reads the audit log (metadata only, never tenant data).
 	ActionAuditRead = Action("audit.read")
 	// ActionAuth is an authentication without a more specific action.
@@ -188,3 +193,15 @@ func (a Action) IsTenantData() bool { return slices.Contains(tenantDataActions, 
 
 // TenantDataActions returns the actions that read a tenant's data, sorted.
 func TenantDataActions() []Action { return slices.Clone(tenantDataActions) }
+
+// Details keys of a vault that is one node of a cluster (several vaultd
+// nodes on one Kafka cluster, each owning some tenants).
+const (
+	// DetailNode is the id of the node that wrote the record.
+	DetailNode = "node"
+	// DetailViaNode is the id of the node a forwarded request came
+	// through, as that request claimed it: a node id, not a credential.
+	DetailViaNode = "via_node"
+	// DetailOwnerNode is the id of the node a request was forwarded to.
+	DetailOwnerNode = "owner_node"
+)

@@ -41,6 +41,7 @@ const (
 	ReasonCursorInvalid       = "cursor_invalid"     // a list cursor (after=) that the vault did not hand out
 	ReasonParamInvalid        = "param_invalid"      // a query parameter out of its range or of the wrong type (limit=0, after=-1)
 	ReasonTenantMoved         = "moved"              // the tenant moved to another vault (a 410, or records of its topic skipped here)
+	ReasonTenantMoving        = "tenant_moving"      // no node of the cluster owns the tenant right now, or its owner is unreachable (a 503 with Retry-After)
 	reasonInternalPlaceholder = "internal"
 )
 

@@ -328,8 +328,10 @@ func (v *Vault) authenticate(ctx context.Context, source, token string, action a
 }
 
 // record appends rec to the audit log, flagged (or not) by what it says
-// happened (audit.Flag), and returns once it is durable.
+// happened (audit.Flag), with the nodes of ctx's Hop (WithHop), and
+// returns once it is durable.
 func (v *Vault) record(ctx context.Context, rec audit.Record) error {
+	addHop(&rec, hopOf(ctx))
 	audit.Flag(&rec)
 	if _, err := v.cfg.Audit.Append(ctx, rec); err != nil {
 		return fmt.Errorf("audit: %w", err)

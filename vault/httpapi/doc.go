@@ -23,6 +23,12 @@
 // its credential is looked at, with a bounded table of sources. Failures
 // and refusals are audited through the vault, aggregated per source.
 //
+// On a node of a cluster (Options.Router), it proxies a request for a
+// tenant another node owns to that node (net/http/httputil's
+// ReverseProxy), which checks the credential itself; proxy.go has the
+// table of routed and local endpoints, the loop guard and what each node
+// audits.
+//
 // Of ours it imports only events, vault, audit and audit/alerts: never keys,
 // projections or the Kafka adapter. It is the HTTP API package, so it may
 // import net/http; besides it, only internal/server (which serves it),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -56,6 +57,32 @@ type Options struct {
 	// past them, new sources are not limited. Default
 	// DefaultAuthFailureSources (1024).
 	AuthFailureSources int
+
+	// Router, when set, makes this vault one node of a cluster: a request
+	// of a routed endpoint (RoutedRoutes) for a tenant another node owns
+	// is proxied to that node, and one for a tenant no node owns right
+	// now is answered 503 tenant_moving with Retry-After (see proxy.go).
+	// Nil: a single node, every request served here.
+	Router Router
+	// NodeID is this node's id (vault.ValidNodeID), sent to the owner in
+	// ForwardedByHeader and written (audit.DetailNode) into the audit
+	// records of the requests it serves. Required with Router.
+	NodeID string
+	// ForwardTransport carries forwarded requests (TLS to the other
+	// nodes, say); default NewForwardTransport(), one per Handler.
+	ForwardTransport http.RoundTripper
+}
+
+// Validate reports every problem of o, joined.
+func (o Options) Validate() error {
+	var errs []error
+	if o.NodeID != "" && !vault.ValidNodeID(o.NodeID) {
+		errs = append(errs, fmt.Errorf("httpapi: NodeID %.80q is not a node id (2 to 63 characters of [a-z0-9-], starting with [a-z0-9])", o.NodeID))
+	}
+	if o.Router != nil && o.NodeID == "" {
+		errs = append(errs, errors.New("httpapi: NodeID is required with Router"))
+	}
+	return errors.Join(errs...)
 }
 
 func (o *Options) setDefaults() {
@@ -74,6 +101,9 @@ func (o *Options) setDefaults() {
 	if o.AuthFailureSources <= 0 {
 		o.AuthFailureSources = DefaultAuthFailureSources
 	}
+	if o.Router != nil && o.ForwardTransport == nil {
+		o.ForwardTransport = NewForwardTransport()
+	}
 }
 
 // Handler serves the API.
@@ -87,20 +117,32 @@ type Handler struct {
 
 	metricsHandler http.Handler // nil: /metrics is not served
 	metricsToken   *tokenMatcher
+
+	router    Router // nil: a single node
+	nodeID    string
+	transport http.RoundTripper // forwarded requests
 }
 
-// New returns the API handler of v.
+// New returns the API handler of v. It panics if opts.Validate fails (a
+// wiring error, as a bad pattern is to http.ServeMux).
 func New(v *vault.Vault, opts Options) *Handler {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
 	opts.setDefaults()
 	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, mux: http.NewServeMux(),
 		limit:        newLimiter(opts.AuthFailureLimit, opts.AuthFailureInterval, opts.AuthFailureSources),
-		metricsToken: newTokenMatcher(opts.MetricsToken)}
+		metricsToken: newTokenMatcher(opts.MetricsToken),
+		router:       opts.Router, nodeID: opts.NodeID, transport: opts.ForwardTransport}
 	if opts.Metrics != nil {
 		h.registerStats(opts.Metrics)
 		h.metricsHandler = opts.Metrics.Handler()
 	}
 	h.serve = accessLog(h.mux, h.log, opts.Metrics)
 	for _, rt := range h.routes() {
+		if resource, ok := routedRoutes[rt.pattern]; ok && h.router != nil {
+			rt.handler = h.routed(resource, rt.handler)
+		}
 		h.mux.HandleFunc(rt.pattern, rt.handler)
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -174,6 +216,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = MaxBundleBytes
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if h.nodeID != "" {
+		r = r.WithContext(vault.WithHop(r.Context(), vault.Hop{Node: h.nodeID}))
+	}
 	h.serve.ServeHTTP(w, r)
 }
 
@@ -803,8 +848,8 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	body := map[string]string{"code": code, "message": events.ErrorMessage(err)}
 	var e *events.Error
-	if errors.As(err, &e) && e.Reason == events.ReasonTenantMoved {
-		body["reason"] = e.Reason // a client looks for the tenant elsewhere
+	if errors.As(err, &e) && (e.Reason == events.ReasonTenantMoved || e.Reason == events.ReasonTenantMoving) {
+		body["reason"] = e.Reason // a client looks for the tenant elsewhere, or retries
 	}
 	writeJSON(w, StatusOf(code), map[string]any{"error": body})
 }
