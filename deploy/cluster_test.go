@@ -525,7 +525,7 @@ func mustSpec(t *testing.T, o k8sObject, v any) {
 	}
 }
 
-// healthEndpoints are the paths the HTTP API documents (its OpenAPI file).
+// apiPaths are the paths the HTTP API documents (its OpenAPI file).
 func apiPaths(t *testing.T) map[string]bool {
 	t.Helper()
 	b, err := os.ReadFile("../vault/httpapi/openapi.json")
