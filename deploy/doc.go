@@ -8,6 +8,13 @@
 // build context's .dockerignore keeps the data directory, keys, tokens and
 // .git out of the image build.
 //
+// cluster/compose.yaml (three vaultd nodes on three KRaft brokers) and k8s/
+// (a StatefulSet of three nodes, its Services and PodDisruptionBudget) are
+// the cluster deployments of issue 13. The test validates them, and
+// compose.yaml, against vendored JSON schemas (testdata/schemas: compose-spec,
+// Kubernetes 1.31 strict), checks that every vaultd flag they use is one
+// vaultd defines, and that node ids, addresses, volumes and brokers agree.
+//
 // It must never hold secrets, keys or a data directory, and imports
 // nothing (internal/archtest enforces it).
 package deploy
