@@ -18,16 +18,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// pendingFlags are vaultd flags the deploy files use before vaultd defines
-// them: they come with the cluster work of issue 13 (node identity and the
-// address other nodes reach this one at), written on another branch at the
-// same time. Delete this allowlist once vaultd defines them; the test
-// fails when it does, so the list cannot outlive its reason.
-var pendingFlags = map[string]bool{
-	"node-id":        true,
-	"advertise-addr": true,
-}
-
 // envOnly are TENANTVAULT_* variables vaultd reads that no flag backs.
 var envOnly = map[string]bool{
 	"TENANTVAULT_ADMIN_TOKEN": true, // never a flag: flags show in ps
@@ -114,7 +104,7 @@ func checkVaultdUse(t *testing.T, u vaultdUse) map[string]string {
 			t.Errorf("%s: --%s given twice", u.where, name)
 		}
 		flags[name] = value
-		if !defined[name] && !pendingFlags[name] {
+		if !defined[name] {
 			t.Errorf("%s: vaultd has no flag --%s", u.where, name)
 		}
 	}
@@ -123,7 +113,7 @@ func checkVaultdUse(t *testing.T, u vaultdUse) map[string]string {
 		if name == "" || envOnly[e] {
 			continue
 		}
-		if !defined[name] && !pendingFlags[name] {
+		if !defined[name] {
 			t.Errorf("%s: %s names no vaultd flag (--%s)", u.where, e, name)
 		}
 		if _, both := flags[name]; both {
@@ -131,17 +121,6 @@ func checkVaultdUse(t *testing.T, u vaultdUse) map[string]string {
 		}
 	}
 	return flags
-}
-
-// TestPendingFlagsStillPending: the allowlist holds only flags vaultd does
-// not define yet.
-func TestPendingFlagsStillPending(t *testing.T) {
-	defined := vaultdFlags(t)
-	for f := range pendingFlags {
-		if defined[f] {
-			t.Errorf("vaultd now defines --%s: delete it from pendingFlags", f)
-		}
-	}
 }
 
 // TestComposeVaultdFlags: every flag and TENANTVAULT_* variable the compose

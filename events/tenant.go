@@ -39,6 +39,11 @@ const (
 // TopicFor returns the ingress topic of tenant t: tenant.<t>.events.
 func TopicFor(t TenantID) string { return topicPrefix + string(t) + topicSuffix }
 
+// ChangelogTopicFor returns tenant t's sealed changelog topic in a cluster,
+// tenant.<id>.sealed: compacted, ciphertext only, written by the vault
+// alone (tenants' producers may write only their .events topic).
+func ChangelogTopicFor(t TenantID) string { return topicPrefix + string(t) + ".sealed" }
+
 // TenantTopicPattern matches the ingress topic of every valid tenant id
 // (tenant.<id>.events), as a regular expression of the whole name.
 const TenantTopicPattern = `^tenant\.[a-z0-9][a-z0-9-]{1,62}\.events$`

@@ -210,6 +210,12 @@ func (v *Vault) removeTenantData(ctx context.Context, t events.TenantID) (step s
 			return "purge topic", err
 		}
 	}
+	// ... nor its changelog (in a cluster).
+	if v.cfg.Changelog != nil {
+		if err := v.cfg.Changelog.Delete(ctx, t); err != nil {
+			return "delete changelog", err
+		}
+	}
 	// ... nor a principal of its producers.
 	if v.cfg.Producers != nil {
 		if err := v.cfg.Producers.RemoveProducer(ctx, events.ProducerPrincipal(t)); err != nil {

@@ -35,6 +35,10 @@ type ConsumerConfig struct {
 	// timeout gets its partitions back and moves nothing. A cluster
 	// node's id.
 	InstanceID string
+	// OnRevoked, when set, is called with the topics and partitions this
+	// member lost (revoked in a rebalance, or lost with the session), in
+	// kgo's goroutine: it must not block long.
+	OnRevoked func(map[string][]int32)
 	// Auth is the principal the Consumer reads as.
 	Auth Auth
 	// MaxPollRecords bounds the records one Poll returns; default 8192.
@@ -170,6 +174,15 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("kafka consumer: partitions revoked", "topics", len(m))
+			if cfg.OnRevoked != nil {
+				cfg.OnRevoked(m)
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Debug("kafka consumer: partitions lost", "topics", len(m))
+			if cfg.OnRevoked != nil {
+				cfg.OnRevoked(m)
+			}
 		}),
 	}
 	if cfg.InstanceID != "" {

@@ -9,8 +9,10 @@ import (
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/cluster"
+	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/vault"
+	"github.com/tenantvault/tenantvault/vault/httpapi"
 )
 
 // validateCluster checks the flags of a node of a cluster.
@@ -207,4 +209,53 @@ func (n *clusterNode) close() {
 	close(n.stop)
 	<-n.stopped
 	n.dir.Close()
+}
+
+// changelogs is vault.Changelog on the cluster's tenant.<id>.sealed topics.
+type changelogs struct{ c *kafka.Changelogs }
+
+func (c changelogs) Append(ctx context.Context, t events.TenantID, recs [][2][]byte) (int64, error) {
+	return c.c.Append(ctx, events.ChangelogTopicFor(t), recs)
+}
+
+func (c changelogs) Read(ctx context.Context, t events.TenantID, from int64, fn func(int64, []byte) error) error {
+	return c.c.Read(ctx, events.ChangelogTopicFor(t), from, fn)
+}
+
+func (c changelogs) Delete(ctx context.Context, t events.TenantID) error {
+	err := c.c.Delete(ctx, events.ChangelogTopicFor(t))
+	if errors.Is(err, kafka.ErrTopicNotFound) {
+		return nil
+	}
+	return err
+}
+
+// router is httpapi.Router on the cluster directory: a tenant is served
+// by the node the consumer group gave its topic to.
+type router struct{ s *Server }
+
+func (r router) Owner(ctx context.Context, t events.TenantID) (httpapi.Owner, error) {
+	n := r.s.cluster
+	if n == nil || !r.s.vault.Exists(string(t)) {
+		// One node, or a tenant unknown, shredded or moved: answered
+		// here (404, 410), as every node knows every tenant.
+		return httpapi.Owner{Local: true}, nil
+	}
+	node, local, err := n.dir.Owner(ctx, t)
+	if errors.Is(err, cluster.ErrNoOwner) {
+		return httpapi.Owner{}, httpapi.ErrOwnerUnknown
+	}
+	if err != nil {
+		return httpapi.Owner{}, err
+	}
+	return httpapi.Owner{Node: node.ID, Addr: node.Addr, Local: local}, nil
+}
+
+// released tells the vault which tenants' topics this node lost.
+func (s *Server) released(m map[string][]int32) {
+	for topic := range m {
+		if t, err := events.TenantFromTopic(topic); err == nil {
+			s.vault.Released(t)
+		}
+	}
 }

@@ -51,6 +51,7 @@ type Server struct {
 	consumer   *kafka.Consumer   // --ingest-consumer=kgo
 	keystore   *keys.Keystore
 	cluster    *clusterNode // nil: one node
+	changelogs *kafka.Changelogs
 	stores     *projections.Stores
 	audit      *audit.Log
 	vault      *vault.Vault
@@ -145,8 +146,12 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		return err
 	}
 	s.registerMetrics()
-	api := httpapi.New(s.vault, httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: s.metrics, MetricsToken: metricsToken,
-		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)})
+	opts := httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: s.metrics, MetricsToken: metricsToken,
+		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)}
+	if cfg.NodeID != "" {
+		opts.Router, opts.NodeID = router{s}, cfg.NodeID
+	}
+	api := httpapi.New(s.vault, opts)
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	if cfg.MetricsAddr != "" {
 		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
@@ -378,6 +383,13 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 	if err != nil {
 		return err
 	}
+	var changelog vault.Changelog // nil: one node
+	if cfg.NodeID != "" {
+		if s.changelogs, err = kafka.NewChangelogs(s.brokers, s.kafkaAuth, s.admin, s.Logger); err != nil {
+			return err
+		}
+		changelog = changelogs{s.changelogs}
+	}
 	if s.vault, err = vault.Open(vault.Config{
 		DataDir: cfg.DataDir, Keys: vault.KeysOf(s.keystore), Stores: s.stores, Audit: s.audit, Topics: brokerAccess{s.admin},
 		Producers: s.producers(), TopicIDs: brokerAccess{s.admin},
@@ -402,6 +414,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 		OnIngested: func(t events.TenantID, applied, quarantined int) {
 			s.metrics.Ingested(string(t), applied, quarantined)
 		},
+		Changelog: changelog,
 		Replicate: func(ctx context.Context, t events.TenantID, entry []byte) error {
 			if s.cluster == nil {
 				return nil
@@ -501,6 +514,9 @@ func (s *Server) Close() error {
 	var errs []error
 	s.cluster.close()
 	s.cluster = nil
+	if s.changelogs != nil {
+		defer s.changelogs.Close()
+	}
 	if s.vault != nil {
 		errs = append(errs, s.vault.Close())
 	}
@@ -635,7 +651,7 @@ func (s *Server) openIngest() error {
 		return err
 	default:
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
-			InstanceID: cfg.NodeID, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			InstanceID: cfg.NodeID, OnRevoked: s.released, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
