@@ -259,3 +259,13 @@ func (s *Server) released(m map[string][]int32) {
 		}
 	}
 }
+
+// TenantOwner returns the id of the node that holds tenant t's topic now
+// ("" on one node).
+func (s *Server) TenantOwner(ctx context.Context, t events.TenantID) (string, error) {
+	if s.cluster == nil {
+		return "", nil
+	}
+	n, _, err := s.cluster.dir.Owner(ctx, t)
+	return n.ID, err
+}

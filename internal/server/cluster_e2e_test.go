@@ -1,12 +1,16 @@
 package server_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantvault/tenantvault/events"
 
 	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/internal/server"
@@ -143,4 +147,139 @@ func countAction(au auditResp, action string) int {
 		}
 	}
 	return n
+}
+
+// historyOf is the event ids of tenant's stream read through node v, in
+// version order, and the HTTP status.
+func historyOf(v *vault, tenant, token, stream string) (int, []string) {
+	var h historyResp
+	st := v.do("GET", "/v1/tenants/"+tenant+"/streams/"+stream+"/events?limit=1000", token, nil, &h)
+	var ids []string
+	for i, e := range h.Events {
+		if e.Version != uint64(i+1) {
+			return -1, nil // renumbered or duplicated
+		}
+		ids = append(ids, e.ID)
+	}
+	return st, ids
+}
+
+// TestClusterServesAnyTenantAnywhere: three nodes on one broker, tenants
+// created on each: every tenant's events are read through every node
+// exactly once (proxied to the owner, which restored from the changelog
+// what another node wrote); a cross-tenant read through a non-owner is
+// still refused and flagged; a node that stops has its tenants taken by
+// the others, and events published meanwhile are there exactly once.
+func TestClusterServesAnyTenantAnywhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three nodes and a session timeout")
+	}
+	b := startClusterBroker(t)
+	nodes := []*vault{
+		startNode(t, b, "node-a", t.TempDir()),
+		startNode(t, b, "node-b", t.TempDir()),
+		startNode(t, b, "node-c", t.TempDir()),
+	}
+	const tenants, perRound = 12, 4
+	type tenant struct {
+		id, token string
+		creator   *vault
+	}
+	var ts []tenant
+	for i := range tenants {
+		id := fmt.Sprintf("t%02d", i)
+		c := nodes[i%len(nodes)]
+		ts = append(ts, tenant{id, c.createTenant(id), c})
+	}
+	publishRound := func(round int) {
+		for _, tn := range ts {
+			var recs [][2][]byte
+			for j := range perRound {
+				id := fmt.Sprintf("%s-r%d-e%d", tn.id, round, j)
+				recs = append(recs, rec("s1", event(id, "s1", "created", `{"n":1}`)))
+			}
+			tn.creator.publish(events.TopicFor(events.TenantID(tn.id)), recs...)
+		}
+	}
+	want := func(rounds int, id string) []string {
+		var out []string
+		for r := range rounds {
+			for j := range perRound {
+				out = append(out, fmt.Sprintf("%s-r%d-e%d", id, r, j))
+			}
+		}
+		return out
+	}
+	checkAll := func(rounds int, through []*vault) {
+		t.Helper()
+		for _, tn := range ts {
+			for _, n := range through {
+				var st int
+				var got []string
+				waitFor(t, 60*time.Second, fmt.Sprintf("%s's %d events through %s", tn.id, rounds*perRound, n.srv.Config.NodeID), func() bool {
+					st, got = historyOf(n, tn.id, tn.token, "s1")
+					return st == 200 && len(got) >= rounds*perRound
+				})
+				if !slices.Equal(got, want(rounds, tn.id)) {
+					t.Fatalf("%s through %s: %q, want %q (exactly once, in order)", tn.id, n.srv.Config.NodeID, got, want(rounds, tn.id))
+				}
+			}
+		}
+	}
+	publishRound(0)
+	checkAll(1, nodes)
+
+	// A crossing through a node that does not own the victim: refused by
+	// the owner, flagged in the owner's audit log, naming the node it came
+	// through.
+	victim, attacker := ts[0], ts[1]
+	ownerID, err := nodes[0].srv.TenantOwner(t.Context(), events.TenantID(victim.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var through, ownerNode *vault
+	for _, n := range nodes {
+		if n.srv.Config.NodeID == ownerID {
+			ownerNode = n
+		} else if through == nil {
+			through = n
+		}
+	}
+	if st := through.do("GET", "/v1/tenants/"+victim.id+"/streams/s1", attacker.token, nil, nil); st != 403 {
+		t.Fatalf("%s's token on %s through %s = %d, want 403", attacker.id, victim.id, through.srv.Config.NodeID, st)
+	}
+	flagged := false
+	for _, r := range ownerNode.audit("flagged=true").Records {
+		if r.Tenant == victim.id && r.Details["via_node"] == through.srv.Config.NodeID && r.Details["node"] == ownerID {
+			flagged = true
+		}
+	}
+	if !flagged {
+		t.Fatalf("the crossing is not flagged in the owner's (%s) audit log with via_node %s", ownerID, through.srv.Config.NodeID)
+	}
+
+	// node-c stops; its tenants move to the others, which restore them.
+	owners := func() map[string]int {
+		out := map[string]int{}
+		for _, tn := range ts {
+			id, err := nodes[0].srv.TenantOwner(t.Context(), events.TenantID(tn.id))
+			if err != nil {
+				id = "none"
+			}
+			out[id]++
+		}
+		return out
+	}
+	before := owners()
+	if before["node-c"] == 0 || before["node-a"]+before["node-b"]+before["node-c"] != tenants {
+		t.Fatalf("owners before the stop: %v; want every tenant owned, some by node-c", before)
+	}
+	nodes[2].stop()
+	publishRound(1)
+	checkAll(2, nodes[:2])
+	after := owners()
+	if after["node-c"] != 0 || after["node-a"]+after["node-b"] != tenants {
+		t.Fatalf("owners after node-c stopped: %v; want node-a and node-b only", after)
+	}
+	t.Logf("owners before %v, after %v", before, after)
 }
