@@ -73,11 +73,18 @@ func (p *proc) log() string {
 
 func startVaultd(t *testing.T, dataDir, httpAddr, kafkaAddr string) *proc {
 	t.Helper()
-	p := &proc{done: make(chan error, 1)}
-	p.cmd = exec.Command(vaultdBin)
-	p.cmd.Env = append(os.Environ(),
+	return startProc(t, httpAddr,
 		"TENANTVAULT_DATA_DIR="+dataDir, "TENANTVAULT_HTTP_ADDR="+httpAddr, "TENANTVAULT_KAFKA_ADDR="+kafkaAddr,
 		"TENANTVAULT_ADMIN_TOKEN=", "TENANTVAULT_BROKERS=")
+}
+
+// startProc starts vaultd with env added to the test's environment and
+// waits until httpAddr answers /readyz.
+func startProc(t *testing.T, httpAddr string, env ...string) *proc {
+	t.Helper()
+	p := &proc{done: make(chan error, 1)}
+	p.cmd = exec.Command(vaultdBin)
+	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
