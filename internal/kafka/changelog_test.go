@@ -34,7 +34,7 @@ func TestEnsureChangelogTopic(t *testing.T) {
 	if policy != "compact" {
 		t.Errorf("cleanup.policy = %q, want compact", policy)
 	}
-	if got := partitionCount(t, a, "tenant.a.sealed"); got != 1 {
+	if got := changelogPartitions(t, a, "tenant.a.sealed"); got != 1 {
 		t.Errorf("partitions = %d, want 1", got)
 	}
 	// A topic that exists but is no changelog.
@@ -54,8 +54,8 @@ func TestEnsureChangelogTopic(t *testing.T) {
 	}
 }
 
-// partitionCount returns the number of topic's partitions.
-func partitionCount(tb testing.TB, a *Admin, topic string) int {
+// changelogPartitions returns the number of topic's partitions.
+func changelogPartitions(tb testing.TB, a *Admin, topic string) int {
 	tb.Helper()
 	td, err := a.adm.ListTopics(context.Background(), topic)
 	if err != nil {

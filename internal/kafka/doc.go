@@ -30,6 +30,15 @@
 // what its caller commits, and holds rebalances until the caller allows
 // them (after committing), so a commit never covers a partition it lost.
 //
+// The TxnConsumer (issue 13: several vaultd nodes on one cluster) is the
+// Consumer's exactly-once twin: a round's records produced to the tenants'
+// changelog topics and the group offsets of what it polled are committed
+// in one Kafka transaction (KIP-447): a node thrown out of the group, or
+// replaced by one with its transactional id, commits neither. It reads
+// read_committed, with stable offsets, and may be a static member
+// (InstanceID). ReadToEnd restores a store from its changelog topic
+// (EnsureChangelogTopic: compacted, one partition).
+//
 // The Subscriber is at-least-once. Messages are handed out without waiting
 // for the previous acknowledgement (up to MaxInFlight per subscription), in
 // partition order. An offset is committed only once that message and every
