@@ -2,9 +2,11 @@ package vault
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/tenantvault/tenantvault/audit"
 	"github.com/tenantvault/tenantvault/events"
@@ -107,4 +109,46 @@ func (v *Vault) ShredReplica(ctx context.Context, t events.TenantID, by string) 
 	}
 	_, err := v.shred(ctx, e, "node:"+by)
 	return err
+}
+
+// HandOff is a node's audit checkpoint at the moment it released a
+// tenant's topic: the tenant.release record it wrote holds it, and the
+// tenant.acquire record of the node that takes the topic names it, so the
+// two nodes' logs link.
+type HandOff struct {
+	Node string `json:"node"`
+	Size uint64 `json:"size"`
+	Root string `json:"root"` // hex
+	// Checkpoint is the signed checkpoint (a note) of Size and Root.
+	Checkpoint []byte `json:"checkpoint,omitempty"`
+}
+
+// Released audits that this node no longer holds tenant t's topic
+// (tenant.release, with its audit log's signed checkpoint, taken after the
+// tenant's last record here) and returns the hand-off to publish.
+func (v *Vault) Release(ctx context.Context, t events.TenantID, node string) (HandOff, error) {
+	v.Released(t)
+	if err := v.record(ctx, audit.Record{Principal: audit.PrincipalVault, Tenant: string(t), Action: audit.ActionTenantRelease,
+		Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK, Details: map[string]string{"node": node}}); err != nil {
+		return HandOff{}, err
+	}
+	signed, size, root, err := v.cfg.Audit.CheckpointNow()
+	if err != nil {
+		return HandOff{}, err
+	}
+	return HandOff{Node: node, Size: size, Root: hex.EncodeToString(root[:]), Checkpoint: signed}, nil
+}
+
+// Acquire audits that this node took tenant t's topic (tenant.acquire),
+// naming the hand-off of the node that released it when known (from
+// zero: a node that died released nothing), and starts catching the
+// store up with its changelog.
+func (v *Vault) Acquire(ctx context.Context, t events.TenantID, node string, from *HandOff) error {
+	v.Released(t) // whatever this node held before, catch up again
+	d := map[string]string{"node": node}
+	if from != nil {
+		d["from_node"], d["from_checkpoint_size"], d["from_checkpoint_root"] = from.Node, strconv.FormatUint(from.Size, 10), from.Root
+	}
+	return v.record(ctx, audit.Record{Principal: audit.PrincipalVault, Tenant: string(t), Action: audit.ActionTenantAcquire,
+		Resource: "tenants/" + string(t), Outcome: audit.OutcomeOK, Details: d})
 }

@@ -21,8 +21,9 @@ const Topic = "tenantvault.cluster"
 
 // Key prefixes of the directory's records.
 const (
-	nodePrefix   = "node/"
-	tenantPrefix = "tenant/"
+	nodePrefix    = "node/"
+	tenantPrefix  = "tenant/"
+	handoffPrefix = "handoff/"
 )
 
 var nodeIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62})$`)
@@ -71,6 +72,17 @@ type Tenant struct {
 	By string `json:"by"`
 }
 
+// HandOff is the audit checkpoint a node took when it released a
+// tenant's topic, for the node that acquires it to name.
+type HandOff struct {
+	Tenant     events.TenantID `json:"tenant"`
+	Node       string          `json:"node"`
+	Size       uint64          `json:"size"`
+	Root       string          `json:"root"`
+	Checkpoint []byte          `json:"checkpoint,omitempty"`
+	At         time.Time       `json:"at"`
+}
+
 // Config configures a Directory.
 type Config struct {
 	Brokers []string // required
@@ -94,8 +106,9 @@ type Directory struct {
 	log   *kafka.TopicLog
 	admin *kafka.Admin
 
-	mu    sync.Mutex
-	nodes map[string]Node
+	mu       sync.Mutex
+	nodes    map[string]Node
+	handoffs map[events.TenantID]HandOff
 
 	ownMu   sync.Mutex
 	owners  map[string]map[int32]string
@@ -123,7 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Directory, error) {
 	if cfg.Self.Started.IsZero() {
 		cfg.Self.Started = time.Now().UTC()
 	}
-	d := &Directory{cfg: cfg, nodes: make(map[string]Node)}
+	d := &Directory{cfg: cfg, nodes: make(map[string]Node), handoffs: make(map[events.TenantID]HandOff)}
 	var err error
 	if d.admin, err = kafka.NewAdmin(cfg.Brokers, cfg.Auth); err != nil {
 		return nil, err
@@ -186,6 +199,24 @@ func (d *Directory) apply(key, value []byte, offset int64) {
 		if d.cfg.OnTenant != nil {
 			d.cfg.OnTenant(t)
 		}
+	case strings.HasPrefix(k, handoffPrefix):
+		id, err := events.ParseTenantID(strings.TrimPrefix(k, handoffPrefix))
+		if err != nil {
+			d.skip(offset, "invalid tenant id")
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if value == nil {
+			delete(d.handoffs, id)
+			return
+		}
+		var h HandOff
+		if err := json.Unmarshal(value, &h); err != nil || h.Tenant != id || ValidNodeID(h.Node) != nil {
+			d.skip(offset, "malformed hand-off record")
+			return
+		}
+		d.handoffs[id] = h
 	default:
 		d.skip(offset, "unknown record key")
 	}
@@ -283,4 +314,24 @@ func (d *Directory) groupOwners(ctx context.Context, fresh bool) (map[string]map
 func (d *Directory) Close() {
 	_ = d.log.Close()
 	d.admin.Close()
+}
+
+// PublishHandOff writes h, the checkpoint this node took releasing
+// h.Tenant's topic.
+func (d *Directory) PublishHandOff(ctx context.Context, h HandOff) error {
+	h.Node = d.cfg.Self.ID
+	v, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	_, err = d.log.Put(ctx, []byte(handoffPrefix+string(h.Tenant)), v)
+	return err
+}
+
+// LastHandOff returns the last hand-off of tenant t published, if any.
+func (d *Directory) LastHandOff(t events.TenantID) (HandOff, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, ok := d.handoffs[t]
+	return h, ok
 }

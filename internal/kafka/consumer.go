@@ -39,6 +39,9 @@ type ConsumerConfig struct {
 	// member lost (revoked in a rebalance, or lost with the session), in
 	// kgo's goroutine: it must not block long.
 	OnRevoked func(map[string][]int32)
+	// OnAssigned, when set, is called with the topics and partitions this
+	// member was given, in kgo's goroutine: it must not block long.
+	OnAssigned func(map[string][]int32)
 	// Auth is the principal the Consumer reads as.
 	Auth Auth
 	// MaxPollRecords bounds the records one Poll returns; default 8192.
@@ -171,6 +174,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.WithLogger(kgoLogger{log}),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("kafka consumer: partitions assigned", "topics", len(m))
+			if cfg.OnAssigned != nil {
+				cfg.OnAssigned(m)
+			}
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("kafka consumer: partitions revoked", "topics", len(m))

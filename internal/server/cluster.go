@@ -56,6 +56,11 @@ type clusterNode struct {
 	seen    map[events.TenantID]bool // tenant → shredded, as last published
 	stop    chan struct{}
 	stopped chan struct{}
+
+	// ctx ends at close; bg counts the hand-off goroutines, waited for.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 // openCluster joins the cluster directory, takes what it holds, and
@@ -67,10 +72,12 @@ func (s *Server) openCluster(ctx context.Context) error {
 		return nil
 	}
 	n := &clusterNode{s: s, wake: make(chan struct{}, 1), seen: make(map[events.TenantID]bool), stop: make(chan struct{}), stopped: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.work()
 	dir, err := cluster.Open(ctx, cluster.Config{Brokers: s.brokers, Auth: s.kafkaAuth, Self: cluster.Node{ID: cfg.NodeID, Addr: cfg.AdvertiseAddr},
 		Group: cfg.ConsumerGroup, OnTenant: n.enqueue, Logger: s.Logger})
 	if err != nil {
+		n.cancel()
 		close(n.stop)
 		<-n.stopped
 		return fmt.Errorf("cluster: %w", err)
@@ -206,6 +213,8 @@ func (n *clusterNode) close() {
 	if n == nil {
 		return
 	}
+	n.cancel()
+	n.bg.Wait()
 	close(n.stop)
 	<-n.stopped
 	n.dir.Close()
@@ -251,13 +260,91 @@ func (r router) Owner(ctx context.Context, t events.TenantID) (httpapi.Owner, er
 	return httpapi.Owner{Node: node.ID, Addr: node.Addr, Local: local}, nil
 }
 
-// released tells the vault which tenants' topics this node lost.
+// released hands off the tenants whose topics this node lost: each gets
+// a tenant.release record, and the checkpoint taken after it is published
+// for the node that acquires the tenant. In the background: kgo's
+// goroutine calls it.
 func (s *Server) released(m map[string][]int32) {
+	n := s.cluster
+	for _, t := range tenantsOf(m) {
+		s.vault.Released(t)
+		if n == nil {
+			continue
+		}
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+			defer cancel()
+			h, err := s.vault.Release(ctx, t, s.Config.NodeID)
+			if err == nil {
+				err = n.dir.PublishHandOff(ctx, cluster.HandOff{Tenant: t, Size: h.Size, Root: h.Root, Checkpoint: h.Checkpoint, At: time.Now().UTC()})
+			}
+			if err != nil {
+				s.Logger.Warn("cluster: hand-off of a released tenant", "tenant", t, "err", err)
+			}
+		}()
+	}
+}
+
+// assigned takes the tenants whose topics this node was given: a
+// tenant.acquire record naming the last hand-off, and the store caught up
+// with its changelog at once, so that reads do not wait for it.
+func (s *Server) assigned(m map[string][]int32) {
+	n := s.cluster
+	if n == nil {
+		return
+	}
+	for _, t := range tenantsOf(m) {
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
+			defer cancel()
+			start := time.Now()
+			// A tenant just created on another node: its topic may be
+			// assigned here before the directory brought it.
+			for !s.vault.Exists(string(t)) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if time.Since(start) > 30*time.Second {
+					return
+				}
+			}
+			if err := s.vault.Restore(ctx, t); err != nil {
+				s.Logger.Warn("cluster: restore from the changelog (retried at the next use)", "tenant", t, "err", err)
+			}
+			// The releasing node's hand-off: published when it let the
+			// topic go, just before or just after this assignment; none
+			// from a node that died.
+			var from *vault.HandOff
+			for wait := time.Now(); from == nil && ctx.Err() == nil && time.Since(wait) < handOffWait; time.Sleep(50 * time.Millisecond) {
+				if h, ok := n.dir.LastHandOff(t); ok && h.Node != s.Config.NodeID && time.Since(h.At) < handOffRecent {
+					from = &vault.HandOff{Node: h.Node, Size: h.Size, Root: h.Root, Checkpoint: h.Checkpoint}
+				}
+			}
+			if err := s.vault.Acquire(ctx, t, s.Config.NodeID, from); err != nil {
+				s.Logger.Warn("cluster: acquire", "tenant", t, "err", err)
+			}
+		}()
+	}
+}
+
+// handOffWait is how long an acquire waits for the releasing node's
+// hand-off; handOffRecent how old one may be to be this acquire's.
+const handOffWait, handOffRecent = 3 * time.Second, 30 * time.Second
+
+func tenantsOf(m map[string][]int32) []events.TenantID {
+	var out []events.TenantID
 	for topic := range m {
 		if t, err := events.TenantFromTopic(topic); err == nil {
-			s.vault.Released(t)
+			out = append(out, t)
 		}
 	}
+	return out
 }
 
 // TenantOwner returns the id of the node that holds tenant t's topic now

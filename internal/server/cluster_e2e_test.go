@@ -281,5 +281,86 @@ func TestClusterServesAnyTenantAnywhere(t *testing.T) {
 	if after["node-c"] != 0 || after["node-a"]+after["node-b"] != tenants {
 		t.Fatalf("owners after node-c stopped: %v; want node-a and node-b only", after)
 	}
+	// Each tenant's owner recorded taking it.
+	for _, tn := range ts {
+		id, _ := nodes[0].srv.TenantOwner(t.Context(), events.TenantID(tn.id))
+		n := nodes[0]
+		if id == "node-b" {
+			n = nodes[1]
+		}
+		waitFor(t, 20*time.Second, tn.id+"'s owner "+id+" records taking it (tenant.acquire)", func() bool {
+			for _, r := range n.audit("action=tenant.acquire").Records {
+				if r.Tenant == tn.id && r.Details["node"] == id {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	t.Logf("owners before %v, after %v", before, after)
+}
+
+// TestClusterHandOff: a node that joins takes its share of the tenants
+// from the node that held them all (cooperative-sticky: the others stay);
+// the releasing node writes tenant.release with its checkpoint, and the
+// acquiring node's tenant.acquire names that node and checkpoint, so the
+// two logs link; reads through either node still see every event once.
+func TestClusterHandOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two nodes and a rebalance")
+	}
+	b := startClusterBroker(t)
+	na := startNode(t, b, "node-a", t.TempDir())
+	var tokens []string
+	for i := range 6 {
+		id := fmt.Sprintf("h%d", i)
+		tokens = append(tokens, na.createTenant(id))
+		na.publish(events.TopicFor(events.TenantID(id)), rec("s1", event(id+"-e0", "s1", "created", `{}`)))
+	}
+	for i := range 6 {
+		id := fmt.Sprintf("h%d", i)
+		waitFor(t, 30*time.Second, id+" applied on node-a", func() bool {
+			st, got := historyOf(na, id, tokens[i], "s1")
+			return st == 200 && len(got) == 1
+		})
+	}
+	nb := startNode(t, b, "node-b", t.TempDir())
+	moved := map[string]bool{}
+	waitFor(t, 60*time.Second, "node-b owns some tenants", func() bool {
+		clear(moved)
+		for i := range 6 {
+			id := fmt.Sprintf("h%d", i)
+			if o, err := na.srv.TenantOwner(t.Context(), events.TenantID(id)); err == nil && o == "node-b" {
+				moved[id] = true
+			}
+		}
+		return len(moved) > 0
+	})
+	releases := map[string]map[string]string{}
+	waitFor(t, 30*time.Second, "node-b's acquire records name node-a's hand-off", func() bool {
+		for _, r := range na.audit("action=tenant.release").Records {
+			releases[r.Tenant] = r.Details
+		}
+		n := 0
+		for _, r := range nb.audit("action=tenant.acquire").Records {
+			if moved[r.Tenant] && r.Details["from_node"] == "node-a" && r.Details["from_checkpoint_size"] != "" {
+				n++
+			}
+		}
+		return n == len(moved)
+	})
+	for id := range moved {
+		if releases[id] == nil {
+			t.Errorf("node-a wrote no tenant.release of %s", id)
+		}
+	}
+	for i := range 6 {
+		id := fmt.Sprintf("h%d", i)
+		for _, n := range []*vault{na, nb} {
+			if st, got := historyOf(n, id, tokens[i], "s1"); st != 200 || !slices.Equal(got, []string{id + "-e0"}) {
+				t.Fatalf("%s through %s after the hand-off: %d %q", id, n.srv.Config.NodeID, st, got)
+			}
+		}
+	}
+	t.Logf("moved to node-b: %v", moved)
 }

@@ -135,9 +135,6 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := s.openVault(ctx, signer); err != nil {
 		return err
 	}
-	if err := s.openCluster(ctx); err != nil {
-		return err
-	}
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
@@ -438,6 +435,11 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 	if err := s.vault.EnsureBroker(ctx); err != nil {
 		return err
 	}
+	// The cluster's directory before the consumer: the node knows every
+	// tenant before it is assigned any.
+	if err := s.openCluster(ctx); err != nil {
+		return err
+	}
 	if err := s.openIngest(); err != nil {
 		return err
 	}
@@ -651,7 +653,7 @@ func (s *Server) openIngest() error {
 		return err
 	default:
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
-			InstanceID: cfg.NodeID, OnRevoked: s.released, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			InstanceID: cfg.NodeID, OnRevoked: s.released, OnAssigned: s.assigned, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
