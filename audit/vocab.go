@@ -180,6 +180,9 @@ const (
 	ActionRequestForward = Action("request.forward")
 	// ActionAuditRead reads the audit log (metadata only, never tenant data).
 	ActionAuditRead = Action("audit.read")
+	// ActionClusterStatus reads the cluster's nodes and who owns each
+	// tenant (GET /v1/cluster, admin).
+	ActionClusterStatus = Action("cluster.status")
 	// ActionAuth is an authentication without a more specific action.
 	ActionAuth = Action("auth")
 )

@@ -68,7 +68,7 @@ func TestClusterKillNode(t *testing.T) {
 	}
 
 	const tenants = 50
-	type tenant struct{ id, token string }
+	type tenant = clusterTenant
 	var ts []tenant
 	for i := range tenants {
 		id := fmt.Sprintf("k%02d", i)
@@ -124,11 +124,50 @@ func TestClusterKillNode(t *testing.T) {
 	stop.Store(true)
 	<-done
 
-	// Every event exactly once, through both surviving nodes.
+	checkExactlyOnce(t, ts, &published, nodes[:2])
+	t.Logf("%d tenants, %d rounds of 5 events each (%d after the kill), read exactly once through node-a and node-b", tenants, rounds.Load(), rounds.Load()-start)
+
+	// node-c comes back (same id, same data dir): the group gives it its
+	// share again, and the events published after are there exactly once
+	// through all three.
+	nodes[2] = startClusterNode(t, "node-c", killed.dir, broker.Addr(), passFile, kms, admin)
+	back := 0
+	deadline := time.Now().Add(90 * time.Second)
+	for back == 0 && time.Now().Before(deadline) {
+		back = ownedBy(t, nodes[0].base, admin, "node-c")
+		time.Sleep(500 * time.Millisecond)
+	}
+	if back == 0 {
+		t.Fatalf("node-c owns no tenant 90s after it came back; log:\n%s", tail(nodes[2].p.log(), 40))
+	}
+	stop.Store(false)
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		r, _ := published.Load(ts[0].id)
+		base := r.(int) / 5
+		for round := base; round < base+2; round++ {
+			for _, tn := range ts {
+				for publishQuiet(broker.Addr(), tn.id, round*5, 5) != nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+				published.Store(tn.id, round*5+5)
+			}
+		}
+	}()
+	<-done
+	checkExactlyOnce(t, ts, &published, nodes)
+	t.Logf("node-c back: it holds %d tenants; every event exactly once through all three", back)
+}
+
+type clusterTenant struct{ id, token string }
+
+func checkExactlyOnce(t *testing.T, ts []clusterTenant, published *sync.Map, nodes []*clusterNode) {
+	t.Helper()
 	for _, tn := range ts {
 		v, _ := published.Load(tn.id)
 		want := v.(int)
-		for _, n := range nodes[:2] {
+		for _, n := range nodes {
 			var got []string
 			deadline := time.Now().Add(90 * time.Second)
 			for {
@@ -155,7 +194,25 @@ func TestClusterKillNode(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d tenants, %d rounds of 5 events each (%d after the kill), read exactly once through node-a and node-b", tenants, rounds.Load(), rounds.Load()-start)
+}
+
+// ownedBy counts the tenants node holds, as the cluster's status says.
+func ownedBy(t *testing.T, base, admin, node string) int {
+	var out struct {
+		Tenants []struct {
+			ID, Owner string
+		}
+	}
+	if apiQuiet(base+"/v1/cluster", admin, &out) != 200 {
+		return 0
+	}
+	n := 0
+	for _, tn := range out.Tenants {
+		if tn.Owner == node {
+			n++
+		}
+	}
+	return n
 }
 
 // eventIDs returns the ids of every event of tenant's 20 streams (as

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -355,4 +357,28 @@ func (s *Server) TenantOwner(ctx context.Context, t events.TenantID) (string, er
 	}
 	n, _, err := s.cluster.dir.Owner(ctx, t)
 	return n.ID, err
+}
+
+// clusterStatus answers GET /v1/cluster.
+func (s *Server) clusterStatus(ctx context.Context) (httpapi.ClusterStatus, error) {
+	n := s.cluster
+	if n == nil {
+		return httpapi.ClusterStatus{}, errors.New("not a cluster")
+	}
+	st := httpapi.ClusterStatus{Node: s.Config.NodeID, Nodes: []httpapi.ClusterNodeStatus{}, Tenants: []httpapi.TenantOwnerStatus{}}
+	for _, nd := range n.dir.Nodes() {
+		st.Nodes = append(st.Nodes, httpapi.ClusterNodeStatus{ID: nd.ID, Addr: nd.Addr})
+	}
+	slices.SortFunc(st.Nodes, func(a, b httpapi.ClusterNodeStatus) int { return strings.Compare(a.ID, b.ID) })
+	for _, t := range s.vault.Tenants() {
+		if !s.vault.Exists(string(t)) {
+			continue
+		}
+		owner, _, err := n.dir.Owner(ctx, t)
+		if err != nil && !errors.Is(err, cluster.ErrNoOwner) {
+			return httpapi.ClusterStatus{}, err
+		}
+		st.Tenants = append(st.Tenants, httpapi.TenantOwnerStatus{ID: string(t), Owner: owner.ID})
+	}
+	return st, nil
 }

@@ -146,7 +146,7 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	opts := httpapi.Options{Ready: s.ready, Logger: s.Logger, Metrics: s.metrics, MetricsToken: metricsToken,
 		AuthFailureLimit: cfg.AuthFailureLimit, AuthFailureInterval: max(cfg.AuditAggregateInterval, 0)}
 	if cfg.NodeID != "" {
-		opts.Router, opts.NodeID = router{s}, cfg.NodeID
+		opts.Router, opts.NodeID, opts.ClusterStatus = router{s}, cfg.NodeID, s.clusterStatus
 	}
 	api := httpapi.New(s.vault, opts)
 	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}

@@ -71,6 +71,9 @@ type Options struct {
 	// ForwardTransport carries forwarded requests (TLS to the other
 	// nodes, say); default NewForwardTransport(), one per Handler.
 	ForwardTransport http.RoundTripper
+	// ClusterStatus, on a node of a cluster, answers GET /v1/cluster;
+	// nil: 404.
+	ClusterStatus ClusterStatusFunc
 }
 
 // Validate reports every problem of o, joined.
@@ -121,6 +124,7 @@ type Handler struct {
 	router    Router // nil: a single node
 	nodeID    string
 	transport http.RoundTripper // forwarded requests
+	cluster   ClusterStatusFunc
 }
 
 // New returns the API handler of v. It panics if opts.Validate fails (a
@@ -133,7 +137,7 @@ func New(v *vault.Vault, opts Options) *Handler {
 	h := &Handler{v: v, ready: opts.Ready, log: opts.Logger, mux: http.NewServeMux(),
 		limit:        newLimiter(opts.AuthFailureLimit, opts.AuthFailureInterval, opts.AuthFailureSources),
 		metricsToken: newTokenMatcher(opts.MetricsToken),
-		router:       opts.Router, nodeID: opts.NodeID, transport: opts.ForwardTransport}
+		router:       opts.Router, nodeID: opts.NodeID, transport: opts.ForwardTransport, cluster: opts.ClusterStatus}
 	if opts.Metrics != nil {
 		h.registerStats(opts.Metrics)
 		h.metricsHandler = opts.Metrics.Handler()
@@ -182,6 +186,7 @@ func (h *Handler) routes() []route {
 		{"POST /v1/tenants/{tenant}/search", h.search},
 		{"GET /v1/audit", h.getAudit},
 		{"GET /v1/alerts", h.getAlerts},
+		{"GET /v1/cluster", h.getCluster},
 		{"GET /v1/audit/checkpoint", h.getCheckpoint},
 		{"GET /v1/audit/public-key", h.getPublicKey},
 		{"GET /v1/audit/proof/inclusion", h.getInclusion},
