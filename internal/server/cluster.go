@@ -60,9 +60,10 @@ type clusterNode struct {
 	stopped chan struct{}
 
 	// ctx ends at close; bg counts the hand-off goroutines, waited for.
-	ctx    context.Context
-	cancel context.CancelFunc
-	bg     sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // openCluster joins the cluster directory, takes what it holds, and
@@ -215,6 +216,10 @@ func (n *clusterNode) close() {
 	if n == nil {
 		return
 	}
+	n.closeOnce.Do(n.doClose)
+}
+
+func (n *clusterNode) doClose() {
 	n.cancel()
 	n.bg.Wait()
 	close(n.stop)
@@ -270,8 +275,8 @@ func (s *Server) released(m map[string][]int32) {
 	n := s.cluster
 	for _, t := range tenantsOf(m) {
 		s.vault.Released(t)
-		if n == nil {
-			continue
+		if n == nil || n.ctx.Err() != nil {
+			continue // one node, or closing: nothing to hand off
 		}
 		n.bg.Add(1)
 		go func() {
@@ -294,7 +299,7 @@ func (s *Server) released(m map[string][]int32) {
 // with its changelog at once, so that reads do not wait for it.
 func (s *Server) assigned(m map[string][]int32) {
 	n := s.cluster
-	if n == nil {
+	if n == nil || n.ctx.Err() != nil {
 		return
 	}
 	for _, t := range tenantsOf(m) {

@@ -514,8 +514,9 @@ func (s *Server) Run(ctx context.Context) error {
 // Run has returned.
 func (s *Server) Close() error {
 	var errs []error
+	// s.cluster stays set: kgo's revoke callbacks may still read it
+	// while the consumer closes; close is idempotent.
 	s.cluster.close()
-	s.cluster = nil
 	if s.changelogs != nil {
 		defer s.changelogs.Close()
 	}
