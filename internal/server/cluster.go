@@ -64,6 +64,7 @@ type clusterNode struct {
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
+	closing   bool // under mu: no more background goroutines
 }
 
 // openCluster joins the cluster directory, takes what it holds, and
@@ -219,7 +220,22 @@ func (n *clusterNode) close() {
 	n.closeOnce.Do(n.doClose)
 }
 
+// goBackground counts one more background goroutine, unless the node is
+// closing (false).
+func (n *clusterNode) goBackground() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.bg.Add(1)
+	return true
+}
+
 func (n *clusterNode) doClose() {
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
 	n.cancel()
 	n.bg.Wait()
 	close(n.stop)
@@ -275,10 +291,9 @@ func (s *Server) released(m map[string][]int32) {
 	n := s.cluster
 	for _, t := range tenantsOf(m) {
 		s.vault.Released(t)
-		if n == nil || n.ctx.Err() != nil {
+		if n == nil || !n.goBackground() {
 			continue // one node, or closing: nothing to hand off
 		}
-		n.bg.Add(1)
 		go func() {
 			defer n.bg.Done()
 			ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
@@ -299,11 +314,13 @@ func (s *Server) released(m map[string][]int32) {
 // with its changelog at once, so that reads do not wait for it.
 func (s *Server) assigned(m map[string][]int32) {
 	n := s.cluster
-	if n == nil || n.ctx.Err() != nil {
+	if n == nil {
 		return
 	}
 	for _, t := range tenantsOf(m) {
-		n.bg.Add(1)
+		if !n.goBackground() {
+			return
+		}
 		go func() {
 			defer n.bg.Done()
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
