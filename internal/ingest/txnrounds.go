@@ -77,9 +77,6 @@ func (r *RoundRunner) applyTxn(ctx context.Context, batches []kafka.Batch) {
 	if len(rewind) > 0 {
 		r.c.Rewind(rewind)
 	}
-	if r.beforeEnd != nil {
-		r.beforeEnd()
-	}
 	committed, err := r.commitTxn(ctx, prepared)
 	if !committed {
 		for _, tb := range prepared {
@@ -133,6 +130,9 @@ func (r *RoundRunner) commitTxn(ctx context.Context, prepared []*txnBatch) (bool
 		for i, rec := range recs {
 			tb.produced[i] = tx.Produce(ctx, topic, rec[0], rec[1])
 		}
+	}
+	if r.beforeEnd != nil {
+		r.beforeEnd()
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
