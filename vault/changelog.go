@@ -138,4 +138,3 @@ func (v *Vault) Restore(ctx context.Context, t events.TenantID) error {
 	defer release()
 	return v.catchUp(ctx, t, st, c)
 }
-
