@@ -38,7 +38,7 @@ type Preparer interface {
 // RoundRunner: a seek commits offsets outside a round, which a
 // transactional member of the group cannot do, so a tenant cannot be
 // imported on a node of a cluster.
-var ErrSeekTxn = errors.New("ingest: a cluster node cannot start a topic at given offsets (tenant import is not supported in cluster mode)")
+var ErrSeekTxn = events.Errorf(events.EINVALID, "tenant import is not supported in cluster mode: a cluster node cannot start a topic at given offsets outside a transactional round")
 
 // txnBatch is a batch of a transactional round, prepared.
 type txnBatch struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -429,4 +430,19 @@ func uncommittedCount(tb testing.TB, k *kafkaEnv, topic string) int {
 		cl.PollFetches(ctx).EachRecord(func(*kgo.Record) { n++ })
 	}
 	return n
+}
+
+// TestTxnRoundsRefuseSeek: a transactional runner refuses Hold and Seek
+// (tenant import), which would commit offsets outside a round.
+func TestTxnRoundsRefuseSeek(t *testing.T) {
+	k := MustStartKafka(t)
+	h := openNode(t, k, t.TempDir(), "")
+	r, _ := startTxnRounds(t, k, k.newTxnConsumer(t, "vault", "a", nil), h.Vault, nil)
+	ctx := context.Background()
+	if err := r.Hold(ctx, "tenant.acme.events"); !errors.Is(err, ingest.ErrSeekTxn) || events.ErrorCode(err) != events.EINVALID {
+		t.Errorf("Hold = %v, want ErrSeekTxn (invalid)", err)
+	}
+	if err := r.Seek(ctx, "tenant.acme.events", map[int]int64{0: 5}, 1); !errors.Is(err, ingest.ErrSeekTxn) {
+		t.Errorf("Seek = %v, want ErrSeekTxn", err)
+	}
 }
