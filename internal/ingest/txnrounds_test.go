@@ -62,7 +62,6 @@ func openNode(tb testing.TB, k *kafkaEnv, dir, copyFrom string) *vaulttest.Harne
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(cls.Close)
 	return vaulttest.MustOpen(tb, vaulttest.Dir(dir), vaulttest.Config(func(c *vault.Config) {
 		c.Changelog = testChangelog{cls}
 	}))

@@ -515,9 +515,6 @@ func (s *Server) Close() error {
 	var errs []error
 	s.cluster.close()
 	s.cluster = nil
-	if s.changelogs != nil {
-		defer s.changelogs.Close()
-	}
 	if s.vault != nil {
 		errs = append(errs, s.vault.Close())
 	}
