@@ -15,10 +15,11 @@ import (
 // the store is a cache any node rebuilds. Records are
 // projections.EncodeChange of a batch's changes, keyed by
 // Change.RecordKey.
+//
+// The vault only reads and deletes changelogs: the records are written
+// by the ingest round, in the Kafka transaction that commits the ingress
+// offsets of the batch (PrepareIngest, PreparedIngest.Finish).
 type Changelog interface {
-	// Append writes recs (key, value) to t's changelog, durably, and
-	// returns the offset after the last.
-	Append(ctx context.Context, t events.TenantID, recs [][2][]byte) (next int64, err error)
 	// Read calls fn with t's changelog records from offset from to its
 	// end as of the call, in order, with the offset after each.
 	Read(ctx context.Context, t events.TenantID, from int64, fn func(next int64, value []byte) error) error
@@ -136,60 +137,4 @@ func (v *Vault) Restore(ctx context.Context, t events.TenantID) error {
 	}
 	defer release()
 	return v.catchUp(ctx, t, st, c)
-}
-
-// applyLogged is apply in a cluster: each part of the batch that fits in
-// one store transaction is prepared, its changes written to the tenant's
-// changelog, and only then committed with the changelog's position. A
-// crash between the two leaves the store behind its changelog, which the
-// next catch-up (here or on the node that takes the tenant) applies.
-func (v *Vault) applyLogged(ctx context.Context, t events.TenantID, st *projections.Store, c Cipher, recs []projections.Record) ([]projections.Verdict, error) {
-	if err := v.catchUp(ctx, t, st, c); err != nil {
-		return nil, fmt.Errorf("ingest %s: %w", t, err)
-	}
-	var verdicts []projections.Verdict
-	var total projections.Result
-	defer func() {
-		v.stats.EventsApplied.Add(int64(total.Applied))
-		v.stats.EventsDuplicate.Add(int64(total.Duplicates))
-		v.stats.EventsQuarantined.Add(int64(total.Quarantined))
-		v.stats.EventsSkipped.Add(int64(total.Skipped))
-		if v.cfg.OnIngested != nil && (total.Applied > 0 || total.Quarantined > 0) {
-			v.cfg.OnIngested(t, total.Applied, total.Quarantined)
-		}
-	}()
-	for done := 0; done < len(recs); {
-		p, err := st.Prepare(ctx, c, recs[done:])
-		if err != nil {
-			return verdicts, fmt.Errorf("ingest %s: %w", t, err)
-		}
-		changes := p.Changes()
-		if len(changes) > 0 {
-			out := make([][2][]byte, len(changes))
-			for i, ch := range changes {
-				out[i] = [2][]byte{ch.RecordKey(), projections.EncodeChange(ch)}
-			}
-			next, err := v.cfg.Changelog.Append(ctx, t, out)
-			if err != nil {
-				p.Discard()
-				return verdicts, fmt.Errorf("ingest %s: changelog: %w", t, err)
-			}
-			if err := p.Commit(next); err != nil {
-				// The changelog has the changes: the store catches up.
-				v.restored.set(t, false)
-				return verdicts, fmt.Errorf("ingest %s: %w", t, err)
-			}
-		} else {
-			p.Discard()
-		}
-		r := p.Result()
-		total.Applied += r.Applied
-		total.Duplicates += r.Duplicates
-		total.Quarantined += r.Quarantined
-		total.Skipped += r.Skipped
-		verdicts = append(verdicts, p.Verdicts()...)
-		done += p.Len()
-	}
-	v.stats.Batches.Add(1)
-	return verdicts, nil
 }

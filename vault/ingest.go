@@ -34,6 +34,9 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if len(msgs) == 0 {
 		return nil
 	}
+	if v.cfg.Changelog != nil {
+		return ErrClusterIngest
+	}
 	t, e, skip := v.ingestTenant(topic)
 	if skip != "" {
 		return v.ingestSkip(ctx, topic, t, skip, msgs)
@@ -51,6 +54,28 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if e.TopicID != "" && msgs[0].TopicID != "" && msgs[0].TopicID != e.TopicID {
 		return v.ingestForeignTopic(ctx, t, topic, e.TopicID, msgs, st, c)
 	}
+	recs, claims, err := v.ingestRecords(ctx, t, msgs)
+	if err != nil {
+		return err
+	}
+	// The store decides each record once, under its lock, against its
+	// offsets: the audit records follow its verdicts. A record it skipped
+	// was applied, and its rejection audited, before.
+	verdicts, err := v.apply(t, st, c, recs)
+	if len(verdicts) == 0 {
+		return err
+	}
+	// On error, the verdicts are those of the parts that committed: they
+	// are skipped when the batch comes again, so they are audited now.
+	if aerr := v.appendAll(ctx, v.ingestAudit(t, topic, c, msgs, recs, claims, verdicts)); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
+}
+
+// ingestRecords decodes msgs into the store's records of tenant t, with
+// what the audit record of each rejected one says of its claim.
+func (v *Vault) ingestRecords(ctx context.Context, t events.TenantID, msgs []Message) ([]projections.Record, map[int]claim, error) {
 	recs := make([]projections.Record, len(msgs))
 	var claims map[int]claim // index → what a rejected event claims
 	for i := range msgs {
@@ -69,7 +94,7 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 			if e.Tenant != "" {
 				var err error
 				if c.tenant, err = v.claimedTenant(e.Tenant); err != nil {
-					return fmt.Errorf("ingest %s: %w", t, err)
+					return nil, nil, fmt.Errorf("ingest %s: %w", t, err)
 				}
 			}
 			if claims == nil {
@@ -81,24 +106,7 @@ func (v *Vault) Ingest(ctx context.Context, topic string, msgs []Message) error 
 	if v.cfg.Embedder != nil {
 		v.embedDocuments(ctx, msgs, recs)
 	}
-	// The store decides each record once, under its lock, against its
-	// offsets: the audit records follow its verdicts. A record it skipped
-	// was applied, and its rejection audited, before.
-	var verdicts []projections.Verdict
-	if v.cfg.Changelog != nil {
-		verdicts, err = v.applyLogged(ctx, t, st, c, recs)
-	} else {
-		verdicts, err = v.apply(t, st, c, recs)
-	}
-	if len(verdicts) == 0 {
-		return err
-	}
-	// On error, the verdicts are those of the parts that committed: they
-	// are skipped when the batch comes again, so they are audited now.
-	if aerr := v.appendAll(ctx, v.ingestAudit(t, topic, c, msgs, recs, claims, verdicts)); aerr != nil {
-		return errors.Join(err, aerr)
-	}
-	return err
+	return recs, claims, nil
 }
 
 // claim is what the audit record of a rejected event says of what it

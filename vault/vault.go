@@ -59,8 +59,10 @@ type Config struct {
 	// its registry entry, JSON, no secrets) to the other nodes; the create
 	// fails, undone, when it does. ReplicateShred publishes a shred done
 	// here. Nil: one node.
-	// Changelog, in a cluster, takes each batch's store writes before the
-	// store commits them, and restores a store a node takes over.
+	// Changelog, in a cluster, restores a store a node takes over (and
+	// is deleted by a shred). Each batch's store writes go to it in the
+	// Kafka transaction of the ingest round (PrepareIngest), before the
+	// store commits them; Ingest then refuses (ErrClusterIngest).
 	Changelog      Changelog
 	Replicate      func(ctx context.Context, t events.TenantID, entry []byte) error
 	ReplicateShred func(ctx context.Context, t events.TenantID) error

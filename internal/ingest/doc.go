@@ -13,6 +13,15 @@
 // handed to the vault; its offset is committed like a record's. Remove
 // stops consuming a topic (a tenant being shredded) before it is deleted.
 //
+// On a node of a cluster (RoundsConfig.Txn) each round is one Kafka
+// transaction, in Kafka Streams' order: each tenant's batch is prepared in
+// its store (vault.PrepareIngest: applied in a Badger transaction left
+// open), its store writes produced to its changelog topic, and End commits
+// them with the round's ingress offsets; the stores then commit with
+// their changelog position (Finish), or discard (Abandon) if End did not
+// commit: a node whose partitions moved meanwhile is fenced (KIP-447) and
+// its records come again on the new owner.
+//
 // RoundRunner.Health (vaultd's /readyz) fails while a partition keeps
 // failing, or lags behind its end with its committed offset unmoved, for
 // StuckAfter; the lag (RoundsConfig.Lag, measured every LagInterval) is

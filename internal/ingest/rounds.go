@@ -14,14 +14,20 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tenantvault/tenantvault/internal/kafka"
-	"github.com/tenantvault/tenantvault/vault"
 )
 
 // RoundConsumer is the Kafka side of a RoundRunner: one consumer of every
-// tenant topic, handing out what one poll fetched. kafka.Consumer is one.
+// tenant topic, handing out what one poll fetched, whose rounds commit
+// their offsets with Commit. kafka.Consumer is one.
 type RoundConsumer interface {
-	Poll(ctx context.Context) ([]kafka.Batch, error)
+	Poller
 	Commit(ctx context.Context, ps kafka.Positions) error
+}
+
+// Poller is what both kinds of round consumer (RoundConsumer,
+// TxnRoundConsumer) do.
+type Poller interface {
+	Poll(ctx context.Context) ([]kafka.Batch, error)
 	AllowRebalance()
 	Rewind(ps kafka.Positions)
 	Pause(tps map[string][]int32)
@@ -46,8 +52,16 @@ type LagReader interface {
 
 // RoundsConfig configures a RoundRunner.
 type RoundsConfig struct {
-	Consumer RoundConsumer // required
-	Vault    Ingester      // required
+	// Consumer or Txn (exactly one) is the Kafka side. With Txn (a node
+	// of a cluster) each round is one Kafka transaction: see
+	// TxnRoundConsumer.
+	Consumer RoundConsumer
+	Txn      TxnRoundConsumer
+	Vault    Ingester // required; with Txn, a Preparer as well
+	// EnsureChangelog creates a tenant's changelog topic if it does not
+	// exist (kafka.EnsureChangelogTopic); required with Txn. The runner
+	// calls it once per topic.
+	EnsureChangelog func(ctx context.Context, topic string) error
 	// KeepIngress keeps the records on the broker once sealed; by default
 	// the records of every committed round are deleted (one DeleteRecords
 	// request for the round, or for the rounds committed while the last
@@ -108,8 +122,16 @@ func (c *RoundsConfig) setDefaults() {
 // Validate reports every problem of c.
 func (c *RoundsConfig) Validate() error {
 	var errs []error
-	if c.Consumer == nil {
-		errs = append(errs, errors.New("ingest: Consumer is required"))
+	if (c.Consumer == nil) == (c.Txn == nil) {
+		errs = append(errs, errors.New("ingest: exactly one of Consumer and Txn is required"))
+	}
+	if c.Txn != nil {
+		if _, ok := c.Vault.(Preparer); !ok && c.Vault != nil {
+			errs = append(errs, errors.New("ingest: with Txn, the Vault must be a Preparer"))
+		}
+		if c.EnsureChangelog == nil {
+			errs = append(errs, errors.New("ingest: EnsureChangelog is required with Txn"))
+		}
 	}
 	if c.Vault == nil {
 		errs = append(errs, errors.New("ingest: Vault is required"))
@@ -138,6 +160,10 @@ func (c *RoundsConfig) Validate() error {
 // partition is read again from its start.
 type RoundRunner struct {
 	cfg RoundsConfig
+	c   Poller // cfg.Consumer or cfg.Txn
+
+	ensured   map[string]bool // changelog topics EnsureChangelog created (Txn)
+	beforeEnd func()          // tests: called between a transactional round's prepare and its End
 
 	round sync.Mutex // held while a round is applied and committed
 
@@ -190,8 +216,12 @@ func NewRoundRunner(cfg RoundsConfig) (*RoundRunner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var c Poller = cfg.Consumer
+	if cfg.Txn != nil {
+		c = cfg.Txn
+	}
 	return &RoundRunner{
-		cfg: cfg, removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
+		cfg: cfg, c: c, ensured: make(map[string]bool), removed: make(map[string]string), ids: make(map[tp]string), paused: make(map[tp]time.Time), failing: make(map[tp]time.Time),
 		pending: make(map[string]map[int]int64), pendIDs: make(map[string]string), fails: make(map[string]int), wake: make(chan struct{}, 1),
 		stalled: make(map[tp]lagSeen),
 		held:    make(map[string]bool),
@@ -324,7 +354,7 @@ func (r *RoundRunner) Add(topic string) {
 	r.mu.Lock()
 	delete(r.removed, topic)
 	r.mu.Unlock()
-	r.cfg.Consumer.Refresh()
+	r.c.Refresh()
 }
 
 // Remove stops consuming topic: it returns once no batch of topic is being
@@ -349,7 +379,7 @@ func (r *RoundRunner) Remove(ctx context.Context, topic string) error {
 	if err := r.barrier(ctx, topic); err != nil {
 		return err
 	}
-	r.cfg.Consumer.Forget(topic)
+	r.c.Forget(topic)
 	return nil
 }
 
@@ -392,6 +422,9 @@ type seekReq struct {
 // order than from the bundle's offsets on. It returns once no round is in
 // flight.
 func (r *RoundRunner) Hold(ctx context.Context, topic string) error {
+	if r.cfg.Txn != nil {
+		return fmt.Errorf("hold %s: %w", topic, ErrSeekTxn)
+	}
 	r.mu.Lock()
 	r.held[topic] = true
 	r.mu.Unlock()
@@ -407,6 +440,9 @@ func (r *RoundRunner) Hold(ctx context.Context, topic string) error {
 // flight is cut short), so that no batch fetched before the seek is
 // applied after it.
 func (r *RoundRunner) Seek(ctx context.Context, topic string, last map[int]int64, partitions int) error {
+	if r.cfg.Txn != nil {
+		return fmt.Errorf("seek %s: %w", topic, ErrSeekTxn)
+	}
 	ps := kafka.Positions{}
 	for p := 0; p < partitions; p++ {
 		ps.Set(topic, int32(p), kafka.Position{Offset: 0, LeaderEpoch: -1})
@@ -441,12 +477,12 @@ func (r *RoundRunner) doSeeks(ctx context.Context) {
 		err := r.cfg.Consumer.Commit(cctx, sk.ps)
 		cancel()
 		if err == nil {
-			r.cfg.Consumer.Rewind(sk.ps)
+			r.c.Rewind(sk.ps)
 			r.mu.Lock()
 			delete(r.held, sk.topic)
 			delete(r.removed, sk.topic)
 			r.mu.Unlock()
-			r.cfg.Consumer.Refresh()
+			r.c.Refresh()
 		}
 		if err != nil {
 			err = fmt.Errorf("seek %s: %w", sk.topic, err)
@@ -476,7 +512,7 @@ func (r *RoundRunner) Run(ctx context.Context) error {
 				cancel()
 			}
 			r.mu.Unlock()
-			batches, err := r.cfg.Consumer.Poll(pctx)
+			batches, err := r.c.Poll(pctx)
 			r.mu.Lock()
 			r.pollCancel = nil
 			r.mu.Unlock()
@@ -491,8 +527,12 @@ func (r *RoundRunner) Run(ctx context.Context) error {
 				r.cfg.Logger.Warn("poll", "err", err)
 				continue
 			}
-			r.apply(context.WithoutCancel(gctx), batches)
-			r.cfg.Consumer.AllowRebalance()
+			if r.cfg.Txn != nil {
+				r.applyTxn(context.WithoutCancel(gctx), batches)
+			} else {
+				r.apply(context.WithoutCancel(gctx), batches)
+			}
+			r.c.AllowRebalance()
 		}
 	})
 	err := g.Wait()
@@ -511,9 +551,9 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 	if len(batches) == 0 {
 		return
 	}
-	byTopic, order, restart := r.sort(batches)
+	byTopic, order, restart, _ := r.sort(batches)
 	if len(restart) > 0 {
-		r.cfg.Consumer.Rewind(restart)
+		r.c.Rewind(restart)
 	}
 	applied, failed := r.applyTopics(ctx, byTopic, order)
 	if len(failed) > 0 {
@@ -528,18 +568,21 @@ func (r *RoundRunner) apply(ctx context.Context, batches []kafka.Batch) {
 // sort groups a round's batches by topic (order lists the topics), leaving
 // out those of topics Remove stopped and those of a topic read with another
 // topic ID than before (deleted and created again): restart holds the
-// positions, at their start, to read those partitions again from.
-func (r *RoundRunner) sort(batches []kafka.Batch) (byTopic map[string][]kafka.Batch, order []string, restart kafka.Positions) {
+// positions, at their start, to read those partitions again from; skipped
+// the start of the batches left out of held or removed topics.
+func (r *RoundRunner) sort(batches []kafka.Batch) (byTopic map[string][]kafka.Batch, order []string, restart, skipped kafka.Positions) {
 	byTopic = make(map[string][]kafka.Batch)
-	restart = kafka.Positions{}
+	restart, skipped = kafka.Positions{}, kafka.Positions{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range batches {
 		if r.held[b.Topic] {
+			skipped.Set(b.Topic, b.Partition, start(b))
 			continue
 		}
 		if id, ok := r.removed[b.Topic]; ok {
 			if b.TopicID == "" || b.TopicID == id {
+				skipped.Set(b.Topic, b.Partition, start(b))
 				continue
 			}
 			delete(r.removed, b.Topic) // created again since: a new topic
@@ -564,7 +607,7 @@ func (r *RoundRunner) sort(batches []kafka.Batch) (byTopic map[string][]kafka.Ba
 		byTopic[b.Topic] = append(byTopic[b.Topic], b)
 	}
 	r.stats.Rounds++
-	return byTopic, order, restart
+	return byTopic, order, restart, skipped
 }
 
 // applyTopics applies each topic's batches, one job a topic (its
@@ -626,14 +669,20 @@ func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := r.cfg.Consumer.Commit(cctx, applied)
 	cancel()
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if err != nil {
 		// The round is durable in the stores; a redelivery is skipped
 		// there. Its records are not deleted until a later commit.
 		r.cfg.Logger.Warn("commit round", "partitions", countPositions(applied), "err", err)
 		return
 	}
+	r.committed(applied)
+}
+
+// committed counts a committed round and makes the sealed records of
+// applied pending deletion (unless KeepIngress).
+func (r *RoundRunner) committed(applied kafka.Positions) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.stats.Commits++
 	if r.cfg.KeepIngress {
 		return
@@ -666,14 +715,7 @@ func (r *RoundRunner) commit(ctx context.Context, applied kafka.Positions) {
 // ingest hands batch b to the vault, retrying with backoff; the error is
 // the last one.
 func (r *RoundRunner) ingest(ctx context.Context, b kafka.Batch) error {
-	msgs := make([]vault.Message, 0, len(b.Records))
-	for _, rec := range b.Records {
-		if rec.Marker {
-			continue // no data: its position is committed with the batch's
-		}
-		msgs = append(msgs, vault.Message{Topic: b.Topic, TopicID: b.TopicID, Partition: int(b.Partition), Offset: rec.Offset,
-			Key: rec.Key, Value: rec.Value, Headers: rec.Headers})
-	}
+	msgs := msgsOf(b)
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -717,8 +759,8 @@ func (r *RoundRunner) pause(ps kafka.Positions) {
 		}
 	}
 	r.mu.Unlock()
-	r.cfg.Consumer.Pause(tps)
-	r.cfg.Consumer.Rewind(ps)
+	r.c.Pause(tps)
+	r.c.Rewind(ps)
 }
 
 // resumeLoop resumes paused partitions when their pause is over (the poll
@@ -743,7 +785,7 @@ func (r *RoundRunner) resumeLoop(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		if len(tps) > 0 {
-			r.cfg.Consumer.Resume(tps)
+			r.c.Resume(tps)
 		}
 	}
 }

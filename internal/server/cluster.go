@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantvault/tenantvault/events"
 	"github.com/tenantvault/tenantvault/internal/cluster"
+	"github.com/tenantvault/tenantvault/internal/ingest"
 	"github.com/tenantvault/tenantvault/internal/kafka"
 	"github.com/tenantvault/tenantvault/keys"
 	"github.com/tenantvault/tenantvault/vault"
@@ -243,12 +244,31 @@ func (n *clusterNode) doClose() {
 	n.dir.Close()
 }
 
-// changelogs is vault.Changelog on the cluster's tenant.<id>.sealed topics.
-type changelogs struct{ c *kafka.Changelogs }
-
-func (c changelogs) Append(ctx context.Context, t events.TenantID, recs [][2][]byte) (int64, error) {
-	return c.c.Append(ctx, events.ChangelogTopicFor(t), recs)
+// openTxnIngest makes the ingest of a node of a cluster: a RoundRunner
+// whose rounds are Kafka transactions (a round's changelog records and
+// its ingress offsets are committed together, or not at all), on a static
+// member of the group that tells the vault which tenants it lost.
+func (s *Server) openTxnIngest(keep bool) error {
+	cfg := &s.Config
+	var err error
+	if s.txn, err = kafka.NewTxnConsumer(kafka.TxnConsumerConfig{
+		ConsumerConfig: kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
+			Auth: s.kafkaAuth, Logger: s.Logger},
+		TransactionalID: "tenantvault-" + cfg.NodeID, InstanceID: cfg.NodeID,
+		OnAssigned: s.assigned, OnRevoked: s.released, OnLost: s.released,
+	}); err != nil {
+		return fmt.Errorf("kafka txn consumer: %w", err)
+	}
+	s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Txn: s.txn, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
+		EnsureChangelog: func(ctx context.Context, topic string) error { return kafka.EnsureChangelogTopic(ctx, s.admin, topic) },
+		StuckAfter:      cfg.IngestStallAfter, LagInterval: cfg.IngestLagInterval, Lag: groupLag{s.admin, cfg.ConsumerGroup}, ObserveBatch: s.metrics.ObserveBatch})
+	return err
 }
+
+// changelogs is vault.Changelog on the cluster's tenant.<id>.sealed
+// topics: restore and shred. The ingest round writes them, in its
+// transaction.
+type changelogs struct{ c *kafka.Changelogs }
 
 func (c changelogs) Read(ctx context.Context, t events.TenantID, from int64, fn func(int64, []byte) error) error {
 	return c.c.Read(ctx, events.ChangelogTopicFor(t), from, fn)

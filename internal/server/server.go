@@ -47,8 +47,9 @@ type Server struct {
 	broker     *kafka.Embedded
 	brokers    []string
 	admin      *kafka.Admin
-	sub        *kafka.Subscriber // --ingest-consumer=kafka-go
-	consumer   *kafka.Consumer   // --ingest-consumer=kgo
+	sub        *kafka.Subscriber  // --ingest-consumer=kafka-go
+	consumer   *kafka.Consumer    // --ingest-consumer=kgo, one node
+	txn        *kafka.TxnConsumer // --ingest-consumer=kgo, a node of a cluster
 	keystore   *keys.Keystore
 	cluster    *clusterNode // nil: one node
 	changelogs *kafka.Changelogs
@@ -517,9 +518,6 @@ func (s *Server) Close() error {
 	// s.cluster stays set: kgo's revoke callbacks may still read it
 	// while the consumer closes; close is idempotent.
 	s.cluster.close()
-	if s.changelogs != nil {
-		defer s.changelogs.Close()
-	}
 	if s.vault != nil {
 		errs = append(errs, s.vault.Close())
 	}
@@ -534,6 +532,9 @@ func (s *Server) Close() error {
 	}
 	if s.consumer != nil {
 		errs = append(errs, s.consumer.Close())
+	}
+	if s.txn != nil {
+		errs = append(errs, s.txn.Close())
 	}
 	if s.alertPub != nil {
 		errs = append(errs, s.alertPub.Close())
@@ -653,6 +654,9 @@ func (s *Server) openIngest() error {
 			Deleter: s.admin, KeepIngress: keep, ObserveBatch: s.metrics.ObserveBatch})
 		return err
 	default:
+		if cfg.NodeID != "" {
+			return s.openTxnIngest(keep)
+		}
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
 			InstanceID: cfg.NodeID, OnRevoked: s.released, OnAssigned: s.assigned, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
@@ -736,14 +740,16 @@ func (i ingress) Purge(ctx context.Context, t events.TenantID) error {
 }
 
 var (
-	_ vault.Ingress        = ingress{}
-	_ vault.IngressResumer = ingress{}
-	_ vault.IngressHolder  = ingress{}
-	_ seeker               = (*ingest.RoundRunner)(nil)
-	_ vault.Topics         = (*kafka.Admin)(nil)
-	_ ingest.Subscriber    = (*kafka.Subscriber)(nil)
-	_ ingest.RoundConsumer = (*kafka.Consumer)(nil)
-	_ runner               = (*ingest.Runner)(nil)
-	_ runner               = (*ingest.RoundRunner)(nil)
-	_ ingest.LagReader     = groupLag{}
+	_ vault.Ingress           = ingress{}
+	_ vault.IngressResumer    = ingress{}
+	_ vault.IngressHolder     = ingress{}
+	_ seeker                  = (*ingest.RoundRunner)(nil)
+	_ vault.Topics            = (*kafka.Admin)(nil)
+	_ ingest.Subscriber       = (*kafka.Subscriber)(nil)
+	_ ingest.RoundConsumer    = (*kafka.Consumer)(nil)
+	_ ingest.TxnRoundConsumer = (*kafka.TxnConsumer)(nil)
+	_ ingest.Preparer         = (*vault.Vault)(nil)
+	_ runner                  = (*ingest.Runner)(nil)
+	_ runner                  = (*ingest.RoundRunner)(nil)
+	_ ingest.LagReader        = groupLag{}
 )
