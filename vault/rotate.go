@@ -99,6 +99,10 @@ func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewr
 	if err != nil {
 		return KeysStatus{}, err
 	}
+	if rewrap && v.cfg.Changelog != nil {
+		return KeysStatus{}, v.auditDenied(ctx, audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys",
+			Outcome: audit.OutcomeRejected, Reason: "rewrap on a cluster node"}, errClusterKeys)
+	}
 	id, err := v.cfg.Keys.Admin.Rotate(t)
 	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: audit.OutcomeOK,
 		KeyIDs: []uint32{id}, Details: map[string]string{"rewrap": strconv.FormatBool(rewrap)}}
@@ -107,6 +111,9 @@ func (v *Vault) RotateKeys(ctx context.Context, p Principal, tenant string, rewr
 		return KeysStatus{}, errors.Join(fmt.Errorf("rotate keys of %s: %w", t, err), v.record(ctx, rec))
 	}
 	if err := v.record(ctx, rec); err != nil {
+		return KeysStatus{}, err
+	}
+	if err := v.republish(ctx, t); err != nil {
 		return KeysStatus{}, err
 	}
 	if rewrap {
@@ -173,6 +180,10 @@ func (v *Vault) RetireKey(ctx context.Context, p Principal, tenant string, id ui
 		return err
 	}
 	rec := audit.Record{Principal: p.auditPrincipal(), Tenant: string(t), Action: action, Resource: "tenants/" + string(t) + "/keys", Outcome: audit.OutcomeOK, KeyIDs: []uint32{id}}
+	if v.cfg.Changelog != nil {
+		rec.Outcome, rec.Reason = audit.OutcomeRejected, "key retired on a cluster node"
+		return v.auditDenied(ctx, rec, errClusterKeys)
+	}
 	st, err := v.keysStatus(t, true)
 	if err != nil {
 		return err
@@ -316,4 +327,27 @@ func (v *Vault) RotateMasterKey(ctx context.Context, p Principal, newURI string)
 	}
 	v.cfg.Logger.Warn("master key rotated: restart vaultd with the new --master-key", "scheme", scheme)
 	return v.record(ctx, rec)
+}
+
+// errClusterKeys refuses, on a node of a cluster, what would leave values
+// in a tenant's changelog that its keys no longer open: a rewrap re-seals
+// the store but not the changelog's older records, and a disabled or
+// destroyed key no longer opens them, so no node could restore the store.
+var errClusterKeys error = &events.Error{Code: events.EINVALID, Message: "not on a node of a cluster yet: the tenant's changelog keeps values sealed under its older keys (rotate works; rewrap, disable and destroy of a key do not)"}
+
+// republish sends tenant t's keys again to the other nodes of a cluster,
+// after they changed here (a rotation): a new primary key's values must
+// open on the node that takes the tenant next. No-op on one node.
+func (v *Vault) republish(ctx context.Context, t events.TenantID) error {
+	if v.cfg.Replicate == nil {
+		return nil
+	}
+	entry, ok := v.ReplicaEntry(t)
+	if !ok {
+		return nil
+	}
+	if err := v.cfg.Replicate(ctx, t, entry); err != nil {
+		return fmt.Errorf("keys of %s rotated here, but not sent to the cluster: %w", t, err)
+	}
+	return nil
 }

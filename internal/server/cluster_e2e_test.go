@@ -16,7 +16,10 @@ import (
 	"github.com/tenantvault/tenantvault/internal/server"
 )
 
-const clusterPass = "cluster-test-password-0123456789abcdef"
+const (
+	clusterPass       = "cluster-test-password-0123456789abcdef"
+	clusterAdminToken = "tva_cluster-test-admin-token-0123456789abcdef"
+)
 
 // clusterBroker is one embedded broker with a SCRAM superuser, as a real
 // cluster the nodes reach with --brokers.
@@ -64,6 +67,7 @@ func startNode(t *testing.T, b clusterBroker, id, dataDir string) *vault {
 		c.KafkaSASLUser, c.KafkaSASLPasswordFile = b.user, b.passFile
 		c.MasterKey = "local://" + filepath.Join(b.kms, "{tenant}.key")
 		c.AuditOrigin = id + ".example/audit"
+		c.AdminToken = clusterAdminToken // the nodes of a cluster share one (routed admin requests)
 	})
 }
 
@@ -318,9 +322,26 @@ func TestClusterServesAnyTenantAnywhere(t *testing.T) {
 	if before["node-c"] == 0 || before["node-a"]+before["node-b"]+before["node-c"] != tenants {
 		t.Fatalf("owners before the stop: %v; want every tenant owned, some by node-c", before)
 	}
-	nodes[2].stop()
+	// The keys of node-c's tenants are rotated (through node-a: proxied
+	// to the owner, which sends the new keyset to the others), and events
+	// sealed under the new keys are written; a rewrap is refused (the
+	// changelog keeps values sealed under the older keys).
+	for _, tn := range ts {
+		if id, _ := nodes[0].srv.TenantOwner(t.Context(), events.TenantID(tn.id)); id != "node-c" {
+			continue
+		}
+		if st := nodes[0].do("POST", "/v1/tenants/"+tn.id+"/keys/rotate", nodes[0].srv.AdminToken(), map[string]any{}, nil); st != 200 {
+			t.Fatalf("rotate %s through node-a = %d", tn.id, st)
+		}
+		if st := nodes[2].do("POST", "/v1/tenants/"+tn.id+"/keys/rotate", nodes[2].srv.AdminToken(), map[string]any{"rewrap": true}, nil); st != 400 {
+			t.Fatalf("rotate with rewrap of %s on a cluster node = %d, want 400", tn.id, st)
+		}
+	}
 	publishRound(1)
-	checkAll(2, nodes[:2])
+	checkAll(2, nodes)
+	nodes[2].stop()
+	publishRound(2)
+	checkAll(3, nodes[:2])
 	after := owners()
 	if after["node-c"] != 0 || after["node-a"]+after["node-b"] != tenants {
 		t.Fatalf("owners after node-c stopped: %v; want node-a and node-b only", after)
