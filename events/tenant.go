@@ -74,3 +74,18 @@ func TenantFromTopic(topic string) (TenantID, error) {
 	}
 	return ParseTenantID(topic[len(topicPrefix) : len(topic)-len(topicSuffix)])
 }
+
+// CheckNodeID reports whether id may name a node of a cluster: 1 to 63
+// characters of [a-z0-9-], starting with a letter or digit (a DNS label,
+// as a StatefulSet's pod names are).
+func CheckNodeID(id string) error {
+	ok := len(id) >= 1 && len(id) <= 63 && id[0] != '-'
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+	}
+	if !ok {
+		return Errorf(EINVALID, "invalid node id %.80q: want 1 to 63 characters of [a-z0-9-], starting with a letter or digit", id)
+	}
+	return nil
+}

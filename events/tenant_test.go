@@ -95,3 +95,16 @@ func FuzzParseTenantID(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckNodeID(t *testing.T) {
+	for _, id := range []string{"a", "vault-0", "n1", "0", strings.Repeat("a", 63)} {
+		if err := events.CheckNodeID(id); err != nil {
+			t.Errorf("CheckNodeID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "-a", "A", "a/b", "a.b", "../x", "a b", "é", strings.Repeat("a", 64)} {
+		if events.CheckNodeID(id) == nil {
+			t.Errorf("CheckNodeID(%q) = nil", id)
+		}
+	}
+}

@@ -41,13 +41,9 @@ func hopOf(ctx context.Context) Hop {
 	return h
 }
 
-// ValidNodeID reports whether s is a node id: the syntax of a tenant id
-// (lowercase letters, digits and '-', 2 to 63 characters, starting with a
-// letter or digit), so that it is safe in an audit record and a header.
-func ValidNodeID(s string) bool {
-	_, err := events.ParseTenantID(s)
-	return err == nil
-}
+// ValidNodeID reports whether s is a node id (events.CheckNodeID: a DNS
+// label), so that it is safe in an audit record and a header.
+func ValidNodeID(s string) bool { return events.CheckNodeID(s) == nil }
 
 // addHop adds the nodes of h to rec's details.
 func addHop(rec *audit.Record, h Hop) {

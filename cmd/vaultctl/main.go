@@ -82,7 +82,10 @@ Global flags may be given anywhere on the command line.`,
 	audit.AddCommand(c.auditListCmd("list", "Audit records (admin)"), c.alertsCmd(), c.auditCheckpointCmd(), c.auditPublicKeyCmd(),
 		c.auditExportCmd(), c.auditVerifyCmd(), c.auditReplayCmd())
 
-	root.AddCommand(tenant, keys, audit, c.publishCmd(), c.streamsCmd(), c.getCmd(), c.eventsCmd(), c.quarantineCmd(), c.versionCmd())
+	cluster := group("cluster", "A cluster of vaultd nodes on one Kafka cluster (admin)")
+	cluster.AddCommand(c.clusterStatusCmd())
+
+	root.AddCommand(tenant, keys, audit, cluster, c.publishCmd(), c.streamsCmd(), c.getCmd(), c.eventsCmd(), c.quarantineCmd(), c.versionCmd())
 	return root
 }
 

@@ -85,6 +85,10 @@ func TestCLI(t *testing.T) {
 	if out := must("tenant", "list"); !strings.Contains(out, `"acme"`) {
 		t.Fatalf("tenant list = %s", out)
 	}
+	// One node: cluster status says so (404).
+	if _, err := vaultctl("cluster", "status"); err == nil || !strings.Contains(err.Error(), "not a node of a cluster") {
+		t.Fatalf("cluster status on one node = %v, want a 404 saying so", err)
+	}
 	if _, err := vaultctl("tenant", "create", "../evil"); err == nil || !strings.Contains(err.Error(), "invalid") {
 		t.Fatalf("tenant create ../evil = %v, want an invalid-id error", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -26,17 +25,10 @@ const (
 	handoffPrefix = "handoff/"
 )
 
-var nodeIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62})$`)
-
 // ValidNodeID reports whether id may name a node: 1 to 63 characters of
 // [a-z0-9-], starting with a letter or digit (a DNS label, as a
 // StatefulSet's pod names are).
-func ValidNodeID(id string) error {
-	if !nodeIDRe.MatchString(id) {
-		return fmt.Errorf("invalid node id %.80q: want 1 to 63 characters of [a-z0-9-], starting with a letter or digit", id)
-	}
-	return nil
-}
+func ValidNodeID(id string) error { return events.CheckNodeID(id) }
 
 // ValidAddr reports whether addr is a node's base URL: http or https, a
 // host, no path, query, fragment or credentials.
