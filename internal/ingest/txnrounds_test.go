@@ -58,7 +58,7 @@ func openNode(tb testing.TB, k *kafkaEnv, dir, copyFrom string) *vaulttest.Harne
 			}
 		}
 	}
-	cls, err := kafka.NewChangelogs([]string{k.broker.Addr()}, kafka.Auth{}, k.admin, testLogger())
+	cls, err := kafka.NewChangelogs([]string{k.broker.Addr()}, kafka.Auth{}, k.admin)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -99,9 +99,9 @@ func (k *kafkaEnv) newTxnConsumer(tb testing.TB, group, id string, edit func(*ka
 			Brokers: []string{k.broker.Addr()}, Group: group, Topics: events.TenantTopicPattern,
 			FetchMaxWait: 50 * time.Millisecond, MetadataMaxAge: 200 * time.Millisecond,
 			SessionTimeout: 6 * time.Second, RebalanceTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond,
-			Logger: testLogger(),
+			Logger: testLogger(), InstanceID: id,
 		},
-		TransactionalID: "tenantvault-" + id, InstanceID: id,
+		TransactionalID: "tenantvault-" + id,
 	}
 	if edit != nil {
 		edit(&cfg)

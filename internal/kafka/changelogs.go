@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"log/slog"
 )
 
 // Changelogs reads and deletes per-tenant changelog topics (one
@@ -20,7 +19,7 @@ type Changelogs struct {
 
 // NewChangelogs returns Changelogs on the cluster at brokers, as auth,
 // deleting topics with admin.
-func NewChangelogs(brokers []string, auth Auth, admin *Admin, _ *slog.Logger) (*Changelogs, error) {
+func NewChangelogs(brokers []string, auth Auth, admin *Admin) (*Changelogs, error) {
 	if len(brokers) == 0 || admin == nil {
 		return nil, errors.New("changelogs: brokers and admin are required")
 	}

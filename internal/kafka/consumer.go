@@ -30,18 +30,22 @@ type ConsumerConfig struct {
 	// against the whole name (a topic created later that matches is
 	// consumed at the next metadata refresh). Required.
 	Topics string
-	// InstanceID, when set, makes the Consumer a static member of the
-	// group (KIP-345): a restart with the same id within the session
-	// timeout gets its partitions back and moves nothing. A cluster
-	// node's id.
+	// InstanceID makes the member static (KIP-345): a member that closes
+	// does not leave the group, and one that joins again with the same
+	// id within SessionTimeout gets its partitions back with no
+	// rebalance: a restart moves nothing. "" is a dynamic member. Two
+	// live members must not share one (the newer fences the older). A
+	// cluster node's id.
 	InstanceID string
-	// OnRevoked, when set, is called with the topics and partitions this
-	// member lost (revoked in a rebalance, or lost with the session), in
-	// kgo's goroutine: it must not block long.
-	OnRevoked func(map[string][]int32)
-	// OnAssigned, when set, is called with the topics and partitions this
-	// member was given, in kgo's goroutine: it must not block long.
-	OnAssigned func(map[string][]int32)
+	// OnAssigned, OnRevoked and OnLost are told the partitions the member
+	// was given, gave up in a rebalance, or lost (it was thrown out of the
+	// group: another member may have them already). They run in kgo's
+	// group goroutine, never while a polled round is open (between a Poll
+	// that returned records and AllowRebalance), and the rebalance waits
+	// for them: they must not block long (a member that exceeds the
+	// rebalance timeout is thrown out), and must not call Commit, End or
+	// Close.
+	OnAssigned, OnRevoked, OnLost func(map[string][]int32)
 	// Auth is the principal the Consumer reads as.
 	Auth Auth
 	// MaxPollRecords bounds the records one Poll returns; default 8192.
@@ -156,12 +160,32 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		return nil, fmt.Errorf("consumer config: %w", err)
 	}
 	log := cfg.Logger.With("group", cfg.Group)
+	hook := func(what string, user func(map[string][]int32)) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Debug("kafka consumer: partitions "+what, "topics", len(m))
+			if user != nil {
+				user(m)
+			}
+		}
+	}
+	opts := append(cfg.groupOpts(log, hook), kgo.DisableAutoCommit())
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("new consumer: %w", err)
+	}
+	return &Consumer{cl: cl, cfg: cfg, log: log, warned: make(map[string]time.Time)}, nil
+}
+
+// groupOpts are the kgo options of a member of cfg's group, for Consumer
+// and TxnConsumer alike: every topic matching the pattern, rebalances held
+// by the poll, cooperative-sticky, static when InstanceID is set, cfg's
+// timings and principal, and cfg's callbacks wrapped by hook.
+func (cfg *ConsumerConfig) groupOpts(log *slog.Logger, hook func(what string, user func(map[string][]int32)) func(context.Context, *kgo.Client, map[string][]int32)) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(anchored(cfg.Topics)),
 		kgo.ConsumeRegex(),
-		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -172,34 +196,14 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
 		kgo.HeartbeatInterval(cfg.HeartbeatInterval),
 		kgo.WithLogger(kgoLogger{log}),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			log.Debug("kafka consumer: partitions assigned", "topics", len(m))
-			if cfg.OnAssigned != nil {
-				cfg.OnAssigned(m)
-			}
-		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			log.Debug("kafka consumer: partitions revoked", "topics", len(m))
-			if cfg.OnRevoked != nil {
-				cfg.OnRevoked(m)
-			}
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			log.Debug("kafka consumer: partitions lost", "topics", len(m))
-			if cfg.OnRevoked != nil {
-				cfg.OnRevoked(m)
-			}
-		}),
+		kgo.OnPartitionsAssigned(hook("assigned", cfg.OnAssigned)),
+		kgo.OnPartitionsRevoked(hook("revoked", cfg.OnRevoked)),
+		kgo.OnPartitionsLost(hook("lost", cfg.OnLost)),
 	}
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
-	opts = append(opts, cfg.Auth.kgoOpts()...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("new consumer: %w", err)
-	}
-	return &Consumer{cl: cl, cfg: cfg, log: log, warned: make(map[string]time.Time)}, nil
+	return append(opts, cfg.Auth.kgoOpts()...)
 }
 
 // anchored makes pattern match whole topic names.

@@ -24,24 +24,9 @@ type TxnConsumerConfig struct {
 	// the transactions its previous incarnation left open (the broker
 	// aborts them). Two live nodes must not share one. Required.
 	TransactionalID string
-	// InstanceID makes the member static (KIP-345): a member that closes
-	// does not leave the group, and one that joins again with the same
-	// id within SessionTimeout gets its partitions back with no
-	// rebalance: a restart moves nothing. "" is a dynamic member. Two
-	// live members must not share one (the newer fences the older).
-	InstanceID string
 	// TransactionTimeout is how long the broker lets a transaction stay
 	// open (from its first record) before it aborts it; default 40s.
 	TransactionTimeout time.Duration
-
-	// OnAssigned, OnRevoked and OnLost are told the partitions the member
-	// was given, gave up in a rebalance, or lost (it was thrown out of the
-	// group: another member may have them already). They run in kgo's
-	// group goroutine, never while a polled round is open (between a Poll
-	// that returned records and AllowRebalance), and the rebalance waits
-	// for them: they must not block long (a member that exceeds the
-	// rebalance timeout is thrown out), and must not call End or Close.
-	OnAssigned, OnRevoked, OnLost func(map[string][]int32)
 }
 
 func (c *TxnConsumerConfig) setDefaults() {
@@ -123,7 +108,8 @@ func NewTxnConsumer(cfg TxnConsumerConfig) (*TxnConsumer, error) {
 	}
 	log := cfg.Logger.With("group", cfg.Group)
 	c := &TxnConsumer{cfg: cfg, log: log, warned: make(map[string]time.Time)}
-	hook := func(what string, user func(map[string][]int32), revoke bool) func(context.Context, *kgo.Client, map[string][]int32) {
+	hook := func(what string, user func(map[string][]int32)) func(context.Context, *kgo.Client, map[string][]int32) {
+		revoke := what != "assigned"
 		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("kafka txn consumer: partitions "+what, "topics", len(m))
 			// As the session counts them: a cooperative revoke of
@@ -136,32 +122,11 @@ func NewTxnConsumer(cfg TxnConsumerConfig) (*TxnConsumer, error) {
 			}
 		}
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(anchored(cfg.Topics)),
-		kgo.ConsumeRegex(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	opts := append(cfg.groupOpts(log, hook),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(cfg.TransactionalID),
 		kgo.TransactionTimeout(cfg.TransactionTimeout),
-		kgo.FetchMaxWait(cfg.FetchMaxWait),
-		kgo.MetadataMaxAge(cfg.MetadataMaxAge),
-		kgo.MetadataMinAge(min(cfg.MetadataMaxAge, 250*time.Millisecond)),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
-		kgo.HeartbeatInterval(cfg.HeartbeatInterval),
-		kgo.WithLogger(kgoLogger{log}),
-		kgo.OnPartitionsAssigned(hook("assigned", cfg.OnAssigned, false)),
-		kgo.OnPartitionsRevoked(hook("revoked", cfg.OnRevoked, true)),
-		kgo.OnPartitionsLost(hook("lost", cfg.OnLost, true)),
-	}
-	if cfg.InstanceID != "" {
-		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
-	}
-	opts = append(opts, cfg.Auth.kgoOpts()...)
+	)
 	s, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new txn consumer: %w", err)

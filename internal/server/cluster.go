@@ -253,9 +253,8 @@ func (s *Server) openTxnIngest(keep bool) error {
 	var err error
 	if s.txn, err = kafka.NewTxnConsumer(kafka.TxnConsumerConfig{
 		ConsumerConfig: kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
-			Auth: s.kafkaAuth, Logger: s.Logger},
-		TransactionalID: "tenantvault-" + cfg.NodeID, InstanceID: cfg.NodeID,
-		OnAssigned: s.assigned, OnRevoked: s.released, OnLost: s.released,
+			InstanceID: cfg.NodeID, OnAssigned: s.assigned, OnRevoked: s.released, OnLost: s.released, Auth: s.kafkaAuth, Logger: s.Logger},
+		TransactionalID: "tenantvault-" + cfg.NodeID,
 	}); err != nil {
 		return fmt.Errorf("kafka txn consumer: %w", err)
 	}

@@ -383,7 +383,7 @@ func (s *Server) openVault(ctx context.Context, signer note.Signer) (err error) 
 	}
 	var changelog vault.Changelog // nil: one node
 	if cfg.NodeID != "" {
-		if s.changelogs, err = kafka.NewChangelogs(s.brokers, s.kafkaAuth, s.admin, s.Logger); err != nil {
+		if s.changelogs, err = kafka.NewChangelogs(s.brokers, s.kafkaAuth, s.admin); err != nil {
 			return err
 		}
 		changelog = changelogs{s.changelogs}
@@ -658,7 +658,7 @@ func (s *Server) openIngest() error {
 			return s.openTxnIngest(keep)
 		}
 		if s.consumer, err = kafka.NewConsumer(kafka.ConsumerConfig{Brokers: s.brokers, Group: cfg.ConsumerGroup, Topics: events.TenantTopicShape,
-			InstanceID: cfg.NodeID, OnRevoked: s.released, OnAssigned: s.assigned, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
+			InstanceID: cfg.NodeID, OnAssigned: s.assigned, OnRevoked: s.released, OnLost: s.released, Auth: s.kafkaAuth, Logger: s.Logger}); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
 		s.runner, err = ingest.NewRoundRunner(ingest.RoundsConfig{Consumer: s.consumer, Vault: s.vault, Deleter: s.admin, KeepIngress: keep, Logger: s.Logger,
