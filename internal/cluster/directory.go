@@ -239,9 +239,6 @@ func (d *Directory) PublishTenant(ctx context.Context, t Tenant) error {
 // CaughtUp returns once every record the directory had is applied here.
 func (d *Directory) CaughtUp(ctx context.Context) error { return d.log.CaughtUp(ctx) }
 
-// Self is this node.
-func (d *Directory) Self() Node { return d.cfg.Self }
-
 // Nodes returns the nodes known, by id.
 func (d *Directory) Nodes() map[string]Node {
 	d.mu.Lock()
